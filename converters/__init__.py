@@ -1,0 +1,19 @@
+"""Model transformations: one module per format edge or optimization pass.
+
+Pure functions, model file in, model file out. Imports nothing from ``edgekit``.
+Importing this package registers the built-in passes (their heavy dependencies are
+imported only when a pass runs).
+"""
+
+from converters import onnx_fp16, onnx_int8, onnx_nncf, onnx_prepare  # noqa: F401  (register passes)
+from converters.base import PASSES, PassReport, register_pass
+from converters.errors import ConversionError, MissingDependencyError, UnsupportedModelError
+
+__all__ = [
+    "PASSES",
+    "ConversionError",
+    "MissingDependencyError",
+    "PassReport",
+    "UnsupportedModelError",
+    "register_pass",
+]

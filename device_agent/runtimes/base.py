@@ -1,0 +1,87 @@
+"""The one interface every inference runtime implements, and the registry that picks one.
+
+A bundle's manifest names its runtime (``onnxruntime`` or ``tflite``); the agent and the
+host's benchmark both create it through :func:`create_runtime`, so the code that is timed
+is the code that runs on the device.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from device_agent.errors import RuntimeLoadError
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Name, static shape (``-1`` where the model leaves a dimension open) and numpy dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+class Runtime(ABC):
+    """A loaded model, ready to run."""
+
+    key: str = ""
+
+    @property
+    @abstractmethod
+    def inputs(self) -> tuple[TensorInfo, ...]: ...
+
+    @property
+    @abstractmethod
+    def outputs(self) -> tuple[TensorInfo, ...]: ...
+
+    @abstractmethod
+    def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run once on inputs given in the order of :attr:`inputs`."""
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """Execution providers or delegates actually in use."""
+        return ()
+
+
+RuntimeFactory = Callable[..., Runtime]
+RUNTIMES: dict[str, RuntimeFactory] = {}
+
+
+def register_runtime(key: str) -> Callable[[RuntimeFactory], RuntimeFactory]:
+    def decorate(factory: RuntimeFactory) -> RuntimeFactory:
+        if key in RUNTIMES:
+            raise ValueError(f"runtime {key!r} is registered twice")
+        RUNTIMES[key] = factory
+        return factory
+
+    return decorate
+
+
+def create_runtime(
+    key: str, model_path: Path | str, *, threads: int = 0, providers: Sequence[str] = ()
+) -> Runtime:
+    """Load ``model_path`` with the runtime registered as ``key``."""
+    from device_agent import runtimes as _  # noqa: F401  (registers the built-in runtimes)
+
+    if key not in RUNTIMES:
+        raise RuntimeLoadError(f"unknown runtime {key!r}; known runtimes: {', '.join(sorted(RUNTIMES))}")
+    path = Path(model_path)
+    if not path.is_file():
+        raise RuntimeLoadError(f"model file {str(path)!r} does not exist")
+    return RUNTIMES[key](path, threads=threads, providers=tuple(providers))
+
+
+def runtime_for_file(model_path: Path | str) -> str:
+    """The runtime key that reads a model file, from its extension."""
+    suffix = Path(model_path).suffix.lower()
+    if suffix == ".onnx":
+        return "onnxruntime"
+    if suffix == ".tflite":
+        return "tflite"
+    raise RuntimeLoadError(f"cannot tell the runtime for {str(model_path)!r}: expected a .onnx or .tflite file")
