@@ -1,0 +1,44 @@
+"""Exception tree of the host toolkit.
+
+The CLI catches :class:`EdgeKitError` (and the roots of ``converters`` and
+``device_agent``), prints ``Type: message`` and exits with :attr:`exit_code`.
+
+    EdgeKitError                    exit 1 unless stated
+    ├── UsageError                  exit 2: a bad argument or input from the user
+    │   ├── ModelInputError         the model file is missing, unreadable or not a model we take
+    │   ├── TargetError             unknown target or an invalid target profile
+    │   └── CalibrationError        calibration data missing, empty or unreadable
+    └── OptimizeFailed              exit 1: no candidate met the accuracy budget
+"""
+
+from __future__ import annotations
+
+
+class EdgeKitError(Exception):
+    """Root of every error the host toolkit raises on purpose."""
+
+    exit_code: int = 1
+
+
+class UsageError(EdgeKitError):
+    """The user gave a value we cannot use; the message names it and what was expected."""
+
+    exit_code = 2
+
+
+class ModelInputError(UsageError):
+    """The model given is missing, unreadable, or not a format we take."""
+
+
+class TargetError(UsageError):
+    """The target is unknown or its profile is invalid."""
+
+
+class CalibrationError(UsageError):
+    """The calibration data is missing, empty or unreadable."""
+
+
+class OptimizeFailed(EdgeKitError):
+    """Optimization ran, but no candidate met the accuracy budget."""
+
+    exit_code = 1
