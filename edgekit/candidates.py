@@ -1,0 +1,135 @@
+"""Building and validating the candidate models of one ``optimize`` run.
+
+Each builder turns the prepared float reference into one precision through the passes in
+``converters`` and validates it against the reference on the held-out samples. INT8 that
+misses the accuracy budget falls back, step by step, to keeping the layers that INT8
+damages most in float (ranked by :mod:`edgekit.sensitivity`), before giving up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.base import PassReport
+from converters.onnx_fp16 import convert_fp16
+from converters.onnx_int8 import quantize_int8_static
+from device_agent.manifest import TaskSpec
+from edgekit.measure import LatencySample, run_all
+from edgekit.progress import Steps
+from edgekit.sensitivity import describe, exclusion_steps, rank_layers
+from edgekit.validation import Agreement, compare_outputs
+
+
+@dataclass
+class Workspace:
+    """Everything the builders share: the reference, the data, the budget."""
+
+    work_dir: Path
+    reference: Path
+    input_names: list[str]
+    calibration: list[np.ndarray]
+    validation: list[np.ndarray]
+    reference_outputs: list[list[np.ndarray]]
+    task: TaskSpec
+    max_drop: float
+    steps: Steps
+    threads: int = 0
+
+
+@dataclass
+class Candidate:
+    """One model that was built and validated."""
+
+    name: str
+    precision: str
+    path: Path
+    agreement: Agreement
+    passes: list[PassReport] = field(default_factory=list)
+    excluded_nodes: tuple[str, ...] = ()
+    latency: LatencySample | None = None
+    note: str = ""
+
+    def passed(self, max_drop: float) -> bool:
+        return self.agreement.passed(max_drop)
+
+    def summary(self, max_drop: float, reference_p50_ms: float | None) -> dict[str, Any]:
+        p50 = self.latency.p50_ms if self.latency else None
+        return {
+            "name": self.name,
+            "precision": self.precision,
+            "latency_ms": None if self.latency is None else {"p50": p50, "p90": self.latency.p90_ms, "mean": self.latency.mean_ms},
+            "speedup": None if not (p50 and reference_p50_ms) else reference_p50_ms / p50,
+            "metric": self.agreement.metric,
+            "value": self.agreement.optimized,
+            "drop": self.agreement.drop,
+            "details": self.agreement.details,
+            "passed": self.passed(max_drop),
+            "size_bytes": self.path.stat().st_size,
+            "excluded_nodes": list(self.excluded_nodes),
+            "passes": [{"name": p.name, "seconds": round(p.seconds, 3), **p.details} for p in self.passes],
+            "note": self.note,
+        }
+
+
+def evaluate(ws: Workspace, path: Path, label: str) -> Agreement:
+    with ws.steps.step(f"Validating {label} on {len(ws.validation[0])} held-out samples"):
+        outputs = run_all(path, ws.validation, threads=ws.threads)
+    return compare_outputs(ws.task, ws.reference_outputs, outputs)
+
+
+def build_fp32(ws: Workspace) -> list[Candidate]:
+    agreement = compare_outputs(ws.task, ws.reference_outputs, ws.reference_outputs)
+    return [Candidate("fp32", "fp32", ws.reference, agreement, note="the prepared original")]
+
+
+def build_fp16(ws: Workspace) -> list[Candidate]:
+    with ws.steps.step("Converting to FP16"):
+        report = convert_fp16(ws.reference, ws.work_dir / "model.fp16.onnx")
+    return [Candidate("fp16", "fp16", report.dst, evaluate(ws, report.dst, "FP16"), [report])]
+
+
+def _int8(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> PassReport:
+    with ws.steps.step(f"Quantizing to INT8 ({len(ws.calibration[0])} calibration samples)"):
+        return quantize_int8_static(
+            ws.reference, dst, calibration=ws.calibration, input_names=ws.input_names, nodes_to_exclude=exclude
+        )
+
+
+def build_int8(ws: Workspace) -> list[Candidate]:
+    """Full INT8, then mixed precision with the most damaged layers in float; all tries returned."""
+    report = _int8(ws, ws.work_dir / "model.int8.onnx")
+    full = Candidate("int8", "int8", report.dst, evaluate(ws, report.dst, "INT8"), [report])
+    tried = [full]
+    if full.passed(ws.max_drop):
+        return tried
+    with ws.steps.step("Ranking layers by INT8 error"):
+        layers = rank_layers(ws.reference, report.dst, ws.calibration, work_dir=ws.work_dir)
+    full.note = f"missed the budget; most damaged layers: {describe(layers, 3)}"
+    for count in exclusion_steps(len(layers)):
+        exclude = tuple(layer.node for layer in layers[:count])
+        mixed_report = _int8(ws, ws.work_dir / f"model.int8-mixed{count}.onnx", exclude)
+        candidate = Candidate(
+            f"int8-mixed-{count}",
+            "int8-mixed",
+            mixed_report.dst,
+            evaluate(ws, mixed_report.dst, f"INT8 with {count} layer(s) in float"),
+            [mixed_report],
+            excluded_nodes=exclude,
+            note=f"{count} most damaged layer(s) kept in float",
+        )
+        tried.append(candidate)
+        if candidate.passed(ws.max_drop):
+            break
+    return tried
+
+
+BUILDERS: dict[str, Callable[[Workspace], list[Candidate]]] = {
+    "fp32": build_fp32,
+    "fp16": build_fp16,
+    "int8": build_int8,
+}

@@ -1,0 +1,162 @@
+"""The ``edgekit`` command: a thin layer over the Python API.
+
+Exit status: 0 success, 1 the work failed (no candidate met the budget), 2 bad usage or
+bad input. ``--json`` prints exactly one JSON object on stdout; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from rich.console import Console
+from rich.markup import escape
+
+from converters.errors import ConversionError
+from device_agent.errors import AgentError, BundleError
+from edgekit import __version__
+from edgekit.errors import EdgeKitError, UsageError
+
+EPILOG_OPTIMIZE = """examples:
+  edgekit optimize model.onnx --target x86-cpu --calib photos/ --output bundles/cls
+  edgekit optimize model.onnx --target x86-cpu --precision int8 --calib street.mp4 --output out --json
+  edgekit optimize yolo.onnx --target jetson-orin --task detection --labels coco.txt --calib frames/ --output out
+
+--precision auto (the default) builds every precision the target offers, validates each
+against the original on held-out samples, times them on this machine, and keeps the
+fastest that stays within --max-drop; fp32 is always a candidate, so the result is never
+slower than the original. INT8 that misses the budget is retried with its most damaged
+layers kept in float before it is given up.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2 too; keep its message, add the hint
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
+
+
+def _shape_arg(text: str) -> tuple[str, list[int]]:
+    name, sep, dims = text.rpartition(":")
+    try:
+        shape = [int(d) for d in dims.replace("x", ",").split(",") if d]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME:1,3,224,224") from exc
+    if not sep or not name or not shape or min(shape) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME:1,3,224,224 with positive dimensions")
+    return name, shape
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="edgekit", description="Optimize, bundle and benchmark vision models for edge devices.")
+    parser.add_argument("--version", action="version", version=f"edgekit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    opt = sub.add_parser(
+        "optimize",
+        help="quantize and convert a model for a target, validate it, write a bundle",
+        description="Quantize/convert MODEL for TARGET, prove it still agrees with the original on real "
+        "held-out samples, measure it, and write a bundle directory.",
+        epilog=EPILOG_OPTIMIZE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    opt.add_argument("model", help="an .onnx file (PyTorch modules: use the Python API edgekit.optimize)")
+    opt.add_argument("--target", required=True, help="target profile name (see 'edgekit targets') or a .toml profile file")
+    opt.add_argument("--output", required=True, help="bundle directory to write (replaced if it is a bundle)")
+    opt.add_argument("--precision", default="auto", choices=["auto", "int8", "fp16", "fp32"], help="default: auto")
+    opt.add_argument("--calib", help="real data: a folder of images, a video file, or a .npy of ready inputs")
+    opt.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget in percentage points (default 1)")
+    opt.add_argument("--task", choices=["classification", "detection", "raw"], help="default: guessed from the outputs")
+    opt.add_argument("--decoder", help="output decoder: softmax-topk, yolov8, yolov5, raw (default: from the task)")
+    opt.add_argument("--labels", help="text file with one class label per line")
+    opt.add_argument("--preprocess", help="preset (imagenet, yolo, tf, unit) or a .json/.toml file of preprocess fields")
+    opt.add_argument("--input-shape", type=_shape_arg, action="append", default=[], metavar="NAME:DIMS",
+                     help="static shape for a dynamic input, e.g. images:1,3,640,640 (repeatable)")
+    opt.add_argument("--prune", type=float, help="fraction of FLOPs to remove by structured pruning (planned)")
+    opt.add_argument("--name", help="bundle name (default: the model file's stem)")
+    opt.add_argument("--bundle-version", default="1", help="bundle version string (default 1)")
+    opt.add_argument("--threads", type=int, help="inference threads for timing (default: the target's)")
+    opt.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    ins = sub.add_parser("inspect", help="verify a bundle and show its manifest",
+                         description="Verify every check a device makes (files, sha256, schema, model I/O) and show the manifest.")
+    ins.add_argument("bundle", help="bundle directory")
+    ins.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+    tgt = sub.add_parser("targets", help="list target profiles",
+                         description="List the target profiles: built-in ones and those in EDGEKIT_TARGETS_PATH or ~/.config/edgekit/targets.")
+    tgt.add_argument("--json", action="store_true", help="print the profiles as JSON")
+    return parser
+
+
+def _optimize(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from edgekit.optimize import optimize
+    from edgekit.report import print_optimize
+
+    result = optimize(
+        args.model, target=args.target, output=args.output, precision=args.precision, calib=args.calib,
+        max_drop=args.max_drop, task=args.task, decoder=args.decoder, labels=args.labels,
+        preprocess=args.preprocess, input_shapes=dict(args.input_shape), prune=args.prune, name=args.name,
+        version=args.bundle_version, threads=args.threads, progress=not args.json or err.is_terminal,
+    )
+    if args.json:
+        print(json.dumps(result.to_json(), default=str))
+    else:
+        print_optimize(out, str(result.bundle), result.report)
+    return 0
+
+
+def _inspect(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from device_agent.bundle import load_bundle
+    from edgekit.report import manifest_view
+
+    bundle = load_bundle(Path(args.bundle))
+    if args.json:
+        print(json.dumps(bundle.manifest.model_dump(mode="json", by_alias=True)))
+    else:
+        out.print(manifest_view(bundle.manifest))
+    return 0
+
+
+def _targets(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from edgekit.report import targets_table
+    from edgekit.targets import available_targets
+
+    profiles = available_targets()
+    if args.json:
+        print(json.dumps({k: v.model_dump() for k, v in profiles.items()}))
+    else:
+        out.print(targets_table(profiles))
+    return 0
+
+
+def _error(err: Console, exc: BaseException) -> None:
+    err.print(f"[bold red]{type(exc).__name__}[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
+
+
+COMMANDS = {"optimize": _optimize, "inspect": _inspect, "targets": _targets}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out, err = Console(), Console(stderr=True)
+    try:
+        return COMMANDS[args.command](args, out, err)
+    except EdgeKitError as exc:
+        _error(err, exc)
+        return exc.exit_code
+    except (BundleError, ConversionError) as exc:
+        _error(err, exc)
+        return 2
+    except AgentError as exc:
+        _error(err, exc)
+        return 1
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Quick, fair latency comparison of candidate models on this machine.
+
+Used by ``optimize`` to rank candidates; ``edgekit benchmark`` is the rigorous tool. The
+candidates run interleaved (one run of each in turn, many rounds) so that noise from a
+shared machine lands on all of them alike, and each is loaded through the agent's own
+runtime so what is timed is what the device runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from device_agent.runtimes import Runtime, create_runtime
+
+
+@dataclass(frozen=True)
+class LatencySample:
+    """Latency of one model in ms over ``runs`` timed runs (after warm-up)."""
+
+    p50_ms: float
+    p90_ms: float
+    mean_ms: float
+    min_ms: float
+    runs: int
+    load_ms: float
+
+    @classmethod
+    def from_ns(cls, samples_ns: list[int], load_ms: float) -> "LatencySample":
+        ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+        return cls(
+            p50_ms=float(np.percentile(ms, 50)),
+            p90_ms=float(np.percentile(ms, 90)),
+            mean_ms=float(ms.mean()),
+            min_ms=float(ms.min()),
+            runs=len(samples_ns),
+            load_ms=load_ms,
+        )
+
+
+def compare_latency(
+    models: Mapping[str, Path],
+    feeds: list[np.ndarray],
+    *,
+    runtime: str = "onnxruntime",
+    threads: int = 0,
+    warmup: int = 5,
+    budget_s: float = 6.0,
+    min_rounds: int = 10,
+    max_rounds: int = 200,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, LatencySample]:
+    """Time every model on ``feeds``, interleaved, within about ``budget_s`` seconds in all."""
+    sessions: dict[str, Runtime] = {}
+    load_ms: dict[str, float] = {}
+    for name, path in models.items():
+        start = time.perf_counter_ns()
+        sessions[name] = create_runtime(runtime, path, threads=threads)
+        load_ms[name] = (time.perf_counter_ns() - start) / 1e6
+    for session in sessions.values():
+        for _ in range(warmup):
+            session.run(feeds)
+    samples: dict[str, list[int]] = {name: [] for name in sessions}
+    deadline = time.perf_counter() + budget_s
+    rounds = 0
+    while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() < deadline):
+        for name, session in sessions.items():
+            start = time.perf_counter_ns()
+            session.run(feeds)
+            samples[name].append(time.perf_counter_ns() - start)
+        rounds += 1
+        if progress is not None:
+            progress(rounds, max_rounds)
+    return {name: LatencySample.from_ns(ns, load_ms[name]) for name, ns in samples.items()}
+
+
+def run_all(path: Path, inputs: list[np.ndarray], *, runtime: str = "onnxruntime", threads: int = 0) -> list[list[np.ndarray]]:
+    """Outputs of ``path`` for every sample; ``inputs`` holds one ``[N, ...]`` array per model input."""
+    session = create_runtime(runtime, path, threads=threads)
+    count = len(inputs[0])
+    return [session.run([arr[i : i + 1] for arr in inputs]) for i in range(count)]

@@ -1,0 +1,264 @@
+"""``edgekit.optimize``: a model in, a validated, measured bundle out.
+
+The steps, each visible in the report: bring the model to ONNX (exporting a PyTorch
+module if given one), prepare it (check, static shapes, simplify) as the float
+reference, load real calibration data through the manifest's own preprocessing, build
+the candidate precisions, validate each against the reference on held-out samples,
+time them side by side on this machine, keep the winner, and write the bundle.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from converters.errors import ConversionError
+from converters.onnx_prepare import prepare_onnx
+from device_agent.errors import AgentError
+from device_agent.manifest import Manifest, PreprocessSpec, TensorStats
+from device_agent.runtimes import create_runtime
+from edgekit.bundle_writer import check_destination, scratch_dir, write_bundle
+from edgekit.calibration import load_calibration
+from edgekit.candidates import BUILDERS, Candidate, Workspace
+from edgekit.errors import EdgeKitError, ModelInputError, OptimizeFailed, UsageError
+from edgekit.measure import compare_latency, run_all
+from edgekit.modelspec import resolve_preprocess, resolve_task, tensor_specs
+from edgekit.progress import Steps
+from edgekit.sources import bring_to_onnx
+from edgekit.targets import TargetProfile, get_target
+
+PrecisionChoice = Literal["auto", "int8", "fp16", "fp32"]
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    """What ``optimize`` produced: the bundle, the winner and the full report."""
+
+    bundle: Path
+    manifest: Manifest
+    winner: str
+    report: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` object of the command-line contract."""
+        latency = self.report["latency_ms"]
+        return {
+            "bundle": str(self.bundle),
+            "precision": self.manifest.precision,
+            "candidate": self.winner,
+            "target": self.manifest.target.name,
+            "latency_ms": {"reference": latency["reference"], "optimized": latency["optimized"]},
+            "speedup": latency["reference"] / latency["optimized"],
+            "validation": self.report["validation"],
+            "candidates": self.report["candidates"],
+            "reason": self.report["reason"],
+            "seconds": self.report["seconds"],
+        }
+
+
+def optimize(
+    model: str | Path | Any,
+    *,
+    target: str,
+    output: str | Path,
+    precision: PrecisionChoice = "auto",
+    calib: str | Path | None = None,
+    max_drop: float = 1.0,
+    task: str | None = None,
+    decoder: str | None = None,
+    labels: Sequence[str] | str | Path | None = None,
+    preprocess: PreprocessSpec | str | Path | dict[str, Any] | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    example_input: Any = None,
+    prune: float | None = None,
+    name: str | None = None,
+    version: str = "1",
+    max_samples: int = 500,
+    threads: int | None = None,
+    progress: bool = False,
+) -> OptimizeResult:
+    """Optimize ``model`` (an ONNX path, or a ``torch.nn.Module`` with ``example_input``) for ``target``.
+
+    Raises :class:`UsageError` (bad input) before any work where it can, and
+    :class:`OptimizeFailed` when no candidate meets ``max_drop`` (percentage points).
+    Nothing is left at ``output`` unless a complete, verified bundle was written.
+    """
+    started = time.perf_counter()
+    if precision not in ("auto", "int8", "fp16", "fp32"):
+        raise UsageError(f"--precision {precision!r} is not one of: auto, int8, fp16, fp32")
+    if not 0.0 <= max_drop <= 100.0:
+        raise UsageError(f"--max-drop {max_drop} is out of range; expected percentage points between 0 and 100")
+    if prune is not None:
+        raise UsageError("--prune is not available yet: structured pruning is planned (issue 7); run without it")
+    profile = get_target(target)
+    if profile.runtime != "onnxruntime":
+        raise UsageError(
+            f"target {profile.name!r} runs {profile.runtime}; this version writes ONNX Runtime bundles only "
+            "(x86-cpu, jetson-nano, jetson-orin). TFLite output is planned."
+        )
+    if precision != "auto" and precision not in profile.precisions and precision != "fp32":
+        raise UsageError(
+            f"--precision {precision} is not offered by target {profile.name!r}; it offers {', '.join(profile.precisions)}"
+        )
+    out = Path(output)
+    check_destination(out)
+    work = scratch_dir(out)
+    staging = work / "bundle"
+    staging.mkdir()
+    try:
+        with Steps(enabled=progress) as steps:
+            return _run(
+                model, profile=profile, out=out, work=work, staging=staging, steps=steps, precision=precision,
+                calib=calib, max_drop=max_drop, task=task, decoder=decoder, labels=labels, preprocess=preprocess,
+                input_shapes=input_shapes, example_input=example_input, name=name, version=version,
+                max_samples=max_samples, threads=profile.threads if threads is None else threads, started=started,
+            )
+    except ConversionError as exc:
+        raise ModelInputError(str(exc)) from exc
+    except AgentError as exc:
+        raise EdgeKitError(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: Path, steps: Steps,
+         precision: str, calib: str | Path | None, max_drop: float, task: str | None, decoder: str | None,
+         labels: Any, preprocess: Any, input_shapes: Any, example_input: Any, name: str | None, version: str,
+         max_samples: int, threads: int, started: float) -> OptimizeResult:
+    with steps.step("Loading the model"):
+        source = bring_to_onnx(model, work, example_input=example_input)
+    with steps.step("Checking and simplifying the ONNX graph"):
+        prepared = prepare_onnx(source.path, work / "model.fp32.onnx", input_shapes=input_shapes or {},
+                                max_opset=profile.opset_max)
+    runtime = create_runtime("onnxruntime", prepared.dst, threads=threads)
+    if len(runtime.inputs) != 1:
+        raise UsageError(f"the model has {len(runtime.inputs)} inputs; optimize takes models with one image or tensor input")
+    task_spec = resolve_task(task, decoder, labels, runtime.outputs)
+    input_shape = runtime.inputs[0].shape
+    spec = resolve_preprocess(preprocess, input_shape, task=task_spec.kind)
+    if calib is None:
+        raise UsageError("--calib is required: a folder of images, a video file or a .npy of inputs, to calibrate and validate on")
+    with steps.step(f"Reading calibration data from {calib}") as advance:
+        data = load_calibration(calib, preprocess=spec, input_shape=input_shape, max_samples=max_samples, progress=advance)
+    calibration, validation = data.split()
+    with steps.step(f"Running the reference on {len(validation)} held-out samples"):
+        reference_outputs = run_all(prepared.dst, [validation], threads=threads)
+    ws = Workspace(work, prepared.dst, [runtime.inputs[0].name], [calibration], [validation], reference_outputs,
+                   task_spec, max_drop, steps, threads)
+    asked = profile.precisions if precision == "auto" else [precision]
+    wanted = ["fp32", *[p for p in asked if p != "fp32"]]  # fp32 is the reference every speedup is against
+    candidates: list[Candidate] = []
+    for key in wanted:
+        candidates.extend(BUILDERS[key](ws))
+    finalists = _finalists(candidates, max_drop, precision)
+    with steps.step(f"Timing {len(finalists)} candidate(s) side by side") as advance:
+        latencies = compare_latency({c.name: c.path for c in finalists}, [validation[:1]], threads=threads, progress=advance)
+    for c in finalists:
+        c.latency = latencies[c.name]
+    reference_ms = latencies["fp32"].p50_ms
+    winner, reason = _choose(finalists, candidates, max_drop, precision)
+    winner_outputs = run_all(winner.path, [calibration[:1]], threads=threads)[0]
+    report = _report(profile, source, prepared, spec, task_spec, data, calibration, validation, candidates, winner,
+                     reason, reference_ms, max_drop, started)
+    manifest_fields = {
+        "schema": "edgekit.bundle/1",
+        "name": name or source.name,
+        "version": version,
+        "precision": winner.precision,
+        "model": {"file": f"model.{winner.precision}.onnx", "format": "onnx", "sha256": ""},
+        "target": {"name": profile.name, "runtime": "onnxruntime", "providers": profile.providers, "threads": profile.threads},
+        "inputs": [s.model_dump() for s in tensor_specs(runtime.inputs, spec.layout if spec else None)],
+        "outputs": [s.model_dump() for s in tensor_specs(create_runtime("onnxruntime", winner.path).outputs)],
+        "preprocess": spec.model_dump() if spec else None,
+        "task": task_spec.model_dump(),
+        "source": {"file": source.file_name, "sha256": source.sha256, "format": source.format},
+        "validation": winner.agreement.to_validation_info(max_drop=max_drop).model_dump(),
+        "performance": {"machine": report["machine"], "latency_ms": report["latency_ms"]},
+        "baseline": _baseline(calibration, run_all(prepared.dst, [calibration[:32]], threads=threads)),
+    }
+    manifest = write_bundle(out, staging=staging, model_file=winner.path, model_name=manifest_fields["model"]["file"],
+                            manifest_fields=manifest_fields, report=report,
+                            golden={"input": calibration[:1], **{f"output_{i}": o for i, o in enumerate(winner_outputs)}})
+    return OptimizeResult(out, manifest, winner.name, report)
+
+
+def _finalists(candidates: list[Candidate], max_drop: float, precision: str) -> list[Candidate]:
+    """Per precision family, the best try that passed (or the last one, when none did).
+
+    With ``auto`` only passing candidates are timed; fp32, the reference, always passes.
+    """
+    chosen: dict[str, Candidate] = {}
+    for c in candidates:
+        family = c.precision.split("-")[0]
+        if family not in chosen or (c.passed(max_drop) and not chosen[family].passed(max_drop)):
+            chosen[family] = c
+    finalists = list(chosen.values())
+    return [c for c in finalists if c.passed(max_drop)] if precision == "auto" else finalists
+
+
+def _choose(finalists: list[Candidate], tried: list[Candidate], max_drop: float, precision: str) -> tuple[Candidate, str]:
+    reference = next(c for c in finalists if c.name == "fp32")
+    assert reference.latency is not None
+    if precision != "auto":
+        pick = next(c for c in finalists if c.precision.split("-")[0] == precision)
+        if not pick.passed(max_drop):
+            raise OptimizeFailed(
+                f"no {precision} candidate met the accuracy budget of {max_drop} points: best was "
+                f"{pick.agreement.metric} {pick.agreement.optimized:.2f} vs {pick.agreement.reference:.2f} "
+                f"(drop {pick.agreement.drop:.2f}); tried {', '.join(c.name for c in tried)}. "
+                "Raise --max-drop, give more representative --calib data, or use --precision auto"
+            )
+        speed = reference.latency.p50_ms / pick.latency.p50_ms if pick.latency else float("nan")
+        slower = " (slower than fp32 on this machine; --precision auto would keep fp32)" if speed < 1 else ""
+        return pick, f"{pick.name} was asked for and met the budget; {speed:.2f}x vs fp32{slower}"
+    passing = [c for c in finalists if c.passed(max_drop) and c.latency is not None]
+    best = min(passing, key=lambda c: c.latency.p50_ms if c.latency else float("inf"))
+    failed = [c.name for c in tried if not c.passed(max_drop)]
+    missed = f"; missed the budget: {', '.join(failed)}" if failed else ""
+    if best.name == "fp32":
+        others = [f"{c.name} {reference.latency.p50_ms / c.latency.p50_ms:.2f}x" for c in passing if c is not best and c.latency]
+        why = f"no candidate within budget ran faster than fp32 ({', '.join(others) or 'none passed'})"
+        return best, why + missed
+    assert best.latency is not None
+    return best, (f"fastest candidate within the {max_drop}-point budget: {reference.latency.p50_ms / best.latency.p50_ms:.2f}x "
+                  f"faster than fp32, {best.agreement.metric} drop {best.agreement.drop:.2f}{missed}")
+
+
+def _baseline(calibration: np.ndarray, outputs: list[list[np.ndarray]]) -> dict[str, TensorStats]:
+    def stats(x: np.ndarray) -> TensorStats:
+        return TensorStats(mean=float(x.mean()), std=float(x.std()), min=float(x.min()), max=float(x.max()))
+
+    base = {"input": stats(calibration)}
+    for i in range(len(outputs[0])):
+        base[f"output_{i}"] = stats(np.concatenate([o[i] for o in outputs]))
+    return base
+
+
+def _report(profile: TargetProfile, source: Any, prepared: Any, spec: PreprocessSpec | None, task: Any, data: Any,
+            calibration: np.ndarray, validation: np.ndarray, candidates: list[Candidate], winner: Candidate, reason: str,
+            reference_ms: float, max_drop: float, started: float) -> dict[str, Any]:
+    import platform
+
+    assert winner.latency is not None
+    return {
+        "source": {"file": source.file_name, "format": source.format, "sha256": source.sha256, "export": source.details},
+        "target": profile.model_dump(),
+        "prepare": {"seconds": round(prepared.seconds, 3), **prepared.details},
+        "preprocess": spec.model_dump() if spec else None,
+        "task": task.model_dump(),
+        "data": {"source": data.source, "kind": data.kind, "samples": len(data.inputs), "calibration": len(calibration),
+                 "validation": len(validation), "skipped": list(data.skipped)},
+        "candidates": [c.summary(max_drop, reference_ms) for c in candidates],
+        "winner": winner.name,
+        "reason": reason,
+        "latency_ms": {"reference": reference_ms, "optimized": winner.latency.p50_ms},
+        "validation": {**winner.agreement.to_validation_info(max_drop=max_drop).model_dump()},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
+        "seconds": round(time.perf_counter() - started, 2),
+    }
