@@ -9,6 +9,7 @@ every Conv of a MobileNetV2 fuses into QLinearConv/ConvInteger-class kernels. Th
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +57,68 @@ class ArrayReader:
         self._iter = None
 
 
+def _nodes_of(model_path: Path, op_types: tuple[str, ...]) -> list[str]:
+    """Names of the nodes of these types. Softmax stays float: 8 bits over [0, 1] flatten
+    the distributions a YOLOv8 DFL head reads box edges from."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    return [n.name for n in model.graph.node if n.op_type in op_types and n.name]
+
+
+def output_tail(model_path: Path) -> list[str]:
+    """Nodes between the last compute layers and the graph outputs (decode, concat, sigmoid ...).
+
+    They are left in float: a detector's output tail concatenates box coordinates in pixels
+    with class scores in [0, 1], and one 8-bit scale across both wipes out the scores.
+    """
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    producers = {out: node for node in model.graph.node for out in node.output}
+    tail: dict[str, None] = {}
+    stack = [o.name for o in model.graph.output]
+    seen: set[str] = set()
+    while stack:
+        name = stack.pop()
+        node = producers.get(name)
+        if node is None or node.name in seen or node.op_type in COMPUTE_OPS:
+            continue
+        seen.add(node.name)
+        tail[node.name] = None
+        stack.extend(node.input)
+    return list(tail)
+
+
+def dequantize_outputs(path: Path) -> int:
+    """Remove the QuantizeLinear/DequantizeLinear pair in front of each graph output, in place."""
+    import onnx
+
+    model = onnx.load(str(path))
+    producers = {out: node for node in model.graph.node for out in node.output}
+    uses: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+    removed = 0
+    for output in model.graph.output:
+        dq = producers.get(output.name)
+        q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in producers or uses[q.input[0]] != 1:
+            continue
+        source = producers[q.input[0]]
+        source.output[list(source.output).index(q.input[0])] = output.name
+        model.graph.node.remove(dq)
+        model.graph.node.remove(q)
+        removed += 1
+    if removed:
+        used = {name for node in model.graph.node for name in node.input}
+        for init in [i for i in model.graph.initializer if i.name not in used]:
+            model.graph.initializer.remove(init)
+        onnx.save(model, str(path))
+    return removed
+
+
 def quantized_compute_nodes(model_path: Path) -> tuple[int, int]:
     """(compute nodes fed by a DequantizeLinear, all compute nodes): how much runs in integer."""
     import onnx
@@ -96,8 +159,16 @@ def quantize_int8_static(
     preset: Preset = "edgekit",
     calibrate_method: CalibMethod = "minmax",
     nodes_to_exclude: Sequence[str] = (),
+    calibration_cache: Path | None = None,
+    float_outputs: bool | None = None,
 ) -> PassReport:
-    """Quantize ``src`` to INT8 with ``calibration`` (one array ``[N, ...]`` per model input)."""
+    """Quantize ``src`` to INT8 with ``calibration`` (one array ``[N, ...]`` per model input).
+
+    ``calibration_cache`` (a JSON file) keeps the activation ranges of the first call, so
+    re-quantizing with other ``nodes_to_exclude`` skips the calibration run. With
+    ``float_outputs`` (default for the ``edgekit`` preset) the graph outputs are left in
+    float: 256 levels across a classifier's logits turn near-ties into ties.
+    """
     q = _quantization()
     method = {
         "minmax": q.CalibrationMethod.MinMax,
@@ -116,6 +187,12 @@ def quantize_int8_static(
         )
     else:
         settings = {}
+    if calibration_cache is not None and "calibration_cache_path" in inspect.signature(q.quantize_static).parameters:
+        settings["calibration_cache_path"] = str(calibration_cache)
+    keep_float = preset == "edgekit" if float_outputs is None else float_outputs
+    tail = output_tail(src) if keep_float else []
+    softmax = _nodes_of(src, ("Softmax",)) if preset == "edgekit" else []
+    excluded = list(dict.fromkeys([*nodes_to_exclude, *tail, *softmax]))
     dst.parent.mkdir(parents=True, exist_ok=True)
     with timed() as elapsed, _quiet_preprocess_hint():
         try:
@@ -123,11 +200,13 @@ def quantize_int8_static(
                 str(src),
                 str(dst),
                 ArrayReader(input_names, calibration),
-                nodes_to_exclude=list(nodes_to_exclude) or None,
+                nodes_to_exclude=excluded or None,
                 **settings,
             )
         except (ValueError, RuntimeError, KeyError) as exc:
             raise ConversionError(f"onnxruntime quantize_static failed on {src.name}: {exc}") from exc
+        if keep_float:
+            dequantize_outputs(dst)
     fused, total = quantized_compute_nodes(dst)
     return PassReport(
         "onnx-int8-static",
@@ -139,6 +218,7 @@ def quantize_int8_static(
             "calibrate_method": calibrate_method if preset == "edgekit" else "minmax",
             "calibration_samples": int(len(calibration[0])),
             "excluded_nodes": list(nodes_to_exclude),
+            "float_output_tail": tail,
             "int8_compute_nodes": fused,
             "compute_nodes": total,
         },

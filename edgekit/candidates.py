@@ -21,7 +21,7 @@ from converters.onnx_int8 import quantize_int8_static
 from device_agent.manifest import TaskSpec
 from edgekit.measure import LatencySample, run_all
 from edgekit.progress import Steps
-from edgekit.sensitivity import describe, exclusion_steps, rank_layers
+from edgekit.sensitivity import candidate_chains, describe, exclusion_steps, float_chains, rank_chains
 from edgekit.validation import Agreement, compare_outputs
 
 
@@ -94,33 +94,41 @@ def build_fp16(ws: Workspace) -> list[Candidate]:
 
 
 def _int8(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> PassReport:
-    with ws.steps.step(f"Quantizing to INT8 ({len(ws.calibration[0])} calibration samples)"):
-        return quantize_int8_static(
-            ws.reference, dst, calibration=ws.calibration, input_names=ws.input_names, nodes_to_exclude=exclude
-        )
+    return quantize_int8_static(
+        ws.reference, dst, calibration=ws.calibration, input_names=ws.input_names, nodes_to_exclude=exclude,
+        calibration_cache=ws.work_dir / "int8-ranges.json",
+    )
 
 
 def build_int8(ws: Workspace) -> list[Candidate]:
-    """Full INT8, then mixed precision with the most damaged layers in float; all tries returned."""
-    report = _int8(ws, ws.work_dir / "model.int8.onnx")
+    """Full INT8, then mixed precision with the chains that hurt the output most in float."""
+    with ws.steps.step(f"Quantizing to INT8 ({len(ws.calibration[0])} calibration samples)"):
+        report = _int8(ws, ws.work_dir / "model.int8.onnx")
     full = Candidate("int8", "int8", report.dst, evaluate(ws, report.dst, "INT8"), [report])
     tried = [full]
     if full.passed(ws.max_drop):
         return tried
-    with ws.steps.step("Ranking layers by INT8 error"):
-        layers = rank_layers(ws.reference, report.dst, ws.calibration, work_dir=ws.work_dir)
-    full.note = f"missed the budget; most damaged layers: {describe(layers, 3)}"
-    for count in exclusion_steps(len(layers)):
-        exclude = tuple(layer.node for layer in layers[:count])
-        mixed_report = _int8(ws, ws.work_dir / f"model.int8-mixed{count}.onnx", exclude)
+    import onnx
+
+    chains = candidate_chains(float_chains(onnx.load(str(ws.reference), load_external_data=False)))
+    with ws.steps.step(f"Measuring the INT8 error of {len(chains)} layer chains", total=len(chains)) as advance:
+        ranked = rank_chains(
+            ws.reference, report.dst, chains, ws.calibration,
+            quantize=lambda exclude, dst: _int8(ws, dst, exclude).dst, work_dir=ws.work_dir, progress=advance,
+        )
+    full.note = f"missed the budget; chains that help most in float: {describe(ranked, 3)}"
+    for count in exclusion_steps(len(ranked)):
+        exclude = tuple(node for chain in ranked[:count] for node in chain.nodes)
+        with ws.steps.step(f"Quantizing with {count} chain(s), {len(exclude)} layers, in float"):
+            mixed_report = _int8(ws, ws.work_dir / f"model.int8-mixed{count}.onnx", exclude)
         candidate = Candidate(
             f"int8-mixed-{count}",
             "int8-mixed",
             mixed_report.dst,
-            evaluate(ws, mixed_report.dst, f"INT8 with {count} layer(s) in float"),
+            evaluate(ws, mixed_report.dst, f"INT8 with {len(exclude)} layers in float"),
             [mixed_report],
             excluded_nodes=exclude,
-            note=f"{count} most damaged layer(s) kept in float",
+            note=f"{count} layer chain(s) ({len(exclude)} layers) kept in float, chosen by output SNR gain",
         )
         tried.append(candidate)
         if candidate.passed(ws.max_drop):

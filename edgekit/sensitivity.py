@@ -1,15 +1,23 @@
-"""Which layers suffer most from INT8: per-layer error on the calibration data.
+"""Which layers to keep in float when INT8 misses the budget.
 
-Both the float model and its QDQ-quantized copy are run with every compute layer's input
-and output exposed. For each layer the signal-to-noise ratio (float vs quantized) of its
-input and of its output are measured; the layer's own damage is how much SNR it loses,
-``snr_in_db - snr_out_db``. Error that was already in the input is not charged to it,
-so the ranking points at the layers to keep in float, not merely at the deepest ones.
+Two facts, measured on EfficientNet-Lite0 (see the closing note of issue 2), shape this:
+
+- ONNX Runtime's ``nodes_to_exclude`` keeps a layer's *weights* in float, but the
+  activations around it stay quantized as long as a neighbour is quantized. Excluding
+  single layers therefore barely helps. What helps is a *chain* of layers (Conv -> act ->
+  Conv -> ...) kept in float together, so the activations inside it are float too.
+- Local per-layer error misleads: noise added early is amplified by every later layer,
+  so the stem and first block matter most although their own error looks small.
+
+So each candidate chain is scored by its effect where it counts, on the model's output:
+the model is re-quantized with that chain in float (calibration ranges cached, so this is
+cheap) and the output's signal-to-noise ratio against the float model is measured on
+calibration samples. The chains that raise it most are the ones to keep in float.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,97 +25,129 @@ from typing import Any
 import numpy as np
 
 from converters.onnx_int8 import COMPUTE_OPS
-from device_agent.runtimes import create_runtime
+from edgekit.measure import run_all
 
 _SNR_CAP_DB = 120.0
+_PASS_THROUGH = ("Relu", "Clip", "LeakyRelu", "HardSwish", "HardSigmoid", "Sigmoid", "Swish", "BatchNormalization")
+MAX_CHAIN = 3
 
 
 @dataclass(frozen=True)
-class LayerSensitivity:
-    node: str
-    op_type: str
-    snr_in_db: float
-    snr_out_db: float
+class ChainSensitivity:
+    """A chain of compute layers and the output SNR when it alone is kept in float."""
 
-    @property
-    def damage_db(self) -> float:
-        return self.snr_in_db - self.snr_out_db
+    nodes: tuple[str, ...]
+    snr_db: float
+    gain_db: float  # over the fully quantized model
 
 
-def _with_outputs(model_path: Path, tensors: Sequence[str], dst: Path) -> Path:
-    import onnx
+def float_chains(model: Any, *, max_len: int = MAX_CHAIN) -> list[tuple[str, ...]]:
+    """Compute layers grouped into chains whose inner activations have a single consumer.
 
-    model = onnx.load(str(model_path))
-    present = {o.name for o in model.graph.output}
-    for name in tensors:
-        if name not in present:
-            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    onnx.save(model, str(dst))
-    return dst
+    Keeping a whole chain in float removes the quantization of the activations inside it.
+    Chains longer than ``max_len`` are cut into pieces.
+    """
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def next_compute(node: Any) -> Any | None:
+        current = node
+        while True:
+            users = consumers.get(current.output[0], [])
+            if len(users) != 1:
+                return None
+            user = users[0]
+            if user.op_type in COMPUTE_OPS:
+                return user
+            if user.op_type not in _PASS_THROUGH:
+                return None
+            current = user
+
+    compute = [n for n in model.graph.node if n.op_type in COMPUTE_OPS and n.name]
+    successor = {n.name: next_compute(n) for n in compute}
+    has_predecessor = {s.name for s in successor.values() if s is not None}
+    chains: list[tuple[str, ...]] = []
+    for node in compute:
+        if node.name in has_predecessor:
+            continue
+        chain, cursor = [], node
+        while cursor is not None:
+            chain.append(cursor.name)
+            cursor = successor.get(cursor.name)
+        chains += [tuple(chain[i : i + max_len]) for i in range(0, len(chain), max_len)]
+    return chains
 
 
-def _snr_db(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
-    signal = sum(float(np.square(r.astype(np.float64)).sum()) for r in reference)
-    noise = sum(float(np.square(r.astype(np.float64) - c.astype(np.float64)).sum()) for r, c in zip(reference, candidate))
+def candidate_chains(chains: Sequence[tuple[str, ...]], *, limit: int = 24) -> list[tuple[str, ...]]:
+    """At most ``limit`` chains to score, each costing one re-quantization: the earliest
+    two thirds (early noise is amplified the most) and the last third (next to the outputs)."""
+    if len(chains) <= limit:
+        return list(chains)
+    head = limit * 2 // 3
+    return list(chains[:head]) + list(chains[len(chains) - (limit - head) :])
+
+
+def snr_db(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]]) -> float:
+    """Signal-to-noise ratio of ``candidate`` against ``reference`` over all samples and outputs."""
+    signal = noise = 0.0
+    for ref_outputs, cand_outputs in zip(reference, candidate):
+        for r, c in zip(ref_outputs, cand_outputs):
+            r64 = r.astype(np.float64)
+            signal += float(np.square(r64).sum())
+            noise += float(np.square(r64 - c.astype(np.float64)).sum())
     if noise <= 0.0:
         return _SNR_CAP_DB
-    if signal <= 0.0:
-        return -_SNR_CAP_DB
-    return float(min(_SNR_CAP_DB, 10.0 * np.log10(signal / noise)))
+    return float(min(_SNR_CAP_DB, 10.0 * np.log10(max(signal, 1e-30) / noise)))
 
 
-def rank_layers(
-    float_path: Path,
-    int8_path: Path,
-    inputs: Sequence[np.ndarray],
+def rank_chains(
+    reference: Path,
+    full_int8: Path,
+    chains: Sequence[tuple[str, ...]],
+    samples: Sequence[np.ndarray],
     *,
+    quantize: Callable[[tuple[str, ...], Path], Path],
     work_dir: Path,
     max_samples: int = 16,
-) -> list[LayerSensitivity]:
-    """Compute layers of ``float_path``, most damaged by quantization first."""
-    import onnx
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ChainSensitivity]:
+    """Score every chain by the output SNR with it in float; best first.
 
-    model = onnx.load(str(float_path), load_external_data=False)
-    quantized = onnx.load(str(int8_path), load_external_data=False)
-    in_both = {t for n in quantized.graph.node for t in n.output}  # the quantizer may rename or fuse a few
-    layers = [n for n in model.graph.node if n.op_type in COMPUTE_OPS and n.name and n.output[0] in in_both]
-    tensors = sorted({t for n in layers for t in (n.input[0], n.output[0]) if t in in_both})
-    float_aug = _with_outputs(float_path, tensors, work_dir / "sensitivity-float.onnx")
-    int8_aug = _with_outputs(int8_path, tensors, work_dir / "sensitivity-int8.onnx")
-    acts = {}
-    count = min(max_samples, len(inputs[0]))
-    for key, path in (("float", float_aug), ("int8", int8_aug)):
-        session = create_runtime("onnxruntime", path)
-        names = [o.name for o in session.outputs]
-        per_tensor: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
-        for i in range(count):
-            outs = dict(zip(names, session.run([arr[i : i + 1] for arr in inputs])))
-            for t in tensors:
-                per_tensor[t].append(outs[t])
-        acts[key] = per_tensor
-    snr: dict[str, float] = {t: _snr_db(acts["float"][t], acts["int8"][t]) for t in tensors}
-    ranked = [
-        LayerSensitivity(n.name, n.op_type, snr.get(n.input[0], _SNR_CAP_DB), snr[n.output[0]]) for n in layers
-    ]
-    for path in (float_aug, int8_aug):
-        path.unlink(missing_ok=True)
-    return sorted(ranked, key=lambda layer: layer.damage_db, reverse=True)
+    ``quantize(excluded_nodes, dst)`` re-quantizes the reference with those nodes excluded
+    (and cached calibration ranges) and returns ``dst``.
+    """
+    subset = [arr[:max_samples] for arr in samples]
+    float_out = run_all(reference, subset)
+    base = snr_db(float_out, run_all(full_int8, subset))
+    scored = []
+    for index, chain in enumerate(chains):
+        trial = quantize(chain, work_dir / "sensitivity-trial.onnx")
+        value = snr_db(float_out, run_all(trial, subset))
+        scored.append(ChainSensitivity(chain, value, value - base))
+        trial.unlink(missing_ok=True)
+        if progress is not None:
+            progress(index + 1, len(chains))
+    return sorted(scored, key=lambda c: c.gain_db, reverse=True)
 
 
-def exclusion_steps(layer_count: int) -> list[int]:
-    """How many layers to keep in float on each fallback try: 1, 2, 4, ... up to a quarter."""
-    steps, k = [], 1
-    limit = max(1, layer_count // 4)
-    while k <= limit:
+def exclusion_steps(chain_count: int) -> list[int]:
+    """How many of the best chains to keep in float on each fallback try.
+
+    One at a time up to 8 (each try is cheap: ranges are cached), then doubling, up to
+    half the chains; past that the model is mostly float and INT8 is given up.
+    """
+    limit = max(1, chain_count // 2)
+    steps = list(range(1, min(8, limit) + 1))
+    k = 16
+    while k < limit:
         steps.append(k)
         k *= 2
-    if steps and steps[-1] != limit:
+    if steps[-1] != limit:
         steps.append(limit)
     return steps
 
 
-def describe(layers: Sequence[LayerSensitivity], top: int = 5) -> list[dict[str, Any]]:
-    return [
-        {"node": l.node, "op": l.op_type, "damage_db": round(l.damage_db, 2), "snr_out_db": round(l.snr_out_db, 2)}
-        for l in layers[:top]
-    ]
+def describe(chains: Sequence[ChainSensitivity], top: int = 5) -> list[dict[str, Any]]:
+    return [{"nodes": list(c.nodes), "output_snr_db": round(c.snr_db, 2), "gain_db": round(c.gain_db, 2)} for c in chains[:top]]
