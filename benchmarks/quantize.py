@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import onnx
 from rich.console import Console
 from rich.table import Table
 
@@ -28,6 +29,7 @@ from converters.onnx_nncf import quantize_nncf
 from converters.onnx_prepare import prepare_onnx
 from edgekit import samples
 from edgekit.calibration import load_calibration
+from edgekit.errors import OptimizeFailed
 from edgekit.measure import compare_latency, run_all
 from edgekit.optimize import optimize
 from edgekit.validation import compare_outputs
@@ -41,15 +43,22 @@ def bench_model(name: str, work: Path, photos: Path, *, budget_s: float, console
     fp32 = prepare_onnx(zoo.onnx_path, work / f"{name}.fp32.onnx").dst
     shape = (1, 3, zoo.preprocess.size_wh[1], zoo.preprocess.size_wh[0])
     calib, held_out = load_calibration(photos, preprocess=zoo.preprocess, input_shape=shape).split()
-    input_name = "input"
-    import onnx
-
     input_name = onnx.load(str(fp32)).graph.input[0].name
     variants: dict[str, Path] = {"fp32": fp32}
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    result = optimize(zoo.onnx_path, target="x86-cpu", output=work / f"{name}-bundle", precision="int8", calib=photos,
-                      preprocess=zoo.preprocess, task=zoo.task.kind, labels=zoo.task.labels, max_drop=1.0)
+    # Agreement of a random-weight model says nothing (near-tied logits): for those the
+    # budget is open and only speed is compared; the pretrained model gets a 3-point budget.
+    max_drop = 3.0 if zoo.pretrained else 100.0
+    try:
+        result = optimize(zoo.onnx_path, target="x86-cpu", output=work / f"{name}-bundle", precision="int8",
+                          calib=photos, preprocess=zoo.preprocess, task=zoo.task.kind, labels=zoo.task.labels,
+                          max_drop=max_drop)
+    except OptimizeFailed as exc:
+        console.log(f"{name}: no INT8 candidate within {max_drop} points ({exc}); timing the best INT8 try anyway")
+        result = optimize(zoo.onnx_path, target="x86-cpu", output=work / f"{name}-bundle", precision="int8",
+                          calib=photos, preprocess=zoo.preprocess, task=zoo.task.kind, labels=zoo.task.labels,
+                          max_drop=100.0)
     seconds["edgekit int8"] = time.perf_counter() - start
     variants["edgekit int8"] = result.bundle / result.manifest.model.file
     report = quantize_int8_static(fp32, work / f"{name}.ort.onnx", calibration=[calib], input_names=[input_name],

@@ -13,6 +13,8 @@ The CLI catches :class:`EdgeKitError` (and the roots of ``converters`` and
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EdgeKitError(Exception):
     """Root of every error the host toolkit raises on purpose."""
@@ -39,6 +41,13 @@ class CalibrationError(UsageError):
 
 
 class OptimizeFailed(EdgeKitError):
-    """Optimization ran, but no candidate met the accuracy budget."""
+    """Optimization ran, but no candidate met the accuracy budget.
+
+    ``candidates`` holds the summary of every candidate tried, for the report.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str, *, candidates: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.candidates = candidates or []

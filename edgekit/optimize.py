@@ -156,6 +156,7 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
     candidates: list[Candidate] = []
     for key in wanted:
         candidates.extend(BUILDERS[key](ws))
+    _require_passing(candidates, precision, max_drop)
     finalists = _finalists(candidates, max_drop, precision)
     with steps.step(f"Timing {len(finalists)} candidate(s) side by side") as advance:
         latencies = compare_latency({c.name: c.path for c in finalists}, [validation[:1]], threads=threads, progress=advance)
@@ -202,18 +203,28 @@ def _finalists(candidates: list[Candidate], max_drop: float, precision: str) -> 
     return [c for c in finalists if c.passed(max_drop)] if precision == "auto" else finalists
 
 
+def _require_passing(tried: list[Candidate], precision: str, max_drop: float) -> None:
+    """With an explicit precision, fail before timing anything when no try of it passed."""
+    if precision == "auto":
+        return
+    family = [c for c in tried if c.precision.split("-")[0] == precision]
+    if any(c.passed(max_drop) for c in family):
+        return
+    best = max(family, key=lambda c: c.agreement.optimized)
+    raise OptimizeFailed(
+        f"no {precision} candidate met the accuracy budget of {max_drop} points: the best, {best.name}, has "
+        f"{best.agreement.metric} {best.agreement.optimized:.2f} vs {best.agreement.reference:.2f} "
+        f"(drop {best.agreement.drop:.2f}); tried {', '.join(c.name for c in family)}. "
+        "Raise --max-drop, give more representative --calib data, or use --precision auto",
+        candidates=[c.summary(max_drop, None) for c in tried],
+    )
+
+
 def _choose(finalists: list[Candidate], tried: list[Candidate], max_drop: float, precision: str) -> tuple[Candidate, str]:
     reference = next(c for c in finalists if c.name == "fp32")
     assert reference.latency is not None
     if precision != "auto":
         pick = next(c for c in finalists if c.precision.split("-")[0] == precision)
-        if not pick.passed(max_drop):
-            raise OptimizeFailed(
-                f"no {precision} candidate met the accuracy budget of {max_drop} points: best was "
-                f"{pick.agreement.metric} {pick.agreement.optimized:.2f} vs {pick.agreement.reference:.2f} "
-                f"(drop {pick.agreement.drop:.2f}); tried {', '.join(c.name for c in tried)}. "
-                "Raise --max-drop, give more representative --calib data, or use --precision auto"
-            )
         speed = reference.latency.p50_ms / pick.latency.p50_ms if pick.latency else float("nan")
         slower = " (slower than fp32 on this machine; --precision auto would keep fp32)" if speed < 1 else ""
         return pick, f"{pick.name} was asked for and met the budget; {speed:.2f}x vs fp32{slower}"

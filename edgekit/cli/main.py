@@ -17,7 +17,7 @@ from rich.markup import escape
 from converters.errors import ConversionError
 from device_agent.errors import AgentError, BundleError
 from edgekit import __version__
-from edgekit.errors import EdgeKitError, UsageError
+from edgekit.errors import EdgeKitError, OptimizeFailed
 
 EPILOG_OPTIMIZE = """examples:
   edgekit optimize model.onnx --target x86-cpu --calib photos/ --output bundles/cls
@@ -199,6 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out, err = Console(), Console(stderr=True)
     try:
         return COMMANDS[args.command](args, out, err)
+    except OptimizeFailed as exc:
+        _error(err, exc)
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(exc), "candidates": exc.candidates}, default=str))
+        return exc.exit_code
     except EdgeKitError as exc:
         _error(err, exc)
         return exc.exit_code
