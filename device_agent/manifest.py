@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from device_agent.config_errors import explain
 from device_agent.errors import BundleError
 
 SCHEMA = "edgekit.bundle/1"
@@ -155,8 +156,4 @@ def parse_manifest(text: str, *, where: str = "manifest.json") -> Manifest:
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r:.60})"
-            for err in exc.errors()
-        )
-        raise BundleError("manifest-fields", f"{where}: {problems}") from exc
+        raise BundleError("manifest-fields", f"{where}: {explain(exc)}") from exc

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from device_agent.config_errors import explain
 from device_agent.manifest import PreprocessSpec, TaskSpec, TensorSpec
 from device_agent.runtimes import TensorInfo
 from edgekit.errors import UsageError
@@ -71,10 +72,7 @@ def resolve_preprocess(
     try:
         return PreprocessSpec.model_validate({**base, **fields})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"key '{'.'.join(str(p) for p in e['loc'])}': {e['msg']} (got {e.get('input')!r:.60})" for e in exc.errors()
-        )
-        raise UsageError(f"invalid preprocessing spec {str(given)!r}: {problems}") from exc
+        raise UsageError(f"invalid preprocessing spec {str(given)!r}: {explain(exc)}") from exc
 
 
 def _read_fields(path: Path) -> dict[str, Any]:

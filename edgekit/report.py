@@ -18,22 +18,22 @@ def _fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
 
 
 def optimize_table(report: Mapping[str, Any]) -> Table:
-    table = Table(title="Candidates", title_justify="left")
-    for column in ("candidate", "p50 ms", "speedup", "metric", "value %", "drop", "size MB", "budget", ""):
-        table.add_column(column, justify="right" if column not in ("candidate", "metric", "budget", "") else "left")
+    validation = report["validation"]
+    table = Table(title=f"Candidates: {validation['metric']} vs the original on {validation['samples']} held-out samples",
+                  title_justify="left")
+    for column in ("candidate", "p50 ms", "speedup", "agree %", "drop", "MB", "budget", ""):
+        table.add_column(column, justify="left" if column in ("candidate", "budget", "") else "right", no_wrap=True)
     for c in report["candidates"]:
         latency = c["latency_ms"]["p50"] if c["latency_ms"] else None
-        mark = "[bold green]winner[/]" if c["name"] == report["winner"] else ""
         table.add_row(
             c["name"],
             _fmt(latency),
             _fmt(c["speedup"], 2, "x"),
-            c["metric"],
             _fmt(c["value"]),
             _fmt(c["drop"]),
             _fmt(c["size_bytes"] / 1e6, 1),
             "[green]pass[/]" if c["passed"] else "[red]miss[/]",
-            mark,
+            "[bold green]winner[/]" if c["name"] == report["winner"] else "",
         )
     return table
 

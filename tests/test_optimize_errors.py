@@ -109,3 +109,15 @@ def test_bad_input_shape_argument(tiny: Path, tmp_path: Path, capsys: pytest.Cap
         main(["optimize", str(tiny), "--target", "x86-cpu", "--output", str(tmp_path / "o"), "--input-shape", "1,3,a"])
     assert info.value.code == 2
     assert "expected NAME:1,3,224,224" in capsys.readouterr().err
+
+
+def test_preprocess_file_with_a_bad_key(tiny: Path, tmp_path: Path, photo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "pre.json"
+    spec.write_text(json.dumps({"resize": "squash", "colour": "RGB"}))
+    out = tmp_path / "out"
+    code, err = _run(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--calib", str(photo_dir), "--output", str(out),
+                     "--preprocess", str(spec))
+    assert code == 2
+    assert "key 'resize': Input should be 'letterbox', 'stretch' or 'center-crop' (got 'squash')" in err
+    assert "key 'colour': Extra inputs are not permitted" in err
+    _assert_nothing_left(out)

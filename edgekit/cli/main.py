@@ -197,6 +197,8 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out, err = Console(), Console(stderr=True)
+    if not out.is_terminal:
+        out = Console(width=120)  # piped or logged: do not squeeze tables into 80 columns
     try:
         return COMMANDS[args.command](args, out, err)
     except OptimizeFailed as exc:

@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from device_agent.config_errors import explain
 from edgekit.errors import TargetError
 
 if sys.version_info >= (3, 11):
@@ -61,11 +62,7 @@ def load_profile_file(path: Path) -> TargetProfile:
     try:
         return TargetProfile.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"key '{'.'.join(str(p) for p in err['loc'])}': {err['msg']} (got {err.get('input')!r:.60})"
-            for err in exc.errors()
-        )
-        raise TargetError(f"target profile {str(path)!r} is invalid: {problems}") from exc
+        raise TargetError(f"target profile {str(path)!r} is invalid: {explain(exc)}") from exc
 
 
 def available_targets() -> dict[str, TargetProfile]:
