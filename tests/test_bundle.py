@@ -61,7 +61,7 @@ def _edit_manifest(bundle: Path, edit) -> None:  # type: ignore[no-untyped-def]
         (lambda b: (b / "manifest.json").write_text("{not json"), "manifest-json", r"is not valid JSON"),
         (lambda b: _edit_manifest(b, lambda m: m.update(schema="edgekit.bundle/9")), "schema",
          r"schema 'edgekit.bundle/9'; this agent reads 'edgekit.bundle/1'"),
-        (lambda b: _edit_manifest(b, lambda m: m.update(colour="red")), "manifest-fields", r"colour: Extra inputs"),
+        (lambda b: _edit_manifest(b, lambda m: m.update(colour="red")), "manifest-fields", r"key 'colour': Extra inputs are not permitted \(got 'red'\)"),
         (lambda b: _edit_manifest(b, lambda m: m["inputs"][0].update(shape=[1, 3, 64, 64])), "model-io",
          r"input 'input' shape: manifest \[1, 3, 64, 64\], model \[1, 3, 32, 32\]"),
     ],
