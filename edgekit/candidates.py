@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from converters.base import PassReport
+from converters.onnx_bias_correction import correct_bias
 from converters.onnx_fp16 import convert_fp16
 from converters.onnx_int8 import quantize_int8_static
 from device_agent.manifest import TaskSpec
 from edgekit.measure import LatencySample, run_all
 from edgekit.progress import Steps
-from edgekit.sensitivity import candidate_chains, describe, exclusion_steps, float_chains, rank_chains
+from edgekit.sensitivity import candidate_chains, describe, exclusion_steps, float_chains, rank_chains, refine
 from edgekit.validation import Agreement, compare_outputs
 
 
@@ -100,11 +101,21 @@ def _int8(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> PassReport
     )
 
 
+def _int8_corrected(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> list[PassReport]:
+    """Quantize, then correct the per-channel mean shift of every quantized layer."""
+    quantized = _int8(ws, dst.with_suffix(".raw.onnx"), exclude)
+    corrected = correct_bias(quantized.dst, dst, reference=ws.reference, calibration=ws.calibration,
+                             input_names=ws.input_names)
+    quantized.dst.unlink(missing_ok=True)
+    return [quantized, corrected]
+
+
 def build_int8(ws: Workspace) -> list[Candidate]:
     """Full INT8, then mixed precision with the chains that hurt the output most in float."""
-    with ws.steps.step(f"Quantizing to INT8 ({len(ws.calibration[0])} calibration samples)"):
-        report = _int8(ws, ws.work_dir / "model.int8.onnx")
-    full = Candidate("int8", "int8", report.dst, evaluate(ws, report.dst, "INT8"), [report])
+    with ws.steps.step(f"Quantizing to INT8 ({len(ws.calibration[0])} calibration samples), correcting biases"):
+        reports = _int8_corrected(ws, ws.work_dir / "model.int8.onnx")
+    path = reports[-1].dst
+    full = Candidate("int8", "int8", path, evaluate(ws, path, "INT8"), reports)
     tried = [full]
     if full.passed(ws.max_drop):
         return tried
@@ -113,26 +124,34 @@ def build_int8(ws: Workspace) -> list[Candidate]:
     chains = candidate_chains(float_chains(onnx.load(str(ws.reference), load_external_data=False)))
     with ws.steps.step(f"Measuring the INT8 error of {len(chains)} layer chains", total=len(chains)) as advance:
         ranked = rank_chains(
-            ws.reference, report.dst, chains, ws.calibration,
+            ws.reference, _int8(ws, ws.work_dir / "model.int8.uncorrected.onnx").dst, chains, ws.calibration,
             quantize=lambda exclude, dst: _int8(ws, dst, exclude).dst, work_dir=ws.work_dir, progress=advance,
         )
     full.note = f"missed the budget; chains that help most in float: {describe(ranked, 3)}"
-    for count in exclusion_steps(len(ranked)):
+
+    def attempt(count: int) -> Candidate:
         exclude = tuple(node for chain in ranked[:count] for node in chain.nodes)
         with ws.steps.step(f"Quantizing with {count} chain(s), {len(exclude)} layers, in float"):
-            mixed_report = _int8(ws, ws.work_dir / f"model.int8-mixed{count}.onnx", exclude)
+            reports = _int8_corrected(ws, ws.work_dir / f"model.int8-mixed{count}.onnx", exclude)
         candidate = Candidate(
-            f"int8-mixed-{count}",
-            "int8-mixed",
-            mixed_report.dst,
-            evaluate(ws, mixed_report.dst, f"INT8 with {len(exclude)} layers in float"),
-            [mixed_report],
-            excluded_nodes=exclude,
+            f"int8-mixed-{count}", "int8-mixed", reports[-1].dst,
+            evaluate(ws, reports[-1].dst, f"INT8 with {len(exclude)} layers in float"), reports, excluded_nodes=exclude,
             note=f"{count} layer chain(s) ({len(exclude)} layers) kept in float, chosen by output SNR gain",
         )
         tried.append(candidate)
-        if candidate.passed(ws.max_drop):
+        return candidate
+
+    # Fewer float chains run faster: double until one passes, then bisect for the fewest.
+    missed = 0
+    for count in exclusion_steps(len(ranked)):
+        if attempt(count).passed(ws.max_drop):
+            while (middle := refine(missed, count)) is not None:
+                if attempt(middle).passed(ws.max_drop):
+                    count = middle
+                else:
+                    missed = middle
             break
+        missed = count
     return tried
 
 

@@ -158,9 +158,11 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
         candidates.extend(BUILDERS[key](ws))
     _require_passing(candidates, precision, max_drop)
     finalists = _finalists(candidates, max_drop, precision)
-    with steps.step(f"Timing {len(finalists)} candidate(s) side by side") as advance:
-        latencies = compare_latency({c.name: c.path for c in finalists}, [validation[:1]], threads=threads, progress=advance)
-    for c in finalists:
+    # Every candidate is timed, in one interleaved run, so the report shows what each try
+    # costs; only the finalists can win.
+    with steps.step(f"Timing {len(candidates)} candidate(s) side by side") as advance:
+        latencies = compare_latency({c.name: c.path for c in candidates}, [validation[:1]], threads=threads, progress=advance)
+    for c in candidates:
         c.latency = latencies[c.name]
     reference_ms = latencies["fp32"].p50_ms
     winner, reason = _choose(finalists, candidates, max_drop, precision)
@@ -190,17 +192,12 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
 
 
 def _finalists(candidates: list[Candidate], max_drop: float, precision: str) -> list[Candidate]:
-    """Per precision family, the best try that passed (or the last one, when none did).
-
-    With ``auto`` only passing candidates are timed; fp32, the reference, always passes.
-    """
-    chosen: dict[str, Candidate] = {}
-    for c in candidates:
-        family = c.precision.split("-")[0]
-        if family not in chosen or (c.passed(max_drop) and not chosen[family].passed(max_drop)):
-            chosen[family] = c
-    finalists = list(chosen.values())
-    return [c for c in finalists if c.passed(max_drop)] if precision == "auto" else finalists
+    """The candidates that may win: every one within budget (fp32, the reference, always is),
+    narrowed to the asked precision's family when one was asked for."""
+    passing = [c for c in candidates if c.passed(max_drop)]
+    if precision == "auto":
+        return passing
+    return [c for c in passing if c.name == "fp32" or c.precision.split("-")[0] == precision]
 
 
 def _require_passing(tried: list[Candidate], precision: str, max_drop: float) -> None:
@@ -224,7 +221,8 @@ def _choose(finalists: list[Candidate], tried: list[Candidate], max_drop: float,
     reference = next(c for c in finalists if c.name == "fp32")
     assert reference.latency is not None
     if precision != "auto":
-        pick = next(c for c in finalists if c.precision.split("-")[0] == precision)
+        family = [c for c in finalists if c.precision.split("-")[0] == precision]
+        pick = min(family, key=lambda c: c.latency.p50_ms if c.latency else float("inf"))
         speed = reference.latency.p50_ms / pick.latency.p50_ms if pick.latency else float("nan")
         slower = " (slower than fp32 on this machine; --precision auto would keep fp32)" if speed < 1 else ""
         return pick, f"{pick.name} was asked for and met the budget; {speed:.2f}x vs fp32{slower}"

@@ -133,20 +133,20 @@ def rank_chains(
 
 
 def exclusion_steps(chain_count: int) -> list[int]:
-    """How many of the best chains to keep in float on each fallback try.
-
-    One at a time up to 8 (each try is cheap: ranges are cached), then doubling, up to
-    half the chains; past that the model is mostly float and INT8 is given up.
-    """
+    """How many of the best chains to keep in float on the first fallback tries: 1, 2, 4, ...
+    up to half the chains (past that the model is mostly float and INT8 is given up).
+    Between the last miss and the first pass, :func:`refine` bisects."""
     limit = max(1, chain_count // 2)
-    steps = list(range(1, min(8, limit) + 1))
-    k = 16
+    steps, k = [], 1
     while k < limit:
         steps.append(k)
         k *= 2
-    if steps[-1] != limit:
-        steps.append(limit)
-    return steps
+    return [*steps, limit]
+
+
+def refine(missed: int, passed: int) -> int | None:
+    """The next count to try between a count that missed and a larger one that passed."""
+    return None if passed - missed <= 1 else (missed + passed) // 2
 
 
 def describe(chains: Sequence[ChainSensitivity], top: int = 5) -> list[dict[str, Any]]:
