@@ -22,7 +22,7 @@ from converters.onnx_int8 import quantize_int8_static
 from device_agent.manifest import TaskSpec
 from edgekit.measure import LatencySample, run_all
 from edgekit.progress import Steps
-from edgekit.sensitivity import candidate_chains, describe, exclusion_steps, float_chains, rank_chains, refine
+from edgekit.sensitivity import candidate_chains, describe, exclusion_steps, float_chains, rank_chains, refine, snr_db
 from edgekit.validation import Agreement, compare_outputs
 
 
@@ -102,11 +102,23 @@ def _int8(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> PassReport
 
 
 def _int8_corrected(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> list[PassReport]:
-    """Quantize, then correct the per-channel mean shift of every quantized layer."""
+    """Quantize, then correct the per-channel mean shift of every quantized layer.
+
+    The correction is kept only if it raises the output SNR on calibration samples other
+    than the ones it was fitted on; otherwise the plain quantized model is used.
+    """
     quantized = _int8(ws, dst.with_suffix(".raw.onnx"), exclude)
     corrected = correct_bias(quantized.dst, dst, reference=ws.reference, calibration=ws.calibration,
                              input_names=ws.input_names)
-    quantized.dst.unlink(missing_ok=True)
+    check = [arr[-16:] for arr in ws.calibration]  # the correction fits the first 16 samples
+    reference = run_all(ws.reference, check, threads=ws.threads)
+    before = snr_db(reference, run_all(quantized.dst, check, threads=ws.threads))
+    after = snr_db(reference, run_all(dst, check, threads=ws.threads))
+    corrected.details.update(snr_before_db=round(before, 2), snr_after_db=round(after, 2), kept=after > before)
+    if after <= before:
+        quantized.dst.replace(dst)
+    else:
+        quantized.dst.unlink()
     return [quantized, corrected]
 
 
