@@ -37,3 +37,7 @@ def zoo(model_dir: Path):  # type: ignore[no-untyped-def]
     from edgekit.zoo import build_model
 
     return lambda name: build_model(name, model_dir)
+
+
+# A real Mosquitto on a free port for every test that asks for `broker` / `broker_factory`.
+from tests.mqtt_broker import broker, broker_factory  # noqa: E402,F401

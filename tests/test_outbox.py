@@ -1,0 +1,157 @@
+"""The durable outbox: seq never reused, commits survive SIGKILL, bounds report exact gaps."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from device_agent.outbox import SEQ_BLOCK, Gap, Outbox
+
+TOPIC = "edgekit/v1/cam-01/results"
+
+
+def test_add_builds_envelope_and_pending_is_in_seq_order(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db", device_id="cam-01") as box:
+        seqs = [box.add(TOPIC, {"frame": i, "seq": -5}) for i in range(5)]
+        rows = box.pending()
+        assert seqs == [1, 2, 3, 4, 5]
+        assert [r.seq for r in rows] == seqs
+        body = json.loads(rows[2].payload)
+        assert body["frame"] == 2 and body["seq"] == 3  # the envelope wins over the body
+        assert body["v"] == 1 and body["device"] == "cam-01" and body["boot"] == box.boot_id
+        assert rows[0].qos == 1 and rows[0].retain is False and rows[0].topic == TOPIC
+        assert [r.seq for r in box.pending(limit=2, after_seq=2)] == [3, 4]
+
+
+def test_ack_deletes_and_depth_follows(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db", device_id="d") as box:
+        for i in range(3):
+            box.add(TOPIC, {"i": i})
+        assert box.depth() == 3 and box.oldest_age_s() is not None
+        box.ack(2)
+        box.ack(2)  # a duplicate PUBACK is harmless
+        assert [r.seq for r in box.pending()] == [1, 3] and box.depth() == 2
+        box.ack(1)
+        box.ack(3)
+        assert box.depth() == 0 and box.oldest_age_s() is None
+
+
+def test_seq_keeps_increasing_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path, device_id="d") as box:
+        first = [box.add(TOPIC, {}) for _ in range(3)]
+        boot1, count1 = box.boot_id, box.boot_count
+        for s in first:
+            box.ack(s)  # an empty table must not reset seq
+    with Outbox(path, device_id="d") as box:
+        assert box.add(TOPIC, {}) == 4
+        assert box.boot_id != boot1 and box.boot_count == count1 + 1
+
+
+_CHILD = """
+import sys
+from pathlib import Path
+from device_agent.outbox import Outbox
+box = Outbox(Path(sys.argv[1]), device_id="d")
+for i in range(50):
+    print(box.add("edgekit/v1/d/results", {"i": i}), flush=True)
+input()  # wait to be killed, connection still open
+"""
+
+
+def test_committed_rows_survive_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    acknowledged = [int(child.stdout.readline()) for _ in range(50)]  # add() returned: committed
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(10)
+    assert child.returncode == -signal.SIGKILL
+    assert Path(str(path) + "-wal").exists()  # the process never checkpointed or closed
+    with Outbox(path, device_id="d") as box:
+        assert [r.seq for r in box.pending()] == acknowledged == list(range(1, 51))
+        assert box.add(TOPIC, {}) == 51
+
+
+def test_overflow_drops_oldest_and_reports_exact_range(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db", device_id="d", max_rows=10) as box:
+        for _ in range(10):
+            box.add(TOPIC, {})
+        box.ack(5)
+        assert box.take_gaps() == []
+        for _ in range(3):  # 10, 11, 11 rows: each add drops exactly what is over
+            box.add(TOPIC, {})
+        assert box.take_gaps() == [Gap(1, 1, 1, "overflow"), Gap(2, 2, 1, "overflow")]
+        assert box.take_gaps() == []
+        assert box.depth() == 10
+        assert [r.seq for r in box.pending()] == [3, 4, 6, 7, 8, 9, 10, 11, 12, 13]
+        box.max_rows = 4
+        gap = box.enforce_limits()
+        assert gap == Gap(first_seq=3, last_seq=9, count=6, reason="overflow")  # seq 5 was acked
+        assert [r.seq for r in box.pending()] == [10, 11, 12, 13]
+        assert box.enforce_limits() is None
+
+
+def test_age_limit_drops_old_rows(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db", device_id="d", max_age_s=0.3) as box:
+        box.add(TOPIC, {})
+        box.add(TOPIC, {})
+        time.sleep(0.4)
+        box.add(TOPIC, {})  # the add notices the age and drops the two old rows
+        assert box.take_gaps() == [Gap(1, 2, 2, "age")]
+        assert [r.seq for r in box.pending()] == [3]
+        time.sleep(0.4)
+        assert box.enforce_limits() == Gap(3, 3, 1, "age")
+        assert box.depth() == 0
+
+
+@pytest.mark.parametrize("damage", ["garbage", "bad-page"])
+def test_corrupt_database_is_moved_aside_and_seq_keeps_increasing(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path, device_id="d") as box:
+        for i in range(400):
+            box.add(TOPIC, {"pad": "x" * 200, "i": i})
+        last = box.add(TOPIC, {})
+    if damage == "garbage":
+        path.write_bytes(b"this is not an sqlite database" * 100)
+    else:  # keep the header, scribble over the b-tree pages
+        data = bytearray(path.read_bytes())
+        data[4096 + 100 : 4096 * 3] = b"\xff" * (4096 * 2 - 100)
+        path.write_bytes(bytes(data))
+    original = path.read_bytes()
+    with Outbox(path, device_id="d") as box:
+        assert box.recovered_from is not None
+        assert box.recovered_from.name.startswith("o.db.corrupt-")
+        assert box.recovered_from.read_bytes() == original  # kept for inspection, never deleted
+        assert box.depth() == 0
+        new = box.add(TOPIC, {})
+        assert last < new <= last + SEQ_BLOCK + 1
+        assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with Outbox(path, device_id="d") as box:
+        assert box.recovered_from is None and box.add(TOPIC, {}) == new + 1
+
+
+def test_gap_events_are_pinned_rows_that_overflow_never_drops(tmp_path: Path) -> None:
+    import json
+
+    with Outbox(tmp_path / "o.db", device_id="d", max_rows=10, gap_topic="t/events", headroom=0.2) as box:
+        for _ in range(40):
+            box.add(TOPIC, {})
+        rows = box.pending(limit=1000)
+        gaps = [json.loads(r.payload) for r in rows if r.topic == "t/events"]
+        kept = {r.seq for r in rows}
+        assert len(gaps) >= 2 and all(g["kind"] == "gap" for g in gaps)
+        assert len(rows) - len(gaps) <= 10  # only ordinary rows count against max_rows
+        lost = {s for g in gaps for s in range(g["first_seq"], g["last_seq"] + 1)} - kept
+        assert lost | kept == set(range(1, max(kept) + 1))  # every seq is kept or announced lost
+        assert sum(g["count"] for g in gaps) == len(lost)
+        assert len(gaps) < 40 - 10  # headroom: one gap event per block of drops, not one per row
