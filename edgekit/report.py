@@ -95,3 +95,14 @@ def targets_table(profiles: Mapping[str, TargetProfile]) -> Table:
         table.add_row(name, p.runtime, ", ".join(p.precisions), str(p.threads or "auto"), p.layout,
                       "yes" if p.int8_io_required else "no", peak)
     return table
+
+
+def monitor_table(state: Any) -> Table:  # state: edgekit.monitor.MonitorState
+    table = Table("device", "online", "model", "fps", "infer p50 ms", "outbox", "results", "dup", "missing", "last alert",
+                  title="edgekit monitor", title_justify="left")
+    for view in sorted(state.devices.values(), key=lambda v: v.device):
+        online = "-" if view.online is None else ("[green]yes[/]" if view.online else "[red]no[/]")
+        table.add_row(view.device, online, view.model, _fmt(view.fps, 1), _fmt(view.infer_p50_ms),
+                      "-" if view.outbox_depth is None else str(view.outbox_depth), str(view.results),
+                      str(view.duplicates), str(view.missing), view.last_alert)
+    return table

@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     zoo_build.add_argument("--output", required=True, help="folder for NAME.onnx, NAME.json (specs) and NAME.labels.txt")
     zoo_build.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
+    mon = sub.add_parser("monitor", help="live table of devices on a broker (or JSON lines)",
+                         description="Subscribe to edgekit/v1/# and show each device: online, model, fps, latency, "
+                         "outbox depth, last alert. Duplicates are dropped and gaps counted using (device, seq).")
+    mon.add_argument("--broker", required=True, help="HOST:PORT of the MQTT broker")
+    mon.add_argument("--device", help="only this device id")
+    mon.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+    mon.add_argument("--json", action="store_true", help="print one JSON object per new message (JSON lines)")
+
     smp = sub.add_parser("samples", help="write real sample photos and a video for demos and calibration",
                          description="Cut an image folder and a pan/zoom video from the real photographs that "
                          "scikit-image, scikit-learn and matplotlib ship (no download).")
@@ -175,6 +183,23 @@ def _zoo(args: argparse.Namespace, out: Console, err: Console) -> int:
     return 0
 
 
+def _monitor(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from rich.live import Live
+
+    from edgekit.monitor import MonitorState, watch
+    from edgekit.report import monitor_table
+
+    state = MonitorState()
+    if args.json:
+        watch(args.broker, device=args.device, duration_s=args.duration, state=state,
+              on_record=lambda record: print(json.dumps(record, default=str), flush=True))
+        return 0
+    with Live(monitor_table(state), console=out, refresh_per_second=2) as live:
+        watch(args.broker, device=args.device, duration_s=args.duration, state=state,
+              on_record=lambda _record: live.update(monitor_table(state)))
+    return 0
+
+
 def _samples(args: argparse.Namespace, out: Console, err: Console) -> int:
     from edgekit import samples
 
@@ -190,6 +215,7 @@ COMMANDS = {
     "inspect": _inspect,
     "targets": _targets,
     "zoo": _zoo,
+    "monitor": _monitor,
     "samples": _samples,
 }
 

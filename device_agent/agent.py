@@ -1,0 +1,224 @@
+"""The agent's main loop: newest frame -> preprocess -> infer -> decode -> outbox -> MQTT.
+
+Capture runs in each source's own thread (newest frame wins, so a slow model never builds
+a backlog); this loop takes the newest frame of each source in turn. Every result is
+committed to the durable outbox before MQTT sees it; the publisher deletes it on PUBACK.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from device_agent import __version__
+from device_agent.bundle import Bundle, load_bundle
+from device_agent.config import AgentConfig, mqtt_password
+from device_agent.decoders import decode
+from device_agent.errors import BundleError
+from device_agent.outbox import Outbox
+from device_agent.policy import PublishPolicy
+from device_agent.preprocess import preprocess
+from device_agent.publisher import MqttSettings, Publisher
+from device_agent.rules import Rule
+from device_agent.runtimes import Runtime, create_runtime
+from device_agent.sources.runner import SourceRunner
+from device_agent.sources.types import SourceState, StateChange
+from device_agent.system import CpuMeter, rss_mb, temperature_c
+
+log = logging.getLogger("edgekit.agent")
+STAGES = ("capture_age", "preprocess", "infer", "postprocess", "commit")
+
+
+@dataclass
+class StageTimes:
+    """Recent per-stage latencies in ms (a bounded window) for the metrics heartbeat."""
+
+    window: int = 500
+    samples: dict[str, deque[float]] = field(default_factory=dict)
+
+    def add(self, stage: str, ms: float) -> None:
+        self.samples.setdefault(stage, deque(maxlen=self.window)).append(ms)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for stage, values in self.samples.items():
+            arr = np.asarray(values)
+            out[stage] = {q: round(float(np.percentile(arr, p)), 3) for q, p in (("p50", 50), ("p90", 90), ("p99", 99))}
+        return out
+
+
+def _str(path: object) -> str | None:
+    return None if path is None else str(path)
+
+
+def self_test(bundle: Bundle, runtime: Runtime) -> None:
+    """Run the bundle's golden input and compare with the outputs recorded when it was built."""
+    golden_path = bundle.root / "golden.npz"
+    if not golden_path.is_file():
+        return
+    with np.load(golden_path) as golden:
+        outputs = runtime.run([golden["input"].astype(np.float32)])
+        for i, out in enumerate(outputs):
+            expected = golden[f"output_{i}"]
+            scale = float(np.abs(expected).max()) or 1.0
+            error = float(np.abs(out.astype(np.float64) - expected).max()) / scale
+            if error > 1e-2:
+                raise BundleError("golden", f"output {i} differs from the recorded golden output by {error:.3g} (relative)")
+
+
+class Agent:
+    """One agent process: a bundle, its sources, the outbox and the MQTT publisher."""
+
+    def __init__(self, config: AgentConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.bundle = load_bundle(config.bundle)
+        manifest = self.bundle.manifest
+        threads = manifest.target.threads if config.threads is None else config.threads
+        self.runtime = create_runtime(manifest.target.runtime, self.bundle.model_path, threads=threads,
+                                      providers=manifest.target.providers)
+        self_test(self.bundle, self.runtime)
+        if manifest.preprocess is None:
+            raise BundleError("preprocess", "the agent runs camera frames; this bundle declares no image preprocessing")
+        self.topic = f"{config.mqtt.topic_root}/{config.device_id}"
+        self.outbox = Outbox(config.outbox.path, device_id=config.device_id, max_rows=config.outbox.max_rows,
+                             max_age_s=config.outbox.max_age_s, gap_topic=f"{self.topic}/events", headroom=0.1)
+        mqtt = config.mqtt
+        self.publisher = Publisher(
+            MqttSettings(host=mqtt.host, port=mqtt.port, client_id=mqtt.client_id or f"edgekit-{config.device_id}",
+                         username=mqtt.username, password=mqtt_password(config),
+                         tls_ca=_str(mqtt.tls.ca if mqtt.tls else None), tls_cert=_str(mqtt.tls.cert if mqtt.tls else None),
+                         tls_key=_str(mqtt.tls.key if mqtt.tls else None), keepalive=mqtt.keepalive_s, protocol=mqtt.protocol),
+            self.outbox, device_id=config.device_id, topic_root=mqtt.topic_root,
+            status_body={"agent": __version__, "model": {"name": manifest.name, "version": manifest.version,
+                                                          "precision": manifest.precision}},
+        )
+        self.sources = [
+            SourceRunner(s.uri, name=config.source_name(i), loop=s.loop, fps=s.fps, read_timeout_s=s.read_timeout_s,
+                         stall_after_s=s.stall_after_s, on_state=self._on_state, follow_consumer=True)
+            for i, s in enumerate(config.sources)
+        ]
+        self.policy = PublishPolicy(config.publish.policy, max_per_second=config.publish.max_per_second)
+        self.rules = [Rule(r) for r in config.rules]
+        self.times = StageTimes()
+        self.stop_event = threading.Event()
+        self.frames_done = 0
+        self.results_published = 0
+        self._clock = clock
+        self._cpu = CpuMeter()
+
+    # -- messages -------------------------------------------------------------------
+    def _emit(self, kind: str, body: dict[str, Any]) -> int:
+        seq = self.outbox.add(f"{self.topic}/{kind}", body, qos=1)  # a drop adds its own pinned gap event
+        for gap in self.outbox.take_gaps():
+            log.warning("outbox full: dropped seq %d..%d (%d rows, %s)", gap.first_seq, gap.last_seq, gap.count, gap.reason)
+        self.publisher.notify()
+        return seq
+
+    def _on_state(self, change: StateChange) -> None:
+        log.info("source %s: %s -> %s (%s)", change.source, change.old.name, change.new.name, change.reason)
+        self._emit("events", {"kind": "camera", "source": change.source, "from": change.old.name.lower(),
+                              "to": change.new.name.lower(), "reason": change.reason, "attempt": change.attempt})
+
+    def _metrics(self) -> None:
+        dropped = sum(s.stats().get("frames_dropped", 0) for s in self.sources)
+        elapsed = max(self._clock() - self._started, 1e-9)
+        self._emit("metrics", {
+            "fps": round(self.frames_done / elapsed, 3), "frames": self.frames_done, "dropped_frames": dropped,
+            "results": self.results_published, "suppressed": self.policy.suppressed, "latency_ms": self.times.summary(),
+            "outbox_depth": self.outbox.depth(), "cpu_percent": round(self._cpu.percent(), 1),
+            "rss_mb": round(rss_mb(), 1), "temperature_c": temperature_c(),
+            "sources": {s.name: {"state": s.state.name.lower(), **s.stats()} for s in self.sources},
+        })
+
+    # -- the loop ---------------------------------------------------------------------
+    def process(self, source: SourceRunner) -> bool:
+        frame = source.frames.get(timeout=0.05)
+        if frame is None:
+            return False
+        manifest = self.bundle.manifest
+        t0 = time.perf_counter_ns()
+        tensor, transform = preprocess(frame.image, manifest.preprocess)  # type: ignore[arg-type]
+        t1 = time.perf_counter_ns()
+        outputs = self.runtime.run([tensor])
+        t2 = time.perf_counter_ns()
+        result = decode(outputs, manifest.task, transform)
+        t3 = time.perf_counter_ns()
+        latency = {"capture_age": (time.monotonic_ns() - frame.captured_ns) / 1e6, "preprocess": (t1 - t0) / 1e6,
+                   "infer": (t2 - t1) / 1e6, "postprocess": (t3 - t2) / 1e6}
+        self.frames_done += 1
+        for rule in self.rules:
+            event = rule.update(result)
+            if event is not None:
+                self._emit("events", {**event, "source": source.name, "frame_id": frame.frame_id})
+        if self.policy.should_publish(source.name, result):
+            h, w = frame.image.shape[:2]
+            self._emit("results", {
+                "frame": {"id": frame.frame_id, "source": source.name, "ts": frame.wall_time, "size_wh": [w, h]},
+                "model": {"name": manifest.name, "version": manifest.version, "precision": manifest.precision},
+                "result": result.to_json(), "latency_ms": {k: round(v, 3) for k, v in latency.items()},
+            })
+            self.results_published += 1
+            latency["commit"] = (time.perf_counter_ns() - t3) / 1e6
+        for stage, ms in latency.items():
+            self.times.add(stage, ms)
+        return True
+
+    def run(self, *, max_frames: int | None = None, flush_timeout_s: float = 10.0) -> int:
+        """Run until stopped, until every source has ended, or after ``max_frames``."""
+        self._started = self._clock()
+        manifest = self.bundle.manifest
+        self.publisher.start()
+        if self.outbox.recovered_from is not None:
+            self._emit("events", {"kind": "outbox", "state": "recovered", "moved_aside": str(self.outbox.recovered_from)})
+        self._emit("events", {"kind": "model", "state": "loaded", "name": manifest.name, "version": manifest.version,
+                              "sha256": manifest.model.sha256, "precision": manifest.precision})
+        for source in self.sources:
+            source.start()
+        next_metrics = self._clock() + self.config.publish.metrics_interval_s
+        try:
+            while not self.stop_event.is_set():
+                busy = False
+                for source in self.sources:
+                    busy |= self.process(source)
+                if max_frames is not None and self.frames_done >= max_frames:
+                    break
+                if not busy and all(s.state is SourceState.STOPPED for s in self.sources):
+                    log.info("every source has ended")
+                    break
+                self.publisher.check()  # refused credentials end the run with a clear error
+                if self._clock() >= next_metrics:
+                    self._metrics()
+                    next_metrics = self._clock() + self.config.publish.metrics_interval_s
+        finally:
+            for source in self.sources:
+                source.stop(timeout=5.0)
+            self._metrics()
+            self._flush(flush_timeout_s)
+            self.publisher.stop(timeout=5.0)
+        return 0
+
+    def _flush(self, timeout_s: float) -> None:
+        """Give the publisher up to ``timeout_s`` to connect and drain; what is left stays on disk."""
+        deadline = time.monotonic() + timeout_s
+        if self.outbox.depth() and not self.publisher.wait_connected(timeout=timeout_s):
+            log.warning("no broker within %.0f s", timeout_s)
+        while self.outbox.depth() > 0 and time.monotonic() < deadline and self.publisher.connected:
+            time.sleep(0.05)
+        if self.outbox.depth():
+            log.warning("%d message(s) stay in the outbox for the next start", self.outbox.depth())
+
+    def install_signal_handlers(self) -> None:
+        def stop(signum: int, _frame: object) -> None:
+            log.info("signal %d: stopping", signum)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)

@@ -1,0 +1,161 @@
+"""The agent's configuration file (TOML), validated once, at the edge.
+
+Every table forbids unknown keys; an error names the key, the value and what was expected.
+Relative paths are relative to the config file's folder, so a config and its bundle can
+move together. ``edgekit-agent check-config FILE`` runs exactly this validation.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from device_agent.config_errors import explain
+from device_agent.errors import AgentError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(AgentError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Table):
+    uri: str = Field(description="camera index, /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline, video file, image folder")
+    name: str | None = Field(default=None, description="name used in results and events (default: source-N)")
+    loop: bool = Field(default=False, description="restart a video file or folder at its end")
+    fps: float | None = Field(default=None, gt=0, description="pacing for files; absent: as fast as inference allows")
+    read_timeout_s: float = Field(default=5.0, gt=0, description="give up on an open or read after this long")
+    stall_after_s: float = Field(default=5.0, gt=0, description="no good frame for this long: stalled, reconnect")
+
+
+class TlsConfig(_Table):
+    ca: Path = Field(description="CA certificate file that signed the broker's certificate")
+    cert: Path | None = Field(default=None, description="client certificate (mutual TLS)")
+    key: Path | None = Field(default=None, description="client private key (mutual TLS)")
+
+    @model_validator(mode="after")
+    def _cert_and_key(self) -> "TlsConfig":
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("give both cert and key for a client certificate, or neither")
+        return self
+
+
+class MqttConfig(_Table):
+    host: str = Field(default="127.0.0.1", description="broker host name or address")
+    port: int = Field(default=1883, ge=1, le=65535, description="broker port")
+    client_id: str | None = Field(default=None, description="MQTT client id (default: edgekit-<device_id>)")
+    username: str | None = None
+    password: str | None = Field(default=None, description="prefer password_file on a device")
+    password_file: Path | None = Field(default=None, description="file whose first line is the password")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    protocol: Literal["5", "3.1.1"] = Field(default="5", description="MQTT protocol version")
+    topic_root: str = Field(default="edgekit/v1", description="topics are <root>/<device_id>/...")
+    tls: TlsConfig | None = None
+
+
+class OutboxConfig(_Table):
+    path: Path = Field(default=Path("state/outbox.db"), description="SQLite file that holds unacknowledged messages")
+    max_rows: int = Field(default=100_000, ge=10, description="oldest rows are dropped past this, with a gap event")
+    max_age_s: float = Field(default=7 * 86400, gt=0, description="rows older than this are dropped, with a gap event")
+
+
+class PublishConfig(_Table):
+    policy: Literal["every", "on-change", "rate"] = Field(
+        default="every", description="every frame; only when the result changes; or at most max_per_second"
+    )
+    max_per_second: float = Field(default=5.0, gt=0, description="for policy 'rate'")
+    metrics_interval_s: float = Field(default=10.0, gt=0, description="heartbeat period on the metrics topic")
+
+
+class RuleConfig(_Table):
+    name: str
+    label: str = Field(description="class label that triggers the rule")
+    min_score: float = Field(default=0.5, ge=0, le=1)
+    zone: list[tuple[float, float]] | None = Field(
+        default=None, description="polygon in frame pixels; a detection's box centre must lie inside"
+    )
+    consecutive: int = Field(default=1, ge=1, description="frames in a row before the event is raised")
+
+    @field_validator("zone")
+    @classmethod
+    def _polygon(cls, zone: list[tuple[float, float]] | None) -> list[tuple[float, float]] | None:
+        if zone is not None and len(zone) < 3:
+            raise ValueError(f"a zone needs at least 3 points, got {len(zone)}")
+        return zone
+
+
+class AgentConfig(_Table):
+    device_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="unique id; letters, digits, _ . -")
+    bundle: Path = Field(description="bundle directory written by edgekit optimize")
+    sources: list[SourceConfig] = Field(min_length=1)
+    mqtt: MqttConfig = MqttConfig()
+    outbox: OutboxConfig = OutboxConfig()
+    publish: PublishConfig = PublishConfig()
+    rules: list[RuleConfig] = Field(default_factory=list)
+    threads: int | None = Field(default=None, ge=0, description="inference threads (default: the bundle's target)")
+
+    def source_name(self, index: int) -> str:
+        return self.sources[index].name or f"source-{index}"
+
+
+def _resolve(config: AgentConfig, base: Path) -> AgentConfig:
+    def rel(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else base / p)
+
+    def rel_uri(uri: str) -> str:
+        looks_local = "://" not in uri and " ! " not in uri and not uri.isdigit() and not uri.startswith("/")
+        return str(base / uri) if looks_local else uri
+
+    mqtt = config.mqtt
+    tls = mqtt.tls and mqtt.tls.model_copy(update={"ca": rel(mqtt.tls.ca), "cert": rel(mqtt.tls.cert), "key": rel(mqtt.tls.key)})
+    return config.model_copy(
+        update={
+            "bundle": rel(config.bundle),
+            "sources": [s.model_copy(update={"uri": rel_uri(s.uri)}) for s in config.sources],
+            "mqtt": mqtt.model_copy(update={"tls": tls, "password_file": rel(mqtt.password_file)}),
+            "outbox": config.outbox.model_copy(update={"path": rel(config.outbox.path)}),
+        }
+    )
+
+
+def load_config(path: Path | str) -> AgentConfig:
+    """Read, validate and resolve a config file; raise :class:`ConfigError` naming the bad key."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file {str(file)!r} does not exist")
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {str(file)!r}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    try:
+        config = AgentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{file}: {explain(exc)}") from exc
+    config = _resolve(config, file.resolve().parent)
+    if config.mqtt.password_file is not None:
+        if not config.mqtt.password_file.is_file():
+            raise ConfigError(f"{file}: key 'mqtt.password_file': {str(config.mqtt.password_file)!r} does not exist")
+        if config.mqtt.password is not None:
+            raise ConfigError(f"{file}: key 'mqtt.password': give password or password_file, not both")
+    if config.mqtt.tls is not None and not config.mqtt.tls.ca.is_file():
+        raise ConfigError(f"{file}: key 'mqtt.tls.ca': {str(config.mqtt.tls.ca)!r} does not exist")
+    return config
+
+
+def mqtt_password(config: AgentConfig) -> str | None:
+    if config.mqtt.password_file is not None:
+        return config.mqtt.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
+    return config.mqtt.password
