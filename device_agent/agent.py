@@ -25,7 +25,7 @@ from device_agent.decoders import decode
 from device_agent.errors import BundleError
 from device_agent.outbox import Outbox
 from device_agent.policy import PublishPolicy
-from device_agent.preprocess import preprocess
+from device_agent.preprocess import dequantize, preprocess, quantize
 from device_agent.publisher import MqttSettings, Publisher
 from device_agent.rules import Rule
 from device_agent.runtimes import Runtime, create_runtime
@@ -65,7 +65,7 @@ def self_test(bundle: Bundle, runtime: Runtime) -> None:
     if not golden_path.is_file():
         return
     with np.load(golden_path) as golden:
-        outputs = runtime.run([golden["input"].astype(np.float32)])
+        outputs = runtime.run([quantize(golden["input"].astype(np.float32), bundle.manifest.inputs[0])])
         for i, out in enumerate(outputs):
             expected = golden[f"output_{i}"]
             scale = float(np.abs(expected).max()) or 1.0
@@ -146,8 +146,9 @@ class Agent:
         manifest = self.bundle.manifest
         t0 = time.perf_counter_ns()
         tensor, transform = preprocess(frame.image, manifest.preprocess)  # type: ignore[arg-type]
+        tensor = quantize(tensor, manifest.inputs[0])  # int8 I/O (NPU targets): scale and zero point from the manifest
         t1 = time.perf_counter_ns()
-        outputs = self.runtime.run([tensor])
+        outputs = dequantize(self.runtime.run([tensor]), manifest.outputs)
         t2 = time.perf_counter_ns()
         result = decode(outputs, manifest.task, transform)
         t3 = time.perf_counter_ns()

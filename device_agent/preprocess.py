@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device_agent.errors import MissingDependencyError, PreprocessError
-from device_agent.manifest import PreprocessSpec
+from device_agent.manifest import PreprocessSpec, TensorSpec
 
 
 def _cv2():  # imported where used: the manifest layer must not need OpenCV
@@ -111,3 +111,21 @@ def preprocess(frame_bgr: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray,
     """Frame -> (float32 input tensor, transform back to frame pixels)."""
     resized, transform = resize_frame(frame_bgr, spec)
     return to_tensor(resized, spec), transform
+
+
+def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Float tensor -> the integer input an int8/uint8 model takes (``q = round(x / scale) + zero_point``)."""
+    if spec.quantization is None:
+        return x.astype(spec.dtype, copy=False)
+    info = np.iinfo(np.dtype(spec.dtype))
+    q = np.round(x / spec.quantization.scale) + spec.quantization.zero_point
+    return np.clip(q, info.min, info.max).astype(spec.dtype)
+
+
+def dequantize(outputs: list[np.ndarray], specs: list[TensorSpec]) -> list[np.ndarray]:
+    """Integer outputs -> float (``x = scale * (q - zero_point)``); float outputs pass through."""
+    return [
+        out if spec.quantization is None
+        else (out.astype(np.float32) - spec.quantization.zero_point) * np.float32(spec.quantization.scale)
+        for out, spec in zip(outputs, specs)
+    ]

@@ -48,3 +48,16 @@ def test_tensor_layout_color_and_normalization() -> None:
 def test_wrong_frame_is_a_clear_error() -> None:
     with pytest.raises(PreprocessError, match=r"HxWx3 uint8 BGR image, got shape \(10, 10\)"):
         preprocess(np.zeros((10, 10), np.uint8), PreprocessSpec(size_wh=(4, 4)))
+
+
+def test_int8_io_quantization_round_trips() -> None:
+    from device_agent.manifest import QuantParams, TensorSpec
+    from device_agent.preprocess import dequantize, quantize
+
+    spec = TensorSpec(name="x", shape=[1, 4], dtype="int8", quantization=QuantParams(scale=0.5, zero_point=-3))
+    q = quantize(np.array([[-100.0, 0.0, 1.0, 100.0]], np.float32), spec)
+    assert q.dtype == np.int8 and q.tolist() == [[-128, -3, -1, 127]]  # clipped at both ends
+    back = dequantize([q], [spec])[0]
+    np.testing.assert_allclose(back, [[-62.5, 0.0, 1.0, 65.0]])
+    plain = TensorSpec(name="y", shape=[1], dtype="float32")
+    assert quantize(np.ones((1,), np.float64), plain).dtype == np.float32
