@@ -76,6 +76,13 @@ class TaskSpec(_Strict):
     iou_threshold: float = Field(default=0.45, ge=0.0, le=1.0)
     top_k: int = Field(default=5, ge=1)
     max_detections: int = Field(default=100, ge=1)
+    anchors_yxhw: list[tuple[float, float, float, float]] | None = Field(
+        default=None, description="SSD: anchors as (y_center, x_center, height, width), normalized to the input"
+    )
+    box_scales: tuple[float, float, float, float] = Field(
+        default=(10.0, 10.0, 5.0, 5.0), description="SSD: y, x, h, w scales of the box encoding"
+    )
+    background_class: bool = Field(default=True, description="SSD: the first score column is background")
 
 
 class TargetInfo(_Strict):

@@ -36,6 +36,7 @@ class FrameTransform:
     pad_y: float = 0.0
     crop_x: float = 0.0
     crop_y: float = 0.0
+    input_wh: tuple[int, int] = (0, 0)  # the model input's size, for decoders that give normalized boxes
 
     def to_frame(self, box_xyxy: np.ndarray) -> np.ndarray:
         """Boxes ``[N, 4]`` in model-input pixels -> frame pixels, clipped to the frame."""
@@ -61,7 +62,7 @@ def resize_frame(frame_bgr: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarra
     tw, th = spec.size_wh
     if spec.resize == "stretch":
         out = cv2.resize(frame_bgr, (tw, th), interpolation=cv2.INTER_LINEAR)
-        return out, FrameTransform((w, h), tw / w, th / h)
+        return out, FrameTransform((w, h), tw / w, th / h, input_wh=(tw, th))
     if spec.resize == "letterbox":
         r = min(tw / w, th / h)
         nw, nh = max(1, round(w * r)), max(1, round(h * r))
@@ -69,14 +70,14 @@ def resize_frame(frame_bgr: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarra
         out = np.full((th, tw, 3), spec.pad_value, dtype=np.uint8)
         px, py = (tw - nw) // 2, (th - nh) // 2
         out[py : py + nh, px : px + nw] = resized
-        return out, FrameTransform((w, h), nw / w, nh / h, px, py)
+        return out, FrameTransform((w, h), nw / w, nh / h, px, py, input_wh=(tw, th))
     # center-crop: keep crop_fraction of the short side, centred, then resize to the input
     side = min(h, w) * spec.crop_fraction
     cw, ch = (side * tw / max(tw, th), side * th / max(tw, th)) if tw != th else (side, side)
     x0, y0 = int(round((w - cw) / 2)), int(round((h - ch) / 2))
     crop = frame_bgr[y0 : y0 + int(round(ch)), x0 : x0 + int(round(cw))]
     out = cv2.resize(crop, (tw, th), interpolation=cv2.INTER_LINEAR)
-    return out, FrameTransform((w, h), tw / crop.shape[1], th / crop.shape[0], crop_x=x0, crop_y=y0)
+    return out, FrameTransform((w, h), tw / crop.shape[1], th / crop.shape[0], crop_x=x0, crop_y=y0, input_wh=(tw, th))
 
 
 def to_tensor(image_bgr: np.ndarray, spec: PreprocessSpec, dtype: np.dtype = np.dtype(np.float32)) -> np.ndarray:

@@ -102,8 +102,25 @@ def infer_task(outputs: Sequence[TensorInfo]) -> str:
     return "raw"
 
 
+def read_anchors(path: str | Path) -> list[tuple[float, float, float, float]]:
+    """SSD anchors from a ``.npy`` of shape ``[N, 4]`` (y_center, x_center, height, width), normalized."""
+    import numpy as np
+
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"--anchors {str(file)!r} does not exist; expected a .npy of shape [N, 4]")
+    try:
+        anchors = np.load(file, allow_pickle=False)
+    except ValueError as exc:
+        raise UsageError(f"--anchors {str(file)!r} is not a readable .npy file: {exc}") from exc
+    if anchors.ndim != 2 or anchors.shape[1] != 4:
+        raise UsageError(f"--anchors {str(file)!r} has shape {list(anchors.shape)}; expected [N, 4] (y, x, h, w)")
+    return [tuple(float(v) for v in row) for row in anchors]  # type: ignore[misc]
+
+
 def resolve_task(
-    task: str | None, decoder: str | None, labels: Sequence[str] | str | Path | None, outputs: Sequence[TensorInfo]
+    task: str | None, decoder: str | None, labels: Sequence[str] | str | Path | None, outputs: Sequence[TensorInfo],
+    anchors: str | Path | None = None,
 ) -> TaskSpec:
     kind = task or infer_task(outputs)
     if kind not in TASK_DECODERS:
@@ -118,7 +135,9 @@ def resolve_task(
         names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     else:
         names = list(labels)
-    return TaskSpec(kind=kind, decoder=decoder or TASK_DECODERS[kind], labels=names)  # type: ignore[arg-type]
+    anchor_list = read_anchors(anchors) if anchors is not None else None
+    return TaskSpec(kind=kind, decoder=decoder or TASK_DECODERS[kind], labels=names,  # type: ignore[arg-type]
+                    anchors_yxhw=anchor_list)
 
 
 def tensor_specs(infos: Sequence[TensorInfo], layout: str | None = None) -> list[TensorSpec]:

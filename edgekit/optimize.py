@@ -73,6 +73,7 @@ def optimize(
     task: str | None = None,
     decoder: str | None = None,
     labels: Sequence[str] | str | Path | None = None,
+    anchors: str | Path | None = None,
     preprocess: PreprocessSpec | str | Path | dict[str, Any] | None = None,
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     example_input: Any = None,
@@ -115,7 +116,7 @@ def optimize(
         with Steps(enabled=progress) as steps:
             return _run(
                 model, profile=profile, out=out, work=work, staging=staging, steps=steps, precision=precision,
-                calib=calib, max_drop=max_drop, task=task, decoder=decoder, labels=labels, preprocess=preprocess,
+                calib=calib, max_drop=max_drop, task=task, decoder=decoder, labels=labels, anchors=anchors, preprocess=preprocess,
                 input_shapes=input_shapes, example_input=example_input, name=name, version=version,
                 max_samples=max_samples, threads=profile.threads if threads is None else threads, started=started,
             )
@@ -129,7 +130,7 @@ def optimize(
 
 def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: Path, steps: Steps,
          precision: str, calib: str | Path | None, max_drop: float, task: str | None, decoder: str | None,
-         labels: Any, preprocess: Any, input_shapes: Any, example_input: Any, name: str | None, version: str,
+         labels: Any, anchors: Any, preprocess: Any, input_shapes: Any, example_input: Any, name: str | None, version: str,
          max_samples: int, threads: int, started: float) -> OptimizeResult:
     with steps.step("Loading the model"):
         source = bring_to_onnx(model, work, example_input=example_input)
@@ -139,7 +140,7 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
     runtime = create_runtime("onnxruntime", prepared.dst, threads=threads)
     if len(runtime.inputs) != 1:
         raise UsageError(f"the model has {len(runtime.inputs)} inputs; optimize takes models with one image or tensor input")
-    task_spec = resolve_task(task, decoder, labels, runtime.outputs)
+    task_spec = resolve_task(task, decoder, labels, runtime.outputs, anchors)
     input_shape = runtime.inputs[0].shape
     spec = resolve_preprocess(preprocess, input_shape, task=task_spec.kind)
     if calib is None:

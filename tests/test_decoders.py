@@ -38,12 +38,12 @@ EXPECTED_YOLO = (
 
 
 def test_registry_lists_builtin_decoders() -> None:
-    assert {"softmax-topk", "yolov8", "yolov5", "raw"} <= set(DECODERS)
+    assert {"softmax-topk", "yolov8", "yolov5", "ssd", "raw"} <= set(DECODERS)
 
 
 def test_unknown_decoder_names_known_keys() -> None:
-    with pytest.raises(DecodeError, match=r"unknown decoder 'ssd'; known decoders: .*raw, softmax-topk, yolov5, yolov8"):
-        get_decoder("ssd")
+    with pytest.raises(DecodeError, match=r"unknown decoder 'retinanet'; known decoders: raw, softmax-topk, ssd, yolov5, yolov8"):
+        get_decoder("retinanet")
 
 
 def test_registering_a_key_twice_is_refused() -> None:
@@ -198,3 +198,26 @@ def test_detection_result_to_json() -> None:
         ],
         "raw": [],
     }
+
+
+def test_ssd_decodes_encoded_boxes_back_against_their_anchors() -> None:
+    from device_agent.decoders.ssd import decode_boxes
+    from device_agent.manifest import TaskSpec
+    from device_agent.preprocess import FrameTransform
+
+    anchors = [(0.5, 0.5, 0.2, 0.2), (0.25, 0.25, 0.5, 0.5), (0.75, 0.75, 0.1, 0.3)]
+    # box 0: the anchor itself; box 1: shifted by half an anchor down and twice as wide.
+    encodings = np.array([[[0, 0, 0, 0], [5.0, 0.0, 0.0, 5 * np.log(2.0)], [0, 0, 0, 0]]], np.float32)
+    logits = np.array([[[0, 4, -4], [0, -4, 4], [0, -9, -9]]], np.float32)  # background column first
+    task = TaskSpec(kind="detection", decoder="ssd", labels=["cat", "dog"], anchors_yxhw=anchors, score_threshold=0.5)
+    np.testing.assert_allclose(decode_boxes(encodings[0], np.array(anchors), task.box_scales)[:2],
+                               [[0.4, 0.4, 0.6, 0.6], [-0.25, 0.25, 0.75, 0.75]], atol=1e-6)
+    transform = FrameTransform((200, 100), scale_x=0.5, scale_y=1.0, input_wh=(100, 100))
+    result = decode([encodings, logits], task, transform)
+    dets = sorted(result.detections, key=lambda d: d.label)
+    assert [(d.label, round(d.score, 3)) for d in dets] == [("cat", 0.982), ("dog", 0.982)]
+    np.testing.assert_allclose(dets[0].box_xyxy, (80, 40, 120, 60), atol=1e-3)  # 0.4*100 px -> /0.5 in x
+    with pytest.raises(DecodeError, match=r"decoder 'ssd' got an output of shape"):
+        decode([encodings[:, :2], logits], task, transform)
+    with pytest.raises(DecodeError, match=r"needs the anchors"):
+        decode([encodings, logits], TaskSpec(kind="detection", decoder="ssd"), transform)

@@ -121,3 +121,15 @@ def test_preprocess_file_with_a_bad_key(tiny: Path, tmp_path: Path, photo_dir: P
     assert "key 'resize': Input should be 'letterbox', 'stretch' or 'center-crop' (got 'squash')" in err
     assert "key 'colour': Extra inputs are not permitted" in err
     _assert_nothing_left(out)
+
+
+def test_ssd_anchors_of_the_wrong_shape(tiny: Path, tmp_path: Path, photo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    anchors = tmp_path / "anchors.npy"
+    np.save(anchors, np.zeros((10, 3), np.float32))
+    out = tmp_path / "out"
+    code, err = _run(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--calib", str(photo_dir), "--output", str(out),
+                     "--decoder", "ssd", "--task", "detection", "--anchors", str(anchors))
+    assert code == 2 and "has shape [10, 3]; expected [N, 4] (y, x, h, w)" in err
+    _assert_nothing_left(out)

@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--calib", help="real data: a folder of images, a video file, or a .npy of ready inputs")
     opt.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget in percentage points (default 1)")
     opt.add_argument("--task", choices=["classification", "detection", "raw"], help="default: guessed from the outputs")
-    opt.add_argument("--decoder", help="output decoder: softmax-topk, yolov8, yolov5, raw (default: from the task)")
+    opt.add_argument("--decoder", help="output decoder: softmax-topk, yolov8, yolov5, ssd, raw (default: from the task)")
     opt.add_argument("--labels", help="text file with one class label per line")
+    opt.add_argument("--anchors", help="for --decoder ssd: a .npy of anchors [N, 4] as y, x, h, w (normalized)")
     opt.add_argument("--preprocess", help="preset (imagenet, yolo, tf, unit) or a .json/.toml file of preprocess fields")
     opt.add_argument("--input-shape", type=_shape_arg, action="append", default=[], metavar="NAME:DIMS",
                      help="static shape for a dynamic input, e.g. images:1,3,640,640 (repeatable)")
@@ -123,7 +124,7 @@ def _optimize(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     result = optimize(
         args.model, target=args.target, output=args.output, precision=args.precision, calib=args.calib,
-        max_drop=args.max_drop, task=args.task, decoder=args.decoder, labels=args.labels,
+        max_drop=args.max_drop, task=args.task, decoder=args.decoder, labels=args.labels, anchors=args.anchors,
         preprocess=args.preprocess, input_shapes=dict(args.input_shape), prune=args.prune, name=args.name,
         version=args.bundle_version, threads=args.threads, progress=not args.json or err.is_terminal,
     )
