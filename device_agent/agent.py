@@ -20,6 +20,7 @@ import numpy as np
 
 from device_agent import __version__
 from device_agent.bundle import Bundle, load_bundle
+from device_agent.committer import Committer
 from device_agent.config import AgentConfig, mqtt_password
 from device_agent.decoders import decode
 from device_agent.errors import BundleError
@@ -34,7 +35,7 @@ from device_agent.sources.types import SourceState, StateChange
 from device_agent.system import CpuMeter, rss_mb, temperature_c
 
 log = logging.getLogger("edgekit.agent")
-STAGES = ("capture_age", "preprocess", "infer", "postprocess", "commit")
+STAGES = ("capture_age", "preprocess", "infer", "postprocess", "publish")
 
 
 @dataclass
@@ -105,6 +106,7 @@ class Agent:
                          stall_after_s=s.stall_after_s, on_state=self._on_state, follow_consumer=True)
             for i, s in enumerate(config.sources)
         ]
+        self.committer = Committer(self.outbox, on_commit=self._committed)
         self.policy = PublishPolicy(config.publish.policy, max_per_second=config.publish.max_per_second)
         self.rules = [Rule(r) for r in config.rules]
         self.times = StageTimes()
@@ -115,12 +117,14 @@ class Agent:
         self._cpu = CpuMeter()
 
     # -- messages -------------------------------------------------------------------
-    def _emit(self, kind: str, body: dict[str, Any]) -> int:
-        seq = self.outbox.add(f"{self.topic}/{kind}", body, qos=1)  # a drop adds its own pinned gap event
-        for gap in self.outbox.take_gaps():
+    def _emit(self, kind: str, body: dict[str, Any]) -> None:
+        """Queue one message for the group committer; it reaches MQTT only once it is on disk."""
+        self.committer.put(f"{self.topic}/{kind}", body)
+
+    def _committed(self) -> None:
+        for gap in self.outbox.take_gaps():  # the outbox wrote a pinned gap event for each drop
             log.warning("outbox full: dropped seq %d..%d (%d rows, %s)", gap.first_seq, gap.last_seq, gap.count, gap.reason)
         self.publisher.notify()
-        return seq
 
     def _on_state(self, change: StateChange) -> None:
         log.info("source %s: %s -> %s (%s)", change.source, change.old.name, change.new.name, change.reason)
@@ -167,7 +171,7 @@ class Agent:
                 "result": result.to_json(), "latency_ms": {k: round(v, 3) for k, v in latency.items()},
             })
             self.results_published += 1
-            latency["commit"] = (time.perf_counter_ns() - t3) / 1e6
+            latency["publish"] = (time.perf_counter_ns() - t3) / 1e6
         for stage, ms in latency.items():
             self.times.add(stage, ms)
         return True
@@ -177,6 +181,7 @@ class Agent:
         self._started = self._clock()
         manifest = self.bundle.manifest
         self.publisher.start()
+        self.committer.start()
         if self.outbox.recovered_from is not None:
             self._emit("events", {"kind": "outbox", "state": "recovered", "moved_aside": str(self.outbox.recovered_from)})
         self._emit("events", {"kind": "model", "state": "loaded", "name": manifest.name, "version": manifest.version,
@@ -202,6 +207,7 @@ class Agent:
             for source in self.sources:
                 source.stop(timeout=5.0)
             self._metrics()
+            self.committer.close()
             self._flush(flush_timeout_s)
             self.publisher.stop(timeout=5.0)
         return 0

@@ -217,6 +217,20 @@ class Outbox:
                     self._gaps.append(gap)
             return seq
 
+    def add_many(self, entries: list[tuple[str, dict[str, Any]]], *, qos: int = 1) -> list[int]:
+        """Commit several messages in one transaction (one fsync): group commit for a busy agent."""
+        with self._lock:
+            try:
+                with self._transaction():
+                    seqs = [self._insert_locked(topic, body, qos=qos, retain=False) for topic, body in entries]
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot commit to outbox {self.path}: {exc}") from exc
+            if self._depth - self._pinned > self.max_rows or self._oldest_created_locked() < time.time() - self.max_age_s:
+                gap = self._enforce_locked()
+                if gap is not None:
+                    self._gaps.append(gap)
+            return seqs
+
     def _insert_locked(self, topic: str, body: dict[str, Any], *, qos: int, retain: bool, pinned: bool = False) -> int:
         """Insert one row inside the caller's transaction; return its seq."""
         seq = self._last_seq + 1
@@ -248,12 +262,19 @@ class Outbox:
 
     def ack(self, seq: int) -> None:
         """Delete a row the broker has acknowledged (no error if it is already gone)."""
+        self.ack_many([seq])
+
+    def ack_many(self, seqs: list[int]) -> None:
+        """Delete several acknowledged rows in one transaction (one fsync)."""
+        if not seqs:
+            return
         with self._lock, self._transaction():
-            row = self._conn.execute("SELECT pinned FROM messages WHERE seq = ?", (seq,)).fetchone()
-            if row is not None:
-                self._conn.execute("DELETE FROM messages WHERE seq = ?", (seq,))
-                self._depth -= 1
-                self._pinned -= int(row[0])
+            for seq in seqs:
+                row = self._conn.execute("SELECT pinned FROM messages WHERE seq = ?", (seq,)).fetchone()
+                if row is not None:
+                    self._conn.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+                    self._depth -= 1
+                    self._pinned -= int(row[0])
 
     def depth(self) -> int:
         with self._lock:

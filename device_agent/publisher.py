@@ -205,8 +205,10 @@ class Publisher:
                 events = []
             while not self._events.empty():
                 events.append(self._events.get_nowait())
+            acked: list[int] = []
             for event in events:
                 if event[0] == "stop":
+                    self.outbox.ack_many(acked)
                     return
                 if event[0] == "reset":
                     inflight.clear()
@@ -216,10 +218,11 @@ class Publisher:
                     _, mid, ok, reason = event
                     seq = inflight.pop(mid, None)
                     if seq is not None and ok:
-                        self.outbox.ack(seq)
+                        acked.append(seq)
                     elif seq is not None:
                         self.last_error = f"broker refused seq {seq}: {reason}; retrying"
                         retry[seq] = time.monotonic() + _RETRY_FAILED_S
+            self.outbox.ack_many(acked)  # one transaction for every PUBACK that came in together
             if self._connected.is_set() and not self._stopping.is_set():
                 cursor = self._send_some(inflight, retry, cursor)
 

@@ -155,3 +155,20 @@ def test_gap_events_are_pinned_rows_that_overflow_never_drops(tmp_path: Path) ->
         assert lost | kept == set(range(1, max(kept) + 1))  # every seq is kept or announced lost
         assert sum(g["count"] for g in gaps) == len(lost)
         assert len(gaps) < 40 - 10  # headroom: one gap event per block of drops, not one per row
+
+
+def test_group_commit_keeps_order_and_commits_everything_on_close(tmp_path: Path) -> None:
+    from device_agent.committer import Committer
+
+    commits = []
+    with Outbox(tmp_path / "o.db", device_id="d") as box:
+        committer = Committer(box, on_commit=lambda: commits.append(box.depth()), max_batch=50).start()
+        for i in range(500):
+            committer.put(TOPIC, {"i": i})
+        committer.close()
+        rows = box.pending(limit=1000)
+        import json
+
+        assert [json.loads(r.payload)["i"] for r in rows] == list(range(500))
+        assert [r.seq for r in rows] == list(range(1, 501))
+        assert 10 <= committer.batches < 500 and commits[-1] == 500  # batches of up to 50, one fsync each
