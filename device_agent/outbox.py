@@ -205,25 +205,17 @@ class Outbox:
         If the bounds are exceeded, the oldest rows are dropped and a :class:`Gap` is queued for
         :meth:`take_gaps`.
         """
-        with self._lock:
-            try:
-                with self._transaction():
-                    seq = self._insert_locked(topic, body, qos=qos, retain=retain)
-            except sqlite3.Error as exc:
-                raise OutboxError(f"cannot commit to outbox {self.path}: {exc}") from exc
-            if self._depth - self._pinned > self.max_rows or self._oldest_created_locked() < time.time() - self.max_age_s:
-                gap = self._enforce_locked()
-                if gap is not None:
-                    self._gaps.append(gap)
-            return seq
+        return self.add_many([(topic, body)], qos=qos, retain=retain)[0]
 
-    def add_many(self, entries: list[tuple[str, dict[str, Any]]], *, qos: int = 1) -> list[int]:
+    def add_many(self, entries: list[tuple[str, dict[str, Any]]], *, qos: int = 1, retain: bool = False) -> list[int]:
         """Commit several messages in one transaction (one fsync): group commit for a busy agent."""
         with self._lock:
+            counters = (self._last_seq, self._depth, self._pinned)
             try:
                 with self._transaction():
-                    seqs = [self._insert_locked(topic, body, qos=qos, retain=False) for topic, body in entries]
+                    seqs = [self._insert_locked(topic, body, qos=qos, retain=retain) for topic, body in entries]
             except sqlite3.Error as exc:
+                self._last_seq, self._depth, self._pinned = counters  # rolled back: so are the counters
                 raise OutboxError(f"cannot commit to outbox {self.path}: {exc}") from exc
             if self._depth - self._pinned > self.max_rows or self._oldest_created_locked() < time.time() - self.max_age_s:
                 gap = self._enforce_locked()

@@ -27,17 +27,19 @@ class TensorInfo:
 
 
 class Runtime(ABC):
-    """A loaded model, ready to run."""
+    """A loaded model, ready to run. Subclasses set ``_inputs`` and ``_outputs`` when loading."""
 
     key: str = ""
+    _inputs: tuple[TensorInfo, ...] = ()
+    _outputs: tuple[TensorInfo, ...] = ()
 
     @property
-    @abstractmethod
-    def inputs(self) -> tuple[TensorInfo, ...]: ...
+    def inputs(self) -> tuple[TensorInfo, ...]:
+        return self._inputs
 
     @property
-    @abstractmethod
-    def outputs(self) -> tuple[TensorInfo, ...]: ...
+    def outputs(self) -> tuple[TensorInfo, ...]:
+        return self._outputs
 
     @abstractmethod
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -57,14 +57,6 @@ class OnnxRuntime(Runtime):
         self._input_names = [i.name for i in self._inputs]
 
     @property
-    def inputs(self) -> tuple[TensorInfo, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorInfo, ...]:
-        return self._outputs
-
-    @property
     def providers(self) -> tuple[str, ...]:
         return tuple(self._session.get_providers())
 

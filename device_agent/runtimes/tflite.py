@@ -53,14 +53,6 @@ class TfliteRuntime(Runtime):
         self._outputs = tuple(_info(d) for d in self._out)
 
     @property
-    def inputs(self) -> tuple[TensorInfo, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorInfo, ...]:
-        return self._outputs
-
-    @property
     def providers(self) -> tuple[str, ...]:
         return (f"{self.package}/XNNPACK",)
 
