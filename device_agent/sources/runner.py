@@ -60,6 +60,7 @@ class SourceRunner:
         on_state: Callable[[StateChange], None] | None = None,
         kind: str | None = None,
         follow_consumer: bool = False,
+        prepare: Callable[[np.ndarray], Any] | None = None,
     ) -> None:
         for key, value in (("read_timeout_s", read_timeout_s), ("stall_after_s", stall_after_s),
                            ("backoff_initial_s", backoff_initial_s), ("backoff_max_s", backoff_max_s),
@@ -73,6 +74,9 @@ class SourceRunner:
         # A file with no fps: read each frame only when the previous one was taken, so inference
         # sees every frame of the file. A live source never waits.
         self.follow_consumer = follow_consumer and fps is None
+        # Work done on each image in the source's own thread (the agent's preprocessing), so it
+        # overlaps with inference on the previous frame.
+        self.prepare = prepare
         # Resolve the kind once: a bad URI fails here, and a file deleted later stays a file.
         self._spec = SourceSpec(uri, kind=kind or source_kind(uri), open_timeout_s=read_timeout_s, read_timeout_s=read_timeout_s)
         open_source(self._spec)  # an unknown kind fails now, not in a thread
@@ -133,11 +137,14 @@ class SourceRunner:
     # -- connection thread side ------------------------------------------------------------
 
     def _deliver(self, conn: Connection, image: np.ndarray) -> None:
+        read_ns = time.monotonic_ns()
+        prepared = self.prepare(image) if self.prepare is not None else None
         with self._lock:
             if conn.cancelled.is_set():
                 return  # an abandoned connection came back late
-            now_ns = time.monotonic_ns()
-            frame = Frame(frame_id=self._next_id, source=self.name, captured_ns=now_ns, wall_time=time.time(), image=image)
+            now_ns = read_ns
+            frame = Frame(frame_id=self._next_id, source=self.name, captured_ns=now_ns, wall_time=time.time(), image=image,
+                          prepared=prepared)
             self._next_id += 1
             self._last_frame_ns = now_ns
             conn.frames += 1

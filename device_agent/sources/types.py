@@ -12,6 +12,8 @@ camera that silently reports "streaming" while it reconnects.
 
 from __future__ import annotations
 
+from typing import Any
+
 import enum
 from dataclasses import dataclass, field
 
@@ -70,6 +72,7 @@ class Frame:
     captured_ns: int
     wall_time: float
     image: np.ndarray = field(repr=False)  # HxWx3 uint8 BGR
+    prepared: Any = field(default=None, repr=False)  # what the runner's ``prepare`` made of the image
 
     @property
     def size_wh(self) -> tuple[int, int]:
