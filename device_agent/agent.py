@@ -36,7 +36,6 @@ from device_agent.sources.types import SourceState, StateChange
 from device_agent.system import CpuMeter, rss_mb, temperature_c
 
 log = logging.getLogger("edgekit.agent")
-STAGES = ("capture_age", "preprocess", "infer", "postprocess", "publish")
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import time
 from pathlib import Path
 
 
@@ -11,20 +12,14 @@ class CpuMeter:
     """Process CPU use in percent of one core since the previous call."""
 
     def __init__(self) -> None:
-        self._last = (os.times(), _now())
+        self._last = (os.times(), time.monotonic())
 
     def percent(self) -> float:
-        times, wall = os.times(), _now()
+        times, wall = os.times(), time.monotonic()
         (old_times, old_wall) = self._last
         self._last = (times, wall)
         used = (times.user + times.system) - (old_times.user + old_times.system)
         return 100.0 * used / max(wall - old_wall, 1e-9)
-
-
-def _now() -> float:
-    import time
-
-    return time.monotonic()
 
 
 def rss_mb() -> float:
@@ -34,10 +29,6 @@ def rss_mb() -> float:
         for line in status.read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

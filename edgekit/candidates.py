@@ -8,6 +8,7 @@ damages most in float (ranked by :mod:`edgekit.sensitivity`), before giving up.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,8 @@ from converters.onnx_int8 import quantize_int8_static
 from device_agent.manifest import TaskSpec
 from edgekit.measure import LatencySample, run_all
 from edgekit.progress import Steps
-from edgekit.sensitivity import candidate_chains, describe, exclusion_steps, float_chains, rank_chains, refine, snr_db
-from edgekit.validation import Agreement, compare_outputs
+from edgekit.sensitivity import candidate_chains, describe, exclusion_steps, float_chains, rank_chains, refine
+from edgekit.validation import Agreement, compare_outputs, snr_db
 
 
 @dataclass
@@ -40,6 +41,15 @@ class Workspace:
     max_drop: float
     steps: Steps
     threads: int = 0
+    _check: tuple[list[np.ndarray], list[list[np.ndarray]]] | None = field(default=None, repr=False)
+
+    def check_set(self) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
+        """Calibration samples the bias correction is not fitted on (its first 16), and the
+        reference's outputs on them: computed once, shared by every INT8 try."""
+        if self._check is None:
+            inputs = [arr[-16:] for arr in self.calibration]
+            self._check = (inputs, run_all(self.reference, inputs, threads=self.threads))
+        return self._check
 
 
 @dataclass
@@ -105,20 +115,18 @@ def _int8_corrected(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> 
     """Quantize, then correct the per-channel mean shift of every quantized layer.
 
     The correction is kept only if it raises the output SNR on calibration samples other
-    than the ones it was fitted on; otherwise the plain quantized model is used.
+    than the ones it was fitted on; otherwise the plain quantized model is used. The plain
+    model stays at ``reports[0].dst`` (the chain ranking starts from it).
     """
     quantized = _int8(ws, dst.with_suffix(".raw.onnx"), exclude)
     corrected = correct_bias(quantized.dst, dst, reference=ws.reference, calibration=ws.calibration,
                              input_names=ws.input_names)
-    check = [arr[-16:] for arr in ws.calibration]  # the correction fits the first 16 samples
-    reference = run_all(ws.reference, check, threads=ws.threads)
+    check, reference = ws.check_set()
     before = snr_db(reference, run_all(quantized.dst, check, threads=ws.threads))
     after = snr_db(reference, run_all(dst, check, threads=ws.threads))
     corrected.details.update(snr_before_db=round(before, 2), snr_after_db=round(after, 2), kept=after > before)
     if after <= before:
-        quantized.dst.replace(dst)
-    else:
-        quantized.dst.unlink()
+        shutil.copyfile(quantized.dst, dst)
     return [quantized, corrected]
 
 
@@ -136,7 +144,7 @@ def build_int8(ws: Workspace) -> list[Candidate]:
     chains = candidate_chains(float_chains(onnx.load(str(ws.reference), load_external_data=False)))
     with ws.steps.step(f"Measuring the INT8 error of {len(chains)} layer chains", total=len(chains)) as advance:
         ranked = rank_chains(
-            ws.reference, _int8(ws, ws.work_dir / "model.int8.uncorrected.onnx").dst, chains, ws.calibration,
+            ws.reference, reports[0].dst, chains, ws.calibration,
             quantize=lambda exclude, dst: _int8(ws, dst, exclude).dst, work_dir=ws.work_dir, progress=advance,
         )
     full.note = f"missed the budget; chains that help most in float: {describe(ranked, 3)}"

@@ -167,7 +167,8 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
         c.latency = latencies[c.name]
     reference_ms = latencies["fp32"].p50_ms
     winner, reason = _choose(finalists, candidates, max_drop, precision)
-    winner_outputs = run_all(winner.path, [calibration[:1]], threads=threads)[0]
+    winner_runtime = create_runtime("onnxruntime", winner.path, threads=threads)
+    winner_outputs = winner_runtime.run([calibration[:1]])  # the golden outputs the device self-tests against
     report = _report(profile, source, prepared, spec, task_spec, data, calibration, validation, candidates, winner,
                      reason, reference_ms, max_drop, started)
     manifest_fields = {
@@ -178,7 +179,7 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
         "model": {"file": f"model.{winner.precision}.onnx", "format": "onnx", "sha256": ""},
         "target": {"name": profile.name, "runtime": "onnxruntime", "providers": profile.providers, "threads": profile.threads},
         "inputs": [s.model_dump() for s in tensor_specs(runtime.inputs, spec.layout if spec else None)],
-        "outputs": [s.model_dump() for s in tensor_specs(create_runtime("onnxruntime", winner.path).outputs)],
+        "outputs": [s.model_dump() for s in tensor_specs(winner_runtime.outputs)],
         "preprocess": spec.model_dump() if spec else None,
         "task": task_spec.model_dump(),
         "source": {"file": source.file_name, "sha256": source.sha256, "format": source.format},

@@ -26,8 +26,8 @@ import numpy as np
 
 from converters.onnx_int8 import COMPUTE_OPS
 from edgekit.measure import run_all
+from edgekit.validation import snr_db
 
-_SNR_CAP_DB = 120.0
 _PASS_THROUGH = ("Relu", "Clip", "LeakyRelu", "HardSwish", "HardSigmoid", "Sigmoid", "Swish", "BatchNormalization")
 MAX_CHAIN = 3
 
@@ -87,19 +87,6 @@ def candidate_chains(chains: Sequence[tuple[str, ...]], *, limit: int = 24) -> l
         return list(chains)
     head = limit * 2 // 3
     return list(chains[:head]) + list(chains[len(chains) - (limit - head) :])
-
-
-def snr_db(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]]) -> float:
-    """Signal-to-noise ratio of ``candidate`` against ``reference`` over all samples and outputs."""
-    signal = noise = 0.0
-    for ref_outputs, cand_outputs in zip(reference, candidate):
-        for r, c in zip(ref_outputs, cand_outputs):
-            r64 = r.astype(np.float64)
-            signal += float(np.square(r64).sum())
-            noise += float(np.square(r64 - c.astype(np.float64)).sum())
-    if noise <= 0.0:
-        return _SNR_CAP_DB
-    return float(min(_SNR_CAP_DB, 10.0 * np.log10(max(signal, 1e-30) / noise)))
 
 
 def rank_chains(

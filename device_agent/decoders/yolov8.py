@@ -27,7 +27,7 @@ def candidates_last(out: np.ndarray, num_labels: int) -> np.ndarray:
     With labels the channel axis is the one of size ``4 + len(labels)``; without, it is
     the smaller axis (a head has far more candidates than channels).
     """
-    expected = f"[1, 4+nc, N] or [1, N, 4+nc] with nc >= 1"
+    expected = "[1, 4+nc, N] or [1, N, 4+nc] with nc >= 1"
     if num_labels:
         expected = f"[1, {4 + num_labels}, N] or [1, N, {4 + num_labels}] (4 box values + {num_labels} labels)"
     if out.ndim != 3 or out.shape[0] != 1:
