@@ -69,6 +69,12 @@ def no_holes(seqs: list[int]) -> bool:
     return bool(seqs) and seqs == list(range(1, seqs[-1] + 1))
 
 
+def went_offline(collector: Collector) -> bool:
+    """The agent's offline status arrived: it is published after the last PUBACK, so every
+    message of that connection has reached the collector before it (QoS 1 keeps order)."""
+    return any(b.get("state") == "offline" for b in collector.received("/status"))
+
+
 def spawn_agent(config: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "device_agent.cli", "run", "--config", str(config), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -143,7 +149,8 @@ def test_sigkilled_agent_delivers_what_it_committed_after_restart(
         assert restarted.wait(timeout=60) == 0
     finally:
         restarted.kill()
-    assert collector.wait_for(lambda c: set(committed) <= {b["seq"] for _, b, _ in c.messages if "seq" in b}, timeout=20)
+    assert collector.wait_for(went_offline, timeout=20)  # everything the restart sent has arrived
+    assert set(committed) <= {b["seq"] for _, b, _ in collector.messages if "seq" in b}
     seqs = sorted({b["seq"] for _, b, _ in collector.messages if "seq" in b})
     assert seqs[-1] > committed[-1]  # the second run continued the counter, never reused it
     collector.close()
@@ -164,7 +171,8 @@ def test_outbox_overflow_is_reported_as_a_gap_with_the_exact_range(
     assert collector.wait_subscribed(15)
     restarted = spawn_agent(config, "--max-frames", "1")
     assert restarted.wait(timeout=60) == 0
-    assert collector.wait_for(lambda c: any(b.get("kind") == "gap" for b in c.received("/events")), timeout=20)
+    assert collector.wait_for(went_offline, timeout=20)  # everything the restart sent has arrived
+    assert any(b.get("kind") == "gap" for b in collector.received("/events"))
     gaps = [b for b in collector.received("/events") if b.get("kind") == "gap"]
     received = {b["seq"] for _, b, _ in collector.messages if "seq" in b}
     lost = {s for g in gaps for s in range(g["first_seq"], g["last_seq"] + 1)} - received
