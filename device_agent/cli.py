@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from device_agent import __version__
 from device_agent.config import ConfigError
-from device_agent.errors import AgentError, BundleError
+from device_agent.errors import AgentError, BenchInputError, BundleError
 from device_agent.publisher import PublisherAuthError
 
 
@@ -47,6 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("config", help="agent config file (TOML)")
     check.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure a bundle's latency on this device",
+        description="Load the bundle's model with the agent's runtime, run it once, warm it up until the latency "
+        "is stable, time it, and report load/first/p50/p90/p95/p99/p99.9, mean, std, CV, throughput, peak memory, "
+        "FLOPs and the share of this CPU's peak, and the time per operator. --pipeline times every stage of the "
+        "agent on a video or camera instead.",
+    )
+    bench.add_argument("bundle", help="bundle directory (or a .onnx/.tflite file)")
+    how_long = bench.add_mutually_exclusive_group()
+    how_long.add_argument("--runs", type=int, help="timed runs")
+    how_long.add_argument("--duration", type=float, help="seconds of timed runs (default 10)")
+    bench.add_argument("--warmup", type=int, help="exactly N warm-up runs (default: until stable)")
+    bench.add_argument("--threads", type=int, help="inference threads (default: the bundle target's)")
+    bench.add_argument("--no-profile", action="store_true", help="skip the per-operator profile")
+    bench.add_argument("--pipeline", metavar="SOURCE", help="time the agent's stages on this video, folder or camera")
+    bench.add_argument("--frames", type=int, default=300, help="with --pipeline: frames to time (default 300)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     return parser
 
 
@@ -80,6 +99,30 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from device_agent.bench.text import host_info, pipeline_text, text_report
+
+    if args.pipeline:
+        from device_agent.bench.pipeline import benchmark_pipeline
+
+        result = benchmark_pipeline(args.bundle, args.pipeline, frames=args.frames, threads=args.threads)
+        print(json.dumps({"v": 1, "pipeline": [result]}) if args.json else pipeline_text(result), end="\n" if args.json else "")
+        return 0
+    from device_agent.bench.runner import BenchOptions, benchmark_model
+
+    options = BenchOptions(runs=args.runs, duration_s=args.duration, warmup=args.warmup, threads=args.threads,
+                           profile=not args.no_profile, keep_samples=False)
+    if not args.json:
+        print(f"benchmarking {args.bundle} ...", file=sys.stderr, flush=True)
+    record = benchmark_model(args.bundle, options,
+                             on_phase=None if args.json else lambda name: print(f"  {name}", file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps({"v": 1, "host": host_info(), "models": [record]}))
+    else:
+        print(text_report([record]), end="")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     import logging
 
@@ -95,8 +138,8 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"verify": _verify, "check-config": _check_config, "run": _run}[args.command](args)
-    except (BundleError, ConfigError, PublisherAuthError) as exc:
+        return {"verify": _verify, "check-config": _check_config, "run": _run, "bench": _bench}[args.command](args)
+    except (BundleError, ConfigError, PublisherAuthError, BenchInputError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     except AgentError as exc:

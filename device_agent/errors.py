@@ -8,7 +8,9 @@ Everything the agent raises on purpose derives from :class:`AgentError`, so a ca
     ├── BundleError              a bundle failed verification (names the check)
     ├── RuntimeLoadError         a model could not be loaded or run by a runtime
     ├── PreprocessError          a frame or a preprocessing spec is unusable
-    └── DecodeError              a model output does not fit its declared decoder
+    ├── DecodeError              a model output does not fit its declared decoder
+    ├── CostError                a model's MACs/parameters could not be counted
+    └── BenchInputError          a benchmark was asked something it cannot do (missing file, wrong runtime)
 """
 
 from __future__ import annotations
@@ -48,3 +50,11 @@ class PreprocessError(AgentError):
 
 class DecodeError(AgentError):
     """A model's outputs do not match what its decoder expects."""
+
+
+class CostError(AgentError):
+    """A model's cost (MACs, parameters) could not be counted; the message names the file and why."""
+
+
+class BenchInputError(AgentError):
+    """The benchmark was asked something it cannot do: a missing file, the wrong runtime, a bad option."""

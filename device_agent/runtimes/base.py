@@ -50,6 +50,12 @@ class Runtime(ABC):
         """Execution providers or delegates actually in use."""
         return ()
 
+    def end_profiling(self) -> Path | None:
+        """Stop the operator profiler started with ``profile=True`` and return its trace file.
+
+        ``None`` where the runtime has no profiler (LiteRT's Python API exposes none)."""
+        return None
+
 
 RuntimeFactory = Callable[..., Runtime]
 RUNTIMES: dict[str, RuntimeFactory] = {}
@@ -66,9 +72,12 @@ def register_runtime(key: str) -> Callable[[RuntimeFactory], RuntimeFactory]:
 
 
 def create_runtime(
-    key: str, model_path: Path | str, *, threads: int = 0, providers: Sequence[str] = ()
+    key: str, model_path: Path | str, *, threads: int = 0, providers: Sequence[str] = (), profile: bool = False
 ) -> Runtime:
-    """Load ``model_path`` with the runtime registered as ``key``."""
+    """Load ``model_path`` with the runtime registered as ``key``.
+
+    ``profile=True`` records per-operator times where the runtime can (see :meth:`Runtime.end_profiling`);
+    it slows every run, so the benchmark profiles in a separate session from the one it times."""
     from device_agent import runtimes as _  # noqa: F401  (registers the built-in runtimes)
 
     if key not in RUNTIMES:
@@ -76,7 +85,7 @@ def create_runtime(
     path = Path(model_path)
     if not path.is_file():
         raise RuntimeLoadError(f"model file {str(path)!r} does not exist")
-    return RUNTIMES[key](path, threads=threads, providers=tuple(providers))
+    return RUNTIMES[key](path, threads=threads, providers=tuple(providers), profile=profile)
 
 
 def runtime_for_file(model_path: Path | str) -> str:

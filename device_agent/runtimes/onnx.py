@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,7 +31,9 @@ def _shape(dims: Sequence[object]) -> tuple[int, ...]:
 class OnnxRuntime(Runtime):
     key = "onnxruntime"
 
-    def __init__(self, model_path: Path, *, threads: int = 0, providers: Sequence[str] = ()) -> None:
+    def __init__(
+        self, model_path: Path, *, threads: int = 0, providers: Sequence[str] = (), profile: bool = False
+    ) -> None:
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -40,6 +43,10 @@ class OnnxRuntime(Runtime):
         if threads > 0:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        if profile:
+            self._profile_dir = tempfile.mkdtemp(prefix="edgekit-ort-profile-")
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(self._profile_dir) / "ort")
         available = set(ort.get_available_providers())
         wanted = [p for p in providers if p in available] or ["CPUExecutionProvider"]
         if "CPUExecutionProvider" not in wanted:
@@ -64,6 +71,11 @@ class OnnxRuntime(Runtime):
     def session(self) -> object:
         """The underlying ``onnxruntime.InferenceSession`` (for profiling)."""
         return self._session
+
+    def end_profiling(self) -> Path | None:
+        if not getattr(self, "_profile_dir", None):
+            return None
+        return Path(self._session.end_profiling())
 
     def run(self, feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
         if len(feeds) != len(self._input_names):

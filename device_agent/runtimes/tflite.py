@@ -40,7 +40,9 @@ def _info(detail: dict[str, Any]) -> TensorInfo:
 class TfliteRuntime(Runtime):
     key = "tflite"
 
-    def __init__(self, model_path: Path, *, threads: int = 0, providers: Sequence[str] = ()) -> None:
+    def __init__(
+        self, model_path: Path, *, threads: int = 0, providers: Sequence[str] = (), profile: bool = False
+    ) -> None:
         interpreter_class, self.package = _interpreter_class()
         try:
             self._interpreter = interpreter_class(model_path=str(model_path), num_threads=threads or None)

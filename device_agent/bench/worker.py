@@ -1,0 +1,97 @@
+"""One model's benchmark in a fresh Python process.
+
+Each model gets a process of its own so that its peak memory is its own (``ru_maxrss`` only
+grows), its load time is not helped by another model's warm allocator, and a model that
+crashes the runtime does not take the caller down. The parent reads phase names from the
+child's stderr (``phase: NAME``) for its progress display and the result from a JSON file.
+
+    python -m device_agent.bench.worker MODEL OPTIONS_JSON OUT_JSON
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from device_agent.bench.runner import BenchInputError, BenchOptions, benchmark_model
+from device_agent.errors import AgentError
+
+_ERRORS: dict[str, type[AgentError]] = {"BenchInputError": BenchInputError}
+
+
+class BenchFailed(AgentError):
+    """The benchmark process failed: the runtime crashed or raised."""
+
+
+def main(argv: list[str]) -> int:
+    model, options_json, out = argv
+    try:
+        options = BenchOptions.from_json(json.loads(options_json))
+        record: dict[str, Any] = benchmark_model(model, options,
+                                                 on_phase=lambda name: print(f"phase: {name}", file=sys.stderr, flush=True))
+    except AgentError as exc:  # reported to the parent, which raises it again with the same type
+        record = {"error": {"type": type(exc).__name__, "message": str(exc)}}
+    Path(out).write_text(json.dumps(record), encoding="utf-8")
+    return 0
+
+
+def bench_in_subprocess(
+    model: Path | str,
+    options: BenchOptions,
+    *,
+    timeout_s: float | None = None,
+    on_phase: Callable[[str], None] | None = None,
+    python: str = sys.executable,
+) -> dict[str, Any]:
+    """Run :func:`benchmark_model` on ``model`` in a child process and return its record."""
+    with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [python, "-m", "device_agent.bench.worker", str(model), json.dumps(options.to_json()), str(out)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+        tail: deque[str] = deque(maxlen=20)
+
+        def read_stderr() -> None:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                if line.startswith("phase: "):
+                    if on_phase is not None:
+                        on_phase(line[len("phase: "):].strip())
+                else:
+                    tail.append(line.rstrip())
+
+        reader = threading.Thread(target=read_stderr, name="bench-stderr", daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout=timeout_s)
+            reader.join(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise BenchFailed(f"benchmark of {str(model)!r} did not finish within {timeout_s:.0f} s") from None
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if proc.returncode != 0 or not out.is_file():
+            detail = "\n".join(list(tail)[-8:]) or "no output"
+            raise BenchFailed(f"benchmark process for {str(model)!r} exited with status {proc.returncode}:\n{detail}")
+        record = json.loads(out.read_text(encoding="utf-8"))
+    if "error" in record:
+        kind, message = record["error"]["type"], record["error"]["message"]
+        if kind in _ERRORS:
+            raise _ERRORS[kind](message)
+        raise BenchFailed(f"{kind}: {message}")
+    return record
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
