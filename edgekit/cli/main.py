@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from converters.errors import ConversionError
-from device_agent.errors import AgentError, BundleError
+from device_agent.errors import AgentError, BenchInputError, BundleError
 from edgekit import __version__
+from edgekit.cli import bench as bench_cli
 from edgekit.errors import EdgeKitError, OptimizeFailed
 
 EPILOG_OPTIMIZE = """examples:
@@ -108,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--device", help="only this device id")
     mon.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
     mon.add_argument("--json", action="store_true", help="print one JSON object per new message (JSON lines)")
+
+    bench_cli.add_parser(sub)
 
     smp = sub.add_parser("samples", help="write real sample photos and a video for demos and calibration",
                          description="Cut an image folder and a pan/zoom video from the real photographs that "
@@ -218,6 +221,7 @@ COMMANDS = {
     "zoo": _zoo,
     "monitor": _monitor,
     "samples": _samples,
+    "benchmark": bench_cli.run,
 }
 
 
@@ -236,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EdgeKitError as exc:
         _error(err, exc)
         return exc.exit_code
-    except (BundleError, ConversionError) as exc:
+    except (BundleError, ConversionError, BenchInputError) as exc:
         _error(err, exc)
         return 2
     except AgentError as exc:

@@ -1,0 +1,138 @@
+"""``edgekit benchmark``: the parser and the handler (kept apart from the other commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from edgekit.errors import UsageError
+
+EPILOG = """examples:
+  edgekit benchmark model.onnx
+  edgekit benchmark bundles/fp32 bundles/int8 --duration 10 --repeat 3 --plot bench.png
+  edgekit benchmark model.onnx model.int8.onnx --runs 2000 --warmup 50 --threads 2 --json
+  edgekit benchmark bundles/int8 --pipeline samples/street.mp4 --frames 300
+  edgekit benchmark --device cam-01 --broker localhost:1883 bundles/int8
+
+Each model runs in a fresh process through the agent's own runtime code: load, first
+inference, warm-up until three consecutive blocks agree within 3% (or --warmup N runs),
+then timed runs, one at a time, with perf_counter_ns. Reported: load, first, p50/p90/
+p95/p99/p99.9, mean, std, CV, drift, throughput, peak RSS, FLOPs and params, achieved
+GOP/s and %% of peak (this CPU's detected peak, or --target's profile), and the time per
+operator from onnxruntime's profiler. --repeat N takes turns between models (A B A B)
+and reports the spread of p50 across the repeats.
+"""
+
+
+def add_parser(sub: Any) -> None:
+    bench = sub.add_parser(
+        "benchmark",
+        help="measure latency, memory and compute use of models or bundles, side by side",
+        description="Measure models on this machine the way the agent runs them, or ask a running agent "
+        "to measure on its device (--device).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument("models", nargs="*", metavar="MODEL_OR_BUNDLE", help=".onnx or .tflite files or bundle directories")
+    bench.add_argument("--runtime", choices=["onnxruntime", "tflite"], help="default: from the bundle or file suffix")
+    bench.add_argument("--threads", type=int, help="inference threads (default: the bundle target's, else the runtime's)")
+    how_long = bench.add_mutually_exclusive_group()
+    how_long.add_argument("--runs", type=int, help="timed runs per model")
+    how_long.add_argument("--duration", type=float, help="seconds of timed runs per model (default 10)")
+    bench.add_argument("--warmup", type=int, help="exactly N warm-up runs (default: until the latency is stable)")
+    bench.add_argument("--repeat", type=int, default=1, help="measure every model N times, taking turns (default 1)")
+    bench.add_argument("--target", help="this machine is TARGET: take the peak compute for %% of peak from its profile")
+    bench.add_argument("--no-profile", action="store_true", help="skip the per-operator profile")
+    bench.add_argument("--top", type=int, default=8, help="operators to show per model (default 8)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    bench.add_argument("--samples", action="store_true", help="with --json: include every timed run's latency")
+    bench.add_argument("--csv", metavar="FILE", help="also write one CSV row per model")
+    bench.add_argument("--plot", metavar="FILE", help="also write a PNG: p50/p90/p99, distributions, latency over runs")
+    bench.add_argument("--pipeline", metavar="SOURCE", help="time the agent's stages on a video file, folder or camera "
+                       "(bundles only): capture, preprocess, infer, postprocess, publish")
+    bench.add_argument("--frames", type=int, default=300, help="with --pipeline: frames to time (default 300)")
+    bench.add_argument("--device", help="ask the agent with this device id to benchmark on the device (needs --broker)")
+    bench.add_argument("--broker", help="HOST:PORT of the MQTT broker the agent is connected to")
+    bench.add_argument("--timeout", type=float, default=300.0, help="--device: seconds to wait for the answer (default 300)")
+
+
+def _options(args: argparse.Namespace, *, keep_samples: bool) -> Any:
+    from device_agent.bench.runner import BenchOptions
+
+    return BenchOptions(runs=args.runs, duration_s=args.duration, warmup=args.warmup, threads=args.threads,
+                        runtime=args.runtime, profile=not args.no_profile, top=args.top, keep_samples=keep_samples)
+
+
+def _pipeline(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from device_agent.bench.pipeline import benchmark_pipeline
+    from edgekit.bench_report import pipeline_table
+
+    results = []
+    for model in args.models:
+        with err.status(f"pipeline: {model}") as status:
+            results.append(benchmark_pipeline(model, args.pipeline, frames=args.frames, threads=args.threads,
+                                              on_frame=lambda done, total, m=model: status.update(f"pipeline: {m} {done}/{total}")))
+    if args.json:
+        print(json.dumps({"v": 1, "pipeline": results}))
+    else:
+        for result in results:
+            out.print(pipeline_table(result))
+    return 0
+
+
+def _remote(args: argparse.Namespace, out: Console, err: Console) -> dict[str, Any]:
+    from edgekit.remote import remote_benchmark
+
+    if not args.broker:
+        raise UsageError("--device needs --broker HOST:PORT (the broker the agent is connected to)")
+    if len(args.models) > 1:
+        raise UsageError("--device benchmarks the device's active bundle: name at most one BUNDLE to check it against")
+    bundle = Path(args.models[0]) if args.models else None
+    with err.status(f"asking {args.device} via {args.broker}") as status:
+        record = remote_benchmark(args.broker, args.device, options=_options(args, keep_samples=bool(args.plot or args.samples)),
+                                  bundle=bundle, samples=bool(args.plot or args.samples), timeout_s=args.timeout,
+                                  on_state=lambda state: status.update(f"{args.device}: {state}"))
+    record.setdefault("speedup", 1.0)
+    from device_agent.bench.text import host_info
+
+    return {"v": 1, "host": host_info(), "device": args.device, "repeat": 1, "models": [record]}
+
+
+def run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from edgekit.bench_report import print_benchmark, write_csv
+    from edgekit.benchmark import benchmark
+
+    if args.pipeline:
+        if args.device:
+            raise UsageError("--pipeline runs here; it cannot be combined with --device")
+        return _pipeline(args, out, err)
+    if args.device:
+        result = _remote(args, out, err)
+    else:
+        if not args.models:
+            raise UsageError("name at least one model: a .onnx or .tflite file or a bundle directory (or --device)")
+        keep = bool(args.plot or args.samples)
+        with err.status("benchmarking") as status:
+            run_result = benchmark(args.models, options=_options(args, keep_samples=keep), repeat=args.repeat,
+                                   target=args.target, progress=lambda name, phase: status.update(f"{name}: {phase}"))
+        result = run_result.to_json(samples=True)
+    if args.plot:
+        from edgekit.bench_plot import plot_benchmark
+
+        plot_benchmark(result["models"], args.plot)
+    if args.csv:
+        write_csv(args.csv, result["models"])
+    if args.json:
+        if not args.samples:
+            result["models"] = [{k: v for k, v in m.items() if k != "samples_ms"} for m in result["models"]]
+        print(json.dumps(result))
+        return 0
+    print_benchmark(out, result, top=args.top)
+    for what, path in (("plot", args.plot), ("csv", args.csv)):
+        if path:
+            out.print(f"wrote {what} {path}", highlight=False)
+    return 0
