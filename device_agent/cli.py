@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     how_long.add_argument("--duration", type=float, help="seconds of timed runs (default 10)")
     bench.add_argument("--warmup", type=int, help="exactly N warm-up runs (default: until stable)")
     bench.add_argument("--threads", type=int, help="inference threads (default: the bundle target's)")
+    bench.add_argument("--provider", action="append", default=[], metavar="NAME",
+                       help="onnxruntime execution provider to prefer (repeatable; default: the bundle's)")
     bench.add_argument("--no-profile", action="store_true", help="skip the per-operator profile")
     bench.add_argument("--pipeline", metavar="SOURCE", help="time the agent's stages on this video, folder or camera")
     bench.add_argument("--frames", type=int, default=300, help="with --pipeline: frames to time (default 300)")
@@ -111,7 +113,7 @@ def _bench(args: argparse.Namespace) -> int:
     from device_agent.bench.runner import BenchOptions, benchmark_model
 
     options = BenchOptions(runs=args.runs, duration_s=args.duration, warmup=args.warmup, threads=args.threads,
-                           profile=not args.no_profile, keep_samples=False)
+                           providers=tuple(args.provider), profile=not args.no_profile, keep_samples=False)
     if not args.json:
         print(f"benchmarking {args.bundle} ...", file=sys.stderr, flush=True)
     record = benchmark_model(args.bundle, options,

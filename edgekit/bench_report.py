@@ -52,8 +52,16 @@ def _repeats(m: Mapping[str, Any]) -> str:
     return f"{r['spread_pct']:.1f}% over {len(r['p50_ms'])}"
 
 
+def _providers(m: Mapping[str, Any]) -> str:
+    used = [p.replace("ExecutionProvider", "") for p in m.get("providers", [])]
+    asked = [p.replace("ExecutionProvider", "") for p in m.get("providers_asked", [])]
+    missing = [p for p in asked if p not in used]
+    return ", ".join(used) + (f" [yellow](not available: {', '.join(missing)})[/]" if missing else "")
+
+
 ROWS: tuple[Row, ...] = (
     ("runtime", lambda m: f"{m['runtime']} ({m['threads'] or 'default'} thr)"),
+    ("providers", lambda m: _providers(m)),
     ("precision", lambda m: m["precision"]),
     ("load ms", lambda m: _num(m["load_ms"], 1)),
     ("first run ms", lambda m: _num(m["first_ms"], 2)),

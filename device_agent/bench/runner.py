@@ -53,6 +53,7 @@ class BenchOptions:
     warmup: int | None = None  # None: until stable
     threads: int | None = None  # None: the bundle's target threads, or the runtime's default
     runtime: str | None = None  # None: from the bundle or the file's suffix
+    providers: tuple[str, ...] = ()  # onnxruntime execution providers; (): the bundle's, else CPU
     min_runs: int = 10
     max_warmup_s: float = 20.0
     profile: bool = True
@@ -75,7 +76,7 @@ class BenchOptions:
 
     def to_json(self) -> dict[str, Any]:
         return {"runs": self.runs, "duration_s": self.duration_s, "warmup": self.warmup, "threads": self.threads,
-                "runtime": self.runtime, "min_runs": self.min_runs, "max_warmup_s": self.max_warmup_s,
+                "runtime": self.runtime, "providers": list(self.providers), "min_runs": self.min_runs, "max_warmup_s": self.max_warmup_s,
                 "profile": self.profile, "top": self.top, "keep_samples": self.keep_samples, "target": self.target,
                 "target_peak_gops": dict(self.target_peak_gops)}
 
@@ -117,7 +118,7 @@ def resolve_model(path: Path | str, options: BenchOptions) -> ModelUnderTest:
         golden_file = bundle.root / "golden.npz"
         golden = _golden_feeds(golden_file, m) if golden_file.is_file() else None
         return ModelUnderTest(path=p, model_file=bundle.model_path, runtime=m.target.runtime, threads=threads,
-                              providers=tuple(m.target.providers), name=f"{m.name} {m.precision}",
+                              providers=options.providers or tuple(m.target.providers), name=f"{m.name} {m.precision}",
                               precision=m.precision, feeds_from="golden" if golden else "random", golden=golden)
     if not p.exists():
         raise BenchInputError(f"model {str(p)!r} does not exist; expected a .onnx or .tflite file or a bundle directory")
@@ -128,7 +129,7 @@ def resolve_model(path: Path | str, options: BenchOptions) -> ModelUnderTest:
         wanted = _RUNTIME_SUFFIX.get(options.runtime, "?")
         raise BenchInputError(f"--runtime {options.runtime!r} reads {wanted} files, but {str(p)!r} is a "
                               f"{p.suffix.lower()} model for runtime {runtime!r}")
-    return ModelUnderTest(path=p, model_file=p, runtime=runtime, threads=options.threads or 0, providers=(),
+    return ModelUnderTest(path=p, model_file=p, runtime=runtime, threads=options.threads or 0, providers=options.providers,
                           name=p.name, precision=None, feeds_from="random")
 
 
@@ -262,6 +263,7 @@ def benchmark_model(path: Path | str, options: BenchOptions = BenchOptions(),
         "model_file": str(mut.model_file),
         "runtime": mut.runtime,
         "providers": list(providers),
+        "providers_asked": list(mut.providers),
         "threads": mut.threads,
         "precision": precision,
         "input": mut.feeds_from,

@@ -40,6 +40,10 @@ def add_parser(sub: Any) -> None:
     bench.add_argument("models", nargs="*", metavar="MODEL_OR_BUNDLE", help=".onnx or .tflite files or bundle directories")
     bench.add_argument("--runtime", choices=["onnxruntime", "tflite"], help="default: from the bundle or file suffix")
     bench.add_argument("--threads", type=int, help="inference threads (default: the bundle target's, else the runtime's)")
+    bench.add_argument("--provider", action="append", default=[], metavar="NAME",
+                       help="onnxruntime execution provider, in order of preference (repeatable), e.g. "
+                       "TensorrtExecutionProvider, CUDAExecutionProvider; default: the bundle's, else CPU. "
+                       "The report lists the providers actually used")
     how_long = bench.add_mutually_exclusive_group()
     how_long.add_argument("--runs", type=int, help="timed runs per model")
     how_long.add_argument("--duration", type=float, help="seconds of timed runs per model (default 10)")
@@ -64,7 +68,7 @@ def _options(args: argparse.Namespace, *, keep_samples: bool) -> Any:
     from device_agent.bench.runner import BenchOptions
 
     return BenchOptions(runs=args.runs, duration_s=args.duration, warmup=args.warmup, threads=args.threads,
-                        runtime=args.runtime, profile=not args.no_profile, top=args.top, keep_samples=keep_samples)
+                        runtime=args.runtime, providers=tuple(args.provider), profile=not args.no_profile, top=args.top, keep_samples=keep_samples)
 
 
 def _pipeline(args: argparse.Namespace, out: Console, err: Console) -> int:
