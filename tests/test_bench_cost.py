@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +10,14 @@ import pytest
 
 from device_agent.bench.cost import COUNTERS, ModelCost, OpCost, model_cost
 from device_agent.errors import AgentError, CostError
+from tests.tflite_builder import (
+    Op,
+    Tensor,
+    batch_matmul_options,
+    tiny_tflite_conv,
+    transpose_conv_options,
+    write_tflite,
+)
 from tests.tinymodels import tiny_classifier, tiny_tflite
 
 # tiny_classifier at 32x32, 10 classes, by hand:
@@ -157,221 +163,6 @@ def test_tflite_fully_connected(tmp_path: Path) -> None:
     assert "subgraph 0" in cost.counted
 
 
-@dataclass(frozen=True)
-class _Tensor:
-    name: str
-    shape: tuple[int, ...]
-    type: str = "FLOAT32"  # a tflite.TensorType name
-    data: np.ndarray | None = None  # constant data; None for activations
-    scale: float | None = None  # per-tensor quantization, zero point 0
-
-
-@dataclass(frozen=True)
-class _Op:
-    code: str  # a tflite.BuiltinOperator name
-    inputs: tuple[int, ...]
-    outputs: tuple[int, ...]
-    options: Callable[..., tuple[int, int]] | None = None  # builder -> (BuiltinOptions type, offset)
-
-
-def _write_tflite(path: Path, tensors: list[_Tensor], ops: list[_Op], inputs: list[int], outputs: list[int],
-                  *, external: frozenset[str] = frozenset()) -> Path:
-    """Write a one-subgraph TFLite flatbuffer with the ``tflite`` package's builders.
-
-    Tensors named in ``external`` keep their data after the flatbuffer, pointed at by the
-    buffer's offset and size, as the converter does for models over 2 GB.
-    """
-    import flatbuffers
-    import tflite
-
-    b = flatbuffers.Builder(4096)
-    data_offset = 1 << 16  # where external data starts in the file; the flatbuffer is smaller
-    tail = bytearray()
-
-    def vector(start: Callable[..., None], items: list[int], prepend: Callable[[int], None]) -> int:
-        start(b, len(items))
-        for item in reversed(items):
-            prepend(item)
-        return b.EndVector()
-
-    buffers = []
-    for t in [None, *tensors]:
-        raw = t.data.tobytes() if t is not None and t.data is not None else b""
-        if t is not None and t.name in external:
-            tflite.BufferStart(b)
-            tflite.BufferAddOffset(b, data_offset + len(tail))
-            tflite.BufferAddSize(b, len(raw))
-            tail.extend(raw)
-        else:
-            vec = b.CreateByteVector(raw) if raw else None
-            tflite.BufferStart(b)
-            if vec is not None:
-                tflite.BufferAddData(b, vec)
-        buffers.append(tflite.BufferEnd(b))
-    tensor_offsets = []
-    for index, t in enumerate(tensors):
-        name = b.CreateString(t.name)
-        shape = vector(tflite.TensorStartShapeVector, list(t.shape), b.PrependInt32)
-        quant = None
-        if t.scale is not None:
-            scale = vector(tflite.QuantizationParametersStartScaleVector, [t.scale], b.PrependFloat32)
-            zero = vector(tflite.QuantizationParametersStartZeroPointVector, [0], b.PrependInt64)
-            tflite.QuantizationParametersStart(b)
-            tflite.QuantizationParametersAddScale(b, scale)
-            tflite.QuantizationParametersAddZeroPoint(b, zero)
-            quant = tflite.QuantizationParametersEnd(b)
-        tflite.TensorStart(b)
-        tflite.TensorAddShape(b, shape)
-        tflite.TensorAddType(b, getattr(tflite.TensorType, t.type))
-        tflite.TensorAddBuffer(b, index + 1)
-        tflite.TensorAddName(b, name)
-        if quant is not None:
-            tflite.TensorAddQuantization(b, quant)
-        tensor_offsets.append(tflite.TensorEnd(b))
-    codes = list(dict.fromkeys(op.code for op in ops))
-    op_offsets = []
-    for op in ops:
-        options = op.options(b) if op.options else None
-        op_inputs = vector(tflite.OperatorStartInputsVector, list(op.inputs), b.PrependInt32)
-        op_outputs = vector(tflite.OperatorStartOutputsVector, list(op.outputs), b.PrependInt32)
-        tflite.OperatorStart(b)
-        tflite.OperatorAddOpcodeIndex(b, codes.index(op.code))
-        tflite.OperatorAddInputs(b, op_inputs)
-        tflite.OperatorAddOutputs(b, op_outputs)
-        if options is not None:
-            tflite.OperatorAddBuiltinOptionsType(b, options[0])
-            tflite.OperatorAddBuiltinOptions(b, options[1])
-        op_offsets.append(tflite.OperatorEnd(b))
-    code_offsets = []
-    for code in codes:
-        tflite.OperatorCodeStart(b)
-        # Codes up to 127 live in the deprecated int8 field too; readers take the larger one.
-        tflite.OperatorCodeAddDeprecatedBuiltinCode(b, getattr(tflite.BuiltinOperator, code))
-        tflite.OperatorCodeAddBuiltinCode(b, getattr(tflite.BuiltinOperator, code))
-        tflite.OperatorCodeAddVersion(b, 1)
-        code_offsets.append(tflite.OperatorCodeEnd(b))
-    sg_tensors = vector(tflite.SubGraphStartTensorsVector, tensor_offsets, b.PrependUOffsetTRelative)
-    sg_inputs = vector(tflite.SubGraphStartInputsVector, inputs, b.PrependInt32)
-    sg_outputs = vector(tflite.SubGraphStartOutputsVector, outputs, b.PrependInt32)
-    sg_ops = vector(tflite.SubGraphStartOperatorsVector, op_offsets, b.PrependUOffsetTRelative)
-    tflite.SubGraphStart(b)
-    tflite.SubGraphAddTensors(b, sg_tensors)
-    tflite.SubGraphAddInputs(b, sg_inputs)
-    tflite.SubGraphAddOutputs(b, sg_outputs)
-    tflite.SubGraphAddOperators(b, sg_ops)
-    subgraph = tflite.SubGraphEnd(b)
-    model_codes = vector(tflite.ModelStartOperatorCodesVector, code_offsets, b.PrependUOffsetTRelative)
-    subgraphs = vector(tflite.ModelStartSubgraphsVector, [subgraph], b.PrependUOffsetTRelative)
-    model_buffers = vector(tflite.ModelStartBuffersVector, buffers, b.PrependUOffsetTRelative)
-    tflite.ModelStart(b)
-    tflite.ModelAddVersion(b, 3)
-    tflite.ModelAddOperatorCodes(b, model_codes)
-    tflite.ModelAddSubgraphs(b, subgraphs)
-    tflite.ModelAddBuffers(b, model_buffers)
-    b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
-    flat = bytes(b.Output())
-    assert len(flat) < data_offset
-    path.write_bytes(flat + (b"\0" * (data_offset - len(flat)) + bytes(tail) if tail else b""))
-    return path
-
-
-def _conv_options(b):  # type: ignore[no-untyped-def]
-    import tflite
-
-    tflite.Conv2DOptionsStart(b)
-    tflite.Conv2DOptionsAddPadding(b, tflite.Padding.SAME)
-    tflite.Conv2DOptionsAddStrideW(b, 1)
-    tflite.Conv2DOptionsAddStrideH(b, 1)
-    tflite.Conv2DOptionsAddDilationWFactor(b, 1)
-    tflite.Conv2DOptionsAddDilationHFactor(b, 1)
-    tflite.Conv2DOptionsAddFusedActivationFunction(b, tflite.ActivationFunctionType.RELU)
-    return tflite.BuiltinOptions.Conv2DOptions, tflite.Conv2DOptionsEnd(b)
-
-
-def _depthwise_options(b):  # type: ignore[no-untyped-def]
-    import tflite
-
-    tflite.DepthwiseConv2DOptionsStart(b)
-    tflite.DepthwiseConv2DOptionsAddPadding(b, tflite.Padding.SAME)
-    tflite.DepthwiseConv2DOptionsAddStrideW(b, 2)
-    tflite.DepthwiseConv2DOptionsAddStrideH(b, 2)
-    tflite.DepthwiseConv2DOptionsAddDepthMultiplier(b, 1)
-    tflite.DepthwiseConv2DOptionsAddDilationWFactor(b, 1)
-    tflite.DepthwiseConv2DOptionsAddDilationHFactor(b, 1)
-    return tflite.BuiltinOptions.DepthwiseConv2DOptions, tflite.DepthwiseConv2DOptionsEnd(b)
-
-
-def _fc_options(b):  # type: ignore[no-untyped-def]
-    import tflite
-
-    tflite.FullyConnectedOptionsStart(b)
-    return tflite.BuiltinOptions.FullyConnectedOptions, tflite.FullyConnectedOptionsEnd(b)
-
-
-def _transpose_conv_options(b):  # type: ignore[no-untyped-def]
-    import tflite
-
-    tflite.TransposeConvOptionsStart(b)
-    tflite.TransposeConvOptionsAddPadding(b, tflite.Padding.SAME)
-    tflite.TransposeConvOptionsAddStrideW(b, 2)
-    tflite.TransposeConvOptionsAddStrideH(b, 2)
-    return tflite.BuiltinOptions.TransposeConvOptions, tflite.TransposeConvOptionsEnd(b)
-
-
-def _batch_matmul_options(b):  # type: ignore[no-untyped-def]
-    import tflite
-
-    tflite.BatchMatMulOptionsStart(b)
-    return tflite.BuiltinOptions.BatchMatMulOptions, tflite.BatchMatMulOptionsEnd(b)
-
-
-def tiny_tflite_conv(path: Path, *, int8: bool = False, external: frozenset[str] = frozenset()) -> Path:
-    """A real TFLite model with the ops a CNN is made of, counted by hand below.
-
-    input [1,8,8,3] -> CONV_2D 3x3 to 4 channels -> DEPTHWISE_CONV_2D 3x3 stride 2
-    -> RESHAPE [1,64] -> FULLY_CONNECTED 5.
-
-    Float32, or int8 with per-tensor scales and int32 biases (what a converter writes).
-    """
-    rng = np.random.default_rng(0)
-
-    def weights(shape: tuple[int, ...], scale: float) -> _Tensor:
-        if int8:
-            return _Tensor("", shape, "INT8", rng.integers(-127, 128, shape, dtype=np.int8), scale)
-        return _Tensor("", shape, "FLOAT32", rng.normal(0, 0.3, shape).astype(np.float32))
-
-    def bias(size: int, scale: float) -> _Tensor:
-        if int8:
-            return _Tensor("", (size,), "INT32", rng.integers(-100, 100, size, dtype=np.int32), scale)
-        return _Tensor("", (size,), "FLOAT32", rng.normal(0, 0.1, size).astype(np.float32))
-
-    def activation(shape: tuple[int, ...], scale: float) -> _Tensor:
-        return _Tensor("", shape, "INT8", None, scale) if int8 else _Tensor("", shape)
-
-    specs = {
-        "input": activation((1, 8, 8, 3), 0.05),  # 0
-        "conv_w": weights((4, 3, 3, 3), 0.02),  # 1
-        "conv_b": bias(4, 0.001),  # 2
-        "conv_out": activation((1, 8, 8, 4), 0.1),  # 3
-        "dw_w": weights((1, 3, 3, 4), 0.02),  # 4
-        "dw_b": bias(4, 0.002),  # 5
-        "dw_out": activation((1, 4, 4, 4), 0.1),  # 6
-        "new_shape": _Tensor("", (2,), "INT32", np.array([1, 64], dtype=np.int32)),  # 7
-        "flat": activation((1, 64), 0.1),  # 8
-        "fc_w": weights((5, 64), 0.02),  # 9
-        "fc_b": bias(5, 0.002),  # 10
-        "output": activation((1, 5), 0.2),  # 11
-    }
-    tensors = [_Tensor(name, t.shape, t.type, t.data, t.scale) for name, t in specs.items()]
-    ops = [
-        _Op("CONV_2D", (0, 1, 2), (3,), _conv_options),
-        _Op("DEPTHWISE_CONV_2D", (3, 4, 5), (6,), _depthwise_options),
-        _Op("RESHAPE", (6, 7), (8,)),
-        _Op("FULLY_CONNECTED", (8, 9, 10), (11,), _fc_options),
-    ]
-    return _write_tflite(path, tensors, ops, [0], [11], external=external)
-
-
 # By hand: CONV_2D output [1,8,8,4] = 256 x (3 x 3 x 3) = 6912; DEPTHWISE output [1,4,4,4] = 64 x (3 x 3) = 576;
 # FULLY_CONNECTED output [1,5] x 64 = 320. Params: 108 + 4 + 36 + 4 + 320 + 5 = 477 (the int32 new_shape is not one).
 CONV_MACS = [
@@ -419,20 +210,20 @@ def test_tflite_buffers_stored_after_the_flatbuffer_count(tmp_path: Path) -> Non
 def test_tflite_transpose_conv_and_batch_matmul(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     tensors = [
-        _Tensor("image", (1, 4, 4, 4)),  # 0
-        _Tensor("output_shape", (4,), "INT32", np.array([1, 8, 8, 2], dtype=np.int32)),  # 1
+        Tensor("image", (1, 4, 4, 4)),  # 0
+        Tensor("output_shape", (4,), "INT32", np.array([1, 8, 8, 2], dtype=np.int32)),  # 1
         # 2: filter [Cout, kh, kw, Cin]
-        _Tensor("tconv_w", (2, 3, 3, 4), data=rng.normal(size=(2, 3, 3, 4)).astype(np.float32)),
-        _Tensor("upsampled", (1, 8, 8, 2)),  # 3
-        _Tensor("lhs", (1, 2, 3)),  # 4
-        _Tensor("rhs", (1, 3, 5), data=rng.normal(size=(1, 3, 5)).astype(np.float32)),  # 5
-        _Tensor("product", (1, 2, 5)),  # 6
+        Tensor("tconv_w", (2, 3, 3, 4), data=rng.normal(size=(2, 3, 3, 4)).astype(np.float32)),
+        Tensor("upsampled", (1, 8, 8, 2)),  # 3
+        Tensor("lhs", (1, 2, 3)),  # 4
+        Tensor("rhs", (1, 3, 5), data=rng.normal(size=(1, 3, 5)).astype(np.float32)),  # 5
+        Tensor("product", (1, 2, 5)),  # 6
     ]
     ops = [
-        _Op("TRANSPOSE_CONV", (1, 2, 0), (3,), _transpose_conv_options),
-        _Op("BATCH_MATMUL", (4, 5), (6,), _batch_matmul_options),
+        Op("TRANSPOSE_CONV", (1, 2, 0), (3,), transpose_conv_options()),
+        Op("BATCH_MATMUL", (4, 5), (6,), batch_matmul_options()),
     ]
-    path = _write_tflite(tmp_path / "tconv.tflite", tensors, ops, [0, 4], [3, 6])
+    path = write_tflite(tmp_path / "tconv.tflite", tensors, ops, [0, 4], [3, 6])
     shapes = _run(path)
     assert shapes["upsampled"] == (1, 8, 8, 2) and shapes["product"] == (1, 2, 5)
     cost = model_cost(path)
