@@ -20,7 +20,8 @@ import numpy as np
 
 from converters.errors import ConversionError
 from converters.onnx_prepare import prepare_onnx
-from device_agent.errors import AgentError
+from device_agent.bench.cost import model_cost
+from device_agent.errors import AgentError, CostError
 from device_agent.manifest import Manifest, PreprocessSpec, TensorStats
 from device_agent.runtimes import create_runtime
 from edgekit.bundle_writer import check_destination, scratch_dir, write_bundle
@@ -184,13 +185,22 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
         "task": task_spec.model_dump(),
         "source": {"file": source.file_name, "sha256": source.sha256, "format": source.format},
         "validation": winner.agreement.to_validation_info(max_drop=max_drop).model_dump(),
-        "performance": {"machine": report["machine"], "latency_ms": report["latency_ms"]},
+        # the cost travels with the bundle: a device without the onnx package cannot count it
+        "performance": {"machine": report["machine"], "latency_ms": report["latency_ms"],
+                        "cost": _cost(winner.path)},
         "baseline": _baseline(calibration, run_all(prepared.dst, [calibration[:32]], threads=threads)),
     }
     manifest = write_bundle(out, staging=staging, model_file=winner.path, model_name=manifest_fields["model"]["file"],
                             manifest_fields=manifest_fields, report=report,
                             golden={"input": calibration[:1], **{f"output_{i}": o for i, o in enumerate(winner_outputs)}})
     return OptimizeResult(out, manifest, winner.name, report)
+
+
+def _cost(model: Path) -> dict[str, Any] | None:
+    try:
+        return model_cost(model).to_json()
+    except CostError:  # an op without a MAC formula after an unknown shape: the bundle simply carries no count
+        return None
 
 
 def _finalists(candidates: list[Candidate], max_drop: float, precision: str) -> list[Candidate]:

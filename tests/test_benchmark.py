@@ -148,6 +148,16 @@ def test_bundle_is_timed_on_its_golden_photo_with_its_target_threads(int8_bundle
     assert record["cost"]["macs"] == TINY_MACS  # the QDQ model counts the same MACs as the float one
 
 
+def test_device_without_onnx_takes_the_cost_the_host_recorded(int8_bundle: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = json.loads((int8_bundle / "manifest.json").read_text())
+    assert manifest["performance"]["cost"]["macs"] == TINY_MACS
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as on a Raspberry Pi with only the agent installed
+    record = benchmark_model(int8_bundle, BenchOptions(runs=5, warmup=1, profile=False))
+    assert record["cost"]["macs"] == TINY_MACS
+    assert "counted on the host" in record["cost_note"] and "needs the Python module 'onnx'" in record["cost_note"]
+
+
 def test_random_feeds_match_dtype_and_refuse_dynamic_dims() -> None:
     feeds = random_feeds((TensorInfo("x", (-1, 3, 4, 4), "float32"), TensorInfo("q", (1, 8), "int8")))
     assert feeds[0].shape == (1, 3, 4, 4) and feeds[1].dtype == np.int8

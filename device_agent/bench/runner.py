@@ -98,6 +98,7 @@ class ModelUnderTest:
     precision: str | None  # from the bundle's manifest; None for a bare file
     feeds_from: str  # "golden" or "random"
     golden: Callable[[tuple[TensorInfo, ...]], list[np.ndarray]] | None = None
+    recorded_cost: Mapping[str, Any] | None = None  # a bundle's manifest performance.cost
 
 
 def resolve_model(path: Path | str, options: BenchOptions) -> ModelUnderTest:
@@ -119,7 +120,8 @@ def resolve_model(path: Path | str, options: BenchOptions) -> ModelUnderTest:
         golden = _golden_feeds(golden_file, m) if golden_file.is_file() else None
         return ModelUnderTest(path=p, model_file=bundle.model_path, runtime=m.target.runtime, threads=threads,
                               providers=options.providers or tuple(m.target.providers), name=f"{m.name} {m.precision}",
-                              precision=m.precision, feeds_from="golden" if golden else "random", golden=golden)
+                              precision=m.precision, feeds_from="golden" if golden else "random", golden=golden,
+                              recorded_cost=m.performance.get("cost"))
     if not p.exists():
         raise BenchInputError(f"model {str(p)!r} does not exist; expected a .onnx or .tflite file or a bundle directory")
     runtime = _SUFFIX_RUNTIME.get(p.suffix.lower())
@@ -198,12 +200,15 @@ def _time_runs(run: Callable[[], Any], options: BenchOptions) -> tuple[list[int]
     return samples, wall_s
 
 
-def _cost_json(model_file: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _cost_json(mut: ModelUnderTest) -> tuple[dict[str, Any] | None, str | None]:
+    """Counted from the model file; for a bundle on a device without ``onnx``, the count the host recorded."""
     from device_agent.bench.cost import model_cost
 
     try:
-        return model_cost(model_file).to_json(), None
+        return model_cost(mut.model_file).to_json(), None
     except CostError as exc:
+        if mut.recorded_cost is not None:
+            return dict(mut.recorded_cost), f"from the bundle's manifest (counted on the host): {exc}"
         return None, str(exc)
 
 
@@ -252,7 +257,7 @@ def benchmark_model(path: Path | str, options: BenchOptions = BenchOptions(),
     if options.profile:
         phase("profile")
         profile, profile_note = _profile(mut, feeds, options.top)
-    cost, cost_note = _cost_json(mut.model_file)
+    cost, cost_note = _cost_json(mut)
     precision = _precision_of(mut, cost)
     peak = _peak(options, precision, mut.threads)
     gops = (cost["flops"] / (stats.p50 / 1e3) / 1e9) if cost else None
