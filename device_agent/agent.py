@@ -3,11 +3,17 @@
 Capture runs in each source's own thread (newest frame wins, so a slow model never builds
 a backlog); this loop takes the newest frame of each source in turn. Every result is
 committed to the durable outbox before MQTT sees it; the publisher deletes it on PUBACK.
+
+Commands (:mod:`device_agent.commands`) are taken between frames, in this thread. A ``bench``
+runs the model in a fresh process while inference pauses, so the agent's own load does not
+disturb the numbers; the sources keep capturing (newest frame wins) and the publisher keeps
+sending, so nothing builds up meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
@@ -19,14 +25,16 @@ from typing import Any
 import numpy as np
 
 from device_agent import __version__
+from device_agent.bench.runner import DEFAULT_DURATION_S, PROFILE_RUNS, BenchOptions
+from device_agent.bench.worker import bench_in_subprocess
 from device_agent.bundle import Bundle, load_bundle
+from device_agent.commands import BenchCommand, CommandError, parse_command, request_id_of
 from device_agent.committer import Committer
 from device_agent.config import AgentConfig, mqtt_password
 from device_agent.decoders import decode
-from device_agent.errors import BundleError
+from device_agent.errors import AgentError, BundleError, PreprocessError
 from device_agent.outbox import Outbox
 from device_agent.policy import PublishPolicy
-from device_agent.errors import PreprocessError
 from device_agent.preprocess import FrameTransform, dequantize, preprocess, quantize
 from device_agent.publisher import MqttSettings, Publisher
 from device_agent.rules import Rule
@@ -36,6 +44,9 @@ from device_agent.sources.types import SourceState, StateChange
 from device_agent.system import CpuMeter, rss_mb, temperature_c
 
 log = logging.getLogger("edgekit.agent")
+
+BENCH_TIMEOUT_MARGIN_S = 120.0
+"""Time a bench child gets beyond its expected run (load, warm-up, profile) before it is killed."""
 
 
 @dataclass
@@ -83,6 +94,7 @@ class Agent:
         self.bundle = load_bundle(config.bundle)
         manifest = self.bundle.manifest
         threads = manifest.target.threads if config.threads is None else config.threads
+        self.threads = threads
         self.runtime = create_runtime(manifest.target.runtime, self.bundle.model_path, threads=threads,
                                       providers=manifest.target.providers)
         self_test(self.bundle, self.runtime)
@@ -116,6 +128,7 @@ class Agent:
         self.results_published = 0
         self._clock = clock
         self._cpu = CpuMeter()
+        self._handlers: dict[str, Callable[[Any], None]] = {"bench": self._bench}  # one per name in COMMANDS
 
     # -- messages -------------------------------------------------------------------
     def _emit(self, kind: str, body: dict[str, Any]) -> None:
@@ -142,6 +155,95 @@ class Agent:
             "rss_mb": round(rss_mb(), 1), "temperature_c": temperature_c(),
             "sources": {s.name: {"state": s.state.name.lower(), **s.stats()} for s in self.sources},
         })
+
+    # -- commands -----------------------------------------------------------------------
+    def _reply(self, request_id: str, command: str, state: str, **fields: Any) -> None:
+        self._emit(f"reply/{request_id}", {"v": 1, "request_id": request_id, "state": state, "command": command, **fields})
+
+    def _reject(self, name: str, request_id: str | None, reason: str, *, state: str = "error") -> None:
+        """A command that will not run: reply (when we know where) and always say so on ``events``."""
+        log.warning("command %r (request %s) %s: %s", name, request_id or "unknown",
+                    "refused" if state == "refused" else "rejected", reason)
+        if request_id is not None:
+            key = "reason" if state == "refused" else "error"
+            self._reply(request_id, name, state, **{key: reason})
+        self._emit("events", {"kind": "command", "state": "rejected", "command": name, "request_id": request_id,
+                              "reason": reason})
+
+    def take_commands(self) -> bool:
+        """Run every command that is waiting (never blocks when none is); True if there was one."""
+        took = False
+        while True:
+            try:
+                name, payload, retained = self.publisher.commands.get_nowait()
+            except queue.Empty:
+                return took
+            took = True
+            self._command(name, payload, retained)
+
+    def _command(self, name: str, payload: bytes, retained: bool) -> None:
+        if retained:  # a retained command would run again at every reconnect
+            self._reject(name, request_id_of(payload), "retained commands are never honoured", state="refused")
+            return
+        try:
+            command = parse_command(name, payload)
+        except CommandError as exc:
+            self._reject(name, exc.request_id, f"{type(exc).__name__}: {exc}")
+            return
+        self._handlers[name](command)
+
+    def _bench(self, command: BenchCommand) -> None:
+        rid, sha256 = command.request_id, self.bundle.manifest.model.sha256
+        if command.model_sha256 is not None and command.model_sha256 != sha256:
+            self._reject("bench", rid, f"model sha256 mismatch: the request is for {command.model_sha256}, the active "
+                         f"bundle {self.bundle.manifest.name!r} runs {sha256}", state="refused")
+            return
+        threads = self.threads if command.threads is None else command.threads
+        try:
+            options = BenchOptions(runs=command.runs, duration_s=command.duration_s, warmup=command.warmup,
+                                   threads=threads, profile=command.profile, keep_samples=command.samples)
+        except AgentError as exc:
+            self._reject("bench", rid, f"{type(exc).__name__}: {exc}")
+            return
+        self._reply(rid, "bench", "running")
+        self._emit("events", {"kind": "bench", "state": "started", "request_id": rid})
+        log.info("bench %s: inference pauses while the model is measured", rid)
+        try:  # synchronous on purpose: inference waits, so the numbers are the model's alone
+            record = bench_in_subprocess(self.bundle.root, options, timeout_s=self._bench_timeout_s(options),
+                                         cancel=self.stop_event)
+        except (AgentError, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("bench %s failed: %s", rid, error)
+            self._emit("events", {"kind": "bench", "state": "failed", "request_id": rid, "error": error})
+            self._reply(rid, "bench", "error", error=error)
+            return
+        p50 = (record.get("latency_ms") or {}).get("p50")
+        log.info("bench %s: %s runs, p50 %s ms", rid, record.get("runs"), p50)
+        self._emit("events", {"kind": "bench", "state": "finished", "request_id": rid, "runs": record.get("runs"),
+                              "p50_ms": p50})
+        self._reply(rid, "bench", "done", device=self.config.device_id, result=record)
+
+    def _bench_timeout_s(self, options: BenchOptions) -> float:
+        """How long the bench child may take: its expected run, estimated generously, plus a margin."""
+        infer = self.times.samples.get("infer")
+        per_run_s = 4.0 * float(np.percentile(np.asarray(infer), 90)) / 1e3 if infer else 1.0
+        if options.duration_s is not None:
+            timed_s = options.duration_s
+        elif options.runs is not None:
+            timed_s = options.runs * per_run_s
+        else:
+            timed_s = DEFAULT_DURATION_S
+        warmup_s = options.max_warmup_s if options.warmup is None else options.warmup * per_run_s
+        profile_s = (PROFILE_RUNS + 3) * per_run_s if options.profile else 0.0
+        return timed_s + warmup_s + profile_s + BENCH_TIMEOUT_MARGIN_S
+
+    def _refuse_waiting_commands(self, reason: str) -> None:
+        while True:
+            try:
+                name, payload, _ = self.publisher.commands.get_nowait()
+            except queue.Empty:
+                return
+            self._reject(name, request_id_of(payload), reason, state="refused")
 
     # -- the loop ---------------------------------------------------------------------
     def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, FrameTransform, float] | PreprocessError:
@@ -209,6 +311,7 @@ class Agent:
                 busy = False
                 for source in self.sources:
                     busy |= self.process(source)
+                busy |= self.take_commands()  # between frames; process() waits at most 50 ms per source
                 if max_frames is not None and self.frames_done >= max_frames:
                     break
                 if not busy and all(s.state is SourceState.STOPPED for s in self.sources):
@@ -221,6 +324,7 @@ class Agent:
         finally:
             for source in self.sources:
                 source.stop(timeout=5.0)
+            self._refuse_waiting_commands("the agent is stopping")
             self._metrics()
             self.committer.close()
             self._flush(flush_timeout_s)

@@ -11,11 +11,18 @@ database: they post events to a queue. One sender thread owns the ``mid -> seq``
 the outbox, publishes and acknowledges. (paho calls ``on_publish`` while holding its own
 message lock, so taking another lock there against a thread that calls ``publish()`` would
 deadlock.)
+
+Commands: on connect the client subscribes to ``<root>/<device_id>/cmd/+`` (QoS 1; with
+MQTT 5, retain-as-published, so that a retained command is recognised as one even when it
+arrives live). ``on_message`` only puts ``(name, payload, retained)`` on :attr:`Publisher.commands`,
+a bounded queue the agent drains between frames; when it is full, further commands are
+dropped with a warning rather than blocking paho's thread.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import sys
 import threading
@@ -25,12 +32,16 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from device_agent.errors import AgentError
 from device_agent.outbox import Outbox
 
 _AUTH_FAILURES = {134: "bad user name or password", 135: "not authorized"}
 _RETRY_FAILED_S = 2.0
+MAX_PENDING_COMMANDS = 32
+
+log = logging.getLogger("edgekit.agent")
 
 
 class PublisherError(AgentError):
@@ -74,6 +85,9 @@ class Publisher:
         self.outbox = outbox
         self.device_id = device_id
         self.status_topic = f"{topic_root}/{device_id}/status"
+        self.command_topic = f"{topic_root}/{device_id}/cmd/+"
+        self.commands: queue.Queue[tuple[str, bytes, bool]] = queue.Queue(maxsize=MAX_PENDING_COMMANDS)
+        """Received commands, ``(name, payload, retained)``, for the agent to validate and run."""
         self.max_inflight = max_inflight
         self.last_error: str | None = None
         self._status_body = dict(status_body)
@@ -97,6 +111,7 @@ class Publisher:
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
 
     @property
     def connected(self) -> bool:
@@ -175,6 +190,10 @@ class Publisher:
             return
         client.drop_out_messages()  # the outbox resends them, in seq order
         client.publish(self.status_topic, self._status_payload("online"), qos=1, retain=True)
+        if self.settings.protocol == "5":  # see the retain flag as the sender set it, also on live delivery
+            client.subscribe(self.command_topic, options=SubscribeOptions(qos=1, retainAsPublished=True))
+        else:  # MQTT 3.1.1 marks retained only what is delivered on subscribing
+            client.subscribe(self.command_topic, qos=1)
         self.last_error = None
         self._connected.set()
         self._events.put(("reset",))
@@ -191,6 +210,13 @@ class Publisher:
 
     def _on_publish(self, _client: mqtt.Client, _ud: Any, mid: int, reason_code: Any, _props: Any) -> None:
         self._events.put(("ack", mid, not reason_code.is_failure, str(reason_code)))
+
+    def _on_message(self, _client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        name = msg.topic.rsplit("/", 1)[-1]
+        try:
+            self.commands.put_nowait((name, bytes(msg.payload), bool(msg.retain)))
+        except queue.Full:
+            log.warning("command %r dropped: %d commands are already waiting", name, self.commands.qsize())
 
     # -- sender thread ---------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
@@ -49,9 +50,12 @@ def bench_in_subprocess(
     *,
     timeout_s: float | None = None,
     on_phase: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
     python: str = sys.executable,
 ) -> dict[str, Any]:
-    """Run :func:`benchmark_model` on ``model`` in a child process and return its record."""
+    """Run :func:`benchmark_model` on ``model`` in a child process and return its record.
+
+    Setting ``cancel`` (the agent's stop event) kills the child within a tenth of a second."""
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
         out = Path(tmp) / "result.json"
         cmd = [python, "-m", "device_agent.bench.worker", str(model), json.dumps(options.to_json()), str(out)]
@@ -70,17 +74,25 @@ def bench_in_subprocess(
 
         reader = threading.Thread(target=read_stderr, name="bench-stderr", daemon=True)
         reader.start()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
-            proc.wait(timeout=timeout_s)
+            while True:
+                try:
+                    proc.wait(timeout=0.1)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if cancel is not None and cancel.is_set():
+                    raise BenchFailed(f"benchmark of {str(model)!r} cancelled: the agent is stopping")
+                if deadline is not None and time.monotonic() > deadline:
+                    raise BenchFailed(f"benchmark of {str(model)!r} did not finish within {timeout_s:.0f} s")
+        finally:  # also on Ctrl-C: never leave a benchmark process behind
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
             reader.join(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise BenchFailed(f"benchmark of {str(model)!r} did not finish within {timeout_s:.0f} s") from None
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
+            if proc.stderr is not None:
+                proc.stderr.close()
         if proc.returncode != 0 or not out.is_file():
             detail = "\n".join(list(tail)[-8:]) or "no output"
             raise BenchFailed(f"benchmark process for {str(model)!r} exited with status {proc.returncode}:\n{detail}")
