@@ -8,7 +8,8 @@ The CLI catches :class:`EdgeKitError` (and the roots of ``converters`` and
     │   ├── ModelInputError         the model file is missing, unreadable or not a model we take
     │   ├── TargetError             unknown target or an invalid target profile
     │   └── CalibrationError        calibration data missing, empty or unreadable
-    └── OptimizeFailed              exit 1: no candidate met the accuracy budget
+    ├── OptimizeFailed              exit 1: no candidate met the accuracy budget
+    └── RemoteError                 exit 1: a device over MQTT refused, failed or did not answer
 """
 
 from __future__ import annotations
@@ -51,3 +52,12 @@ class OptimizeFailed(EdgeKitError):
     def __init__(self, message: str, *, candidates: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.candidates = candidates or []
+
+
+class RemoteError(EdgeKitError):
+    """A device asked over MQTT refused or failed the command, or no answer came in time.
+
+    The message names the device, the broker or topic, and the device's own error when it sent one.
+    """
+
+    exit_code = 1

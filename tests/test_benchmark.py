@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -300,3 +301,21 @@ def test_ort_profile_parser_skips_warm_up_runs(tmp_path: Path) -> None:
     assert (conv.op, conv.nodes, conv.ms_per_run, conv.percent) == ("Conv", 2, pytest.approx(0.4), pytest.approx(80))
     assert (relu.op, relu.percent) == ("Relu", pytest.approx(20))
     assert profile.by_node[0].op == "c1 (Conv)"
+
+
+def test_a_running_benchmark_process_is_killed_when_cancelled(models: dict[str, Path]) -> None:
+    from device_agent.bench.worker import BenchFailed, bench_in_subprocess
+
+    cancel = threading.Event()
+    threading.Timer(1.0, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(BenchFailed, match="cancelled: the agent is stopping"):
+        bench_in_subprocess(models["small"], BenchOptions(duration_s=60, profile=False), cancel=cancel)
+    assert time.monotonic() - started < 10
+
+
+def test_a_benchmark_process_past_its_timeout_is_killed(models: dict[str, Path]) -> None:
+    from device_agent.bench.worker import BenchFailed, bench_in_subprocess
+
+    with pytest.raises(BenchFailed, match="did not finish within 2 s"):
+        bench_in_subprocess(models["small"], BenchOptions(duration_s=60, profile=False), timeout_s=2)

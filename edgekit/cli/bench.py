@@ -61,7 +61,8 @@ def add_parser(sub: Any) -> None:
     bench.add_argument("--frames", type=int, default=300, help="with --pipeline: frames to time (default 300)")
     bench.add_argument("--device", help="ask the agent with this device id to benchmark on the device (needs --broker)")
     bench.add_argument("--broker", help="HOST:PORT of the MQTT broker the agent is connected to")
-    bench.add_argument("--timeout", type=float, default=300.0, help="--device: seconds to wait for the answer (default 300)")
+    bench.add_argument("--timeout", type=float, help="--device: seconds to wait for the answer "
+                       "(default: the timed duration + 300)")
 
 
 def _options(args: argparse.Namespace, *, keep_samples: bool) -> Any:
@@ -98,7 +99,8 @@ def _remote(args: argparse.Namespace, out: Console, err: Console) -> dict[str, A
     bundle = Path(args.models[0]) if args.models else None
     with err.status(f"asking {args.device} via {args.broker}") as status:
         record = remote_benchmark(args.broker, args.device, options=_options(args, keep_samples=bool(args.plot or args.samples)),
-                                  bundle=bundle, samples=bool(args.plot or args.samples), timeout_s=args.timeout,
+                                  bundle=bundle, samples=bool(args.plot or args.samples),
+                                  timeout_s=args.timeout or (args.duration or 10.0) + 300.0,
                                   on_state=lambda state: status.update(f"{args.device}: {state}"))
     record.setdefault("speedup", 1.0)
     from device_agent.bench.text import host_info

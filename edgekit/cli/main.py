@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
 from rich.console import Console
 from rich.markup import escape
 
