@@ -7,6 +7,8 @@
 #   4. edgekit inspect: the bundle verified as a device would
 #   5. a local MQTT broker, edgekit-agent running the bundle on the street video, and
 #      edgekit monitor showing the results arrive (devices, fps, latency, outbox, gaps)
+#   6. edgekit benchmark: the agent's stages on the street video, then the original model
+#      vs the optimized bundle side by side (table, CSV and a PNG)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -61,3 +63,9 @@ MONITOR=$!
 sleep 1
 .venv/bin/edgekit-agent run --config "$OUT/agent/agent.toml" --log-level WARNING
 wait $MONITOR
+
+step "edgekit benchmark --pipeline: where a frame's time goes in the agent (street video)"
+$EK benchmark "$OUT/bundles/efficientnet-lite0" --pipeline "$OUT/data/street.mp4" --frames 200
+step "edgekit benchmark: the original model vs the optimized bundle, side by side (each in its own process, taking turns)"
+$EK benchmark "$OUT/models/efficientnet-lite0.onnx" "$OUT/bundles/efficientnet-lite0" --duration 5 --repeat 2 \
+  --plot "$OUT/benchmark.png" --csv "$OUT/benchmark.csv"
