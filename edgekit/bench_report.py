@@ -150,6 +150,16 @@ def print_benchmark(console: Console, result: Mapping[str, Any], *, top: int = 8
     for m in models:
         if m.get("peak"):
             notes.append(f"{m['name']}: peak {m['peak']['gops']:.0f} GOP/s {m['peak']['precision']} ({m['peak']['source']})")
+    cores = cpu.get("cores") or 1
+    for m in models:
+        before = (m.get("machine") or {}).get("before") or {}
+        if (before.get("load_avg_1m") or 0) > 0.5 * cores:
+            notes.append(f"[yellow]{m['name']}: the machine was busy (load average {before['load_avg_1m']} on {cores} "
+                         "cores) when it started; the numbers carry other programs' noise[/]")
+        if before.get("governor") not in (None, "performance"):
+            notes.append(f"{m['name']}: CPU governor '{before['governor']}' scales the clock; for steadier numbers "
+                         "set 'performance' (cpupower frequency-set -g performance)")
+            break
     if min(m["runs"] for m in models) < 1000:
         notes.append("p99.9 of fewer than 1000 runs is close to the maximum; use --runs 1000 or more for tail latency")
     for line in notes:

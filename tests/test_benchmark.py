@@ -130,6 +130,7 @@ def test_onnx_model_record_has_every_field_and_sane_numbers(models: dict[str, Pa
     assert record["cost"]["macs"] == TINY_MACS and record["cost"]["params"] == TINY_PARAMS
     assert record["gops"] == pytest.approx(2 * TINY_MACS / (lat["p50"] / 1e3) / 1e9, rel=1e-2)
     assert record["peak_rss_mb"] > 10
+    assert isinstance(record["machine"]["before"]["load_avg_1m"], float)  # Linux: what else was running
     ops = {row["op"] for row in record["top_ops"]["by_type"]}
     assert "Conv" in ops
     assert sum(row["percent"] for row in record["top_ops"]["by_type"]) == pytest.approx(100, abs=0.5)

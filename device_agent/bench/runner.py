@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import resource
 import sys
 import time
@@ -173,7 +174,23 @@ def peak_rss_mb() -> float:
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
-def _time_runs(run: Callable[[], Any], options: BenchOptions) -> tuple[list[int], float]:
+def machine_state() -> dict[str, Any]:
+    """What else could skew the numbers: the load average, and the CPU frequency governor (Linux)."""
+    state: dict[str, Any] = {"load_avg_1m": None, "governor": None}
+    try:
+        state["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):  # not on every platform
+        pass
+    governor = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    try:
+        state["governor"] = governor.read_text().strip()
+    except OSError:  # no cpufreq in VMs and containers
+        pass
+    return state
+
+
+def time_runs(run: Callable[[], Any], options: BenchOptions) -> tuple[list[int], float]:
+    """The timed phase: each call timed alone (ns), garbage collector paused; also the wall time in s."""
     runs, duration_s = options.runs, options.duration_s
     if runs is None and duration_s is None:
         duration_s = DEFAULT_DURATION_S
@@ -232,6 +249,7 @@ def benchmark_model(path: Path | str, options: BenchOptions = BenchOptions(),
     phase = on_phase or (lambda _name: None)
     rss_before = rss_mb()
     temp_before = temperature_c()
+    machine_before = machine_state()
     phase("load")
     t0 = time.perf_counter_ns()
     runtime = create_runtime(mut.runtime, mut.model_file, threads=mut.threads, providers=mut.providers)
@@ -242,10 +260,10 @@ def benchmark_model(path: Path | str, options: BenchOptions = BenchOptions(),
     runtime.run(feeds)
     first_ms = (time.perf_counter_ns() - t0) / 1e6
     phase("warmup")
-    run = lambda: runtime.run(feeds)
+    run = functools.partial(runtime.run, feeds)  # the timed call is exactly the agent's call
     warm: Warmup = warm_up(run, runs=options.warmup, max_s=options.max_warmup_s, first_ms=first_ms)
     phase("timed")
-    samples_ns, wall_s = _time_runs(run, options)
+    samples_ns, wall_s = time_runs(run, options)
     stats = LatencyStats.from_ns(samples_ns)
     peak_rss = peak_rss_mb()
     rss_after = rss_mb()
@@ -282,6 +300,7 @@ def benchmark_model(path: Path | str, options: BenchOptions = BenchOptions(),
         "peak_rss_mb": round(peak_rss, 1),
         "model_rss_mb": round(max(0.0, rss_after - rss_before), 1),
         "temperature_c": {"before": temp_before, "after": temp_after},
+        "machine": {"before": machine_before, "after": machine_state()},
         "cost": cost,
         "cost_note": cost_note,
         "gops": round(gops, 3) if gops is not None else None,

@@ -48,6 +48,11 @@ def text_report(models: Sequence[Mapping[str, Any]]) -> str:
             + f"{_f(m['gops'], 1)} GOP/s"
             + (f" = {_f(m['percent_of_peak'], 1)}% of {m['peak']['gops']:.0f} ({m['peak']['source']})" if m.get("peak") else ""),
         ]
+        before = (m.get("machine") or {}).get("before") or {}
+        if before.get("governor") not in (None, "performance"):
+            lines.append(f"  note: CPU governor '{before['governor']}' scales the clock; 'performance' gives steadier numbers")
+        if before.get("load_avg_1m") is not None:
+            lines.append(f"  load average at the start: {before['load_avg_1m']}")
         profile = m.get("top_ops")
         if profile:
             ops = ", ".join(f"{o['op']} {o['percent']:.0f}%" for o in profile["by_type"][:5])
