@@ -77,6 +77,7 @@ ROWS: tuple[Row, ...] = (
     ("CV %", lambda m: _num(100.0 * m["latency_ms"]["cv"], 1)),
     ("drift %", lambda m: _num(m["latency_ms"]["drift_pct"], 1)),
     ("p50 spread, repeats", _repeats),
+    ("other CPU use %", lambda m: _num((m.get("machine") or {}).get("other_cpu_pct"), 1)),
     ("throughput /s", lambda m: _num(m["throughput_ips"], 1)),
     ("speedup (p50)", lambda m: _num(m.get("speedup"), 2, "x")),
     ("peak RSS MB", lambda m: _num(m["peak_rss_mb"], 1)),
@@ -150,16 +151,18 @@ def print_benchmark(console: Console, result: Mapping[str, Any], *, top: int = 8
     for m in models:
         if m.get("peak"):
             notes.append(f"{m['name']}: peak {m['peak']['gops']:.0f} GOP/s {m['peak']['precision']} ({m['peak']['source']})")
-    cores = cpu.get("cores") or 1
     for m in models:
-        before = (m.get("machine") or {}).get("before") or {}
-        if (before.get("load_avg_1m") or 0) > 0.5 * cores:
-            notes.append(f"[yellow]{m['name']}: the machine was busy (load average {before['load_avg_1m']} on {cores} "
-                         "cores) when it started; the numbers carry other programs' noise[/]")
-        if before.get("governor") not in (None, "performance"):
-            notes.append(f"{m['name']}: CPU governor '{before['governor']}' scales the clock; for steadier numbers "
-                         "set 'performance' (cpupower frequency-set -g performance)")
-            break
+        machine = m.get("machine") or {}
+        if (machine.get("other_cpu_pct") or 0) > 10:
+            notes.append(f"[yellow]{m['name']}: other programs used {machine['other_cpu_pct']}% of the CPUs during the "
+                         "timed runs; its numbers carry their noise[/]")
+        if (machine.get("steal_pct") or 0) > 2:
+            notes.append(f"[yellow]{m['name']}: the hypervisor gave {machine['steal_pct']}% of the CPU time to other "
+                         "guests (steal) during the timed runs[/]")
+    governors = {(m.get("machine") or {}).get("governor") for m in models} - {None, "performance"}
+    if governors:
+        notes.append(f"CPU governor {', '.join(sorted(governors))} scales the clock; for steadier numbers set "
+                     "'performance' (cpupower frequency-set -g performance)")
     if min(m["runs"] for m in models) < 1000:
         notes.append("p99.9 of fewer than 1000 runs is close to the maximum; use --runs 1000 or more for tail latency")
     for line in notes:

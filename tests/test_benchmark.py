@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -92,8 +93,9 @@ def _sleeper(delays_s: list[float]):  # type: ignore[no-untyped-def]
 def test_warm_up_runs_until_the_latency_settles() -> None:
     # every block of 5 runs 20 % faster than the one before, down to a floor of 1 ms after 7 blocks
     run, calls = _sleeper([max(0.001, 0.004 * 0.8 ** (i // 5)) for i in range(400)])
-    warm = warm_up(run, first_ms=4.0, block_s=0.02, tolerance=0.03)
+    warm = warm_up(run, first_ms=4.0, block_s=0.02, tolerance=0.03, min_s=0.3)
     assert warm.stable and not warm.fixed
+    assert warm.ms >= 300  # never shorter than min_s, even when three quick blocks agree early
     assert warm.runs == calls["n"] >= 7 * 5 + 2 * 5  # the falling blocks, then steady ones
     assert relative_spread(warm.block_medians_ms[-3:]) <= 0.03
     assert warm.block_medians_ms[0] > 3 * warm.block_medians_ms[-1]
@@ -130,7 +132,8 @@ def test_onnx_model_record_has_every_field_and_sane_numbers(models: dict[str, Pa
     assert record["cost"]["macs"] == TINY_MACS and record["cost"]["params"] == TINY_PARAMS
     assert record["gops"] == pytest.approx(2 * TINY_MACS / (lat["p50"] / 1e3) / 1e9, rel=1e-2)
     assert record["peak_rss_mb"] > 10
-    assert isinstance(record["machine"]["before"]["load_avg_1m"], float)  # Linux: what else was running
+    machine = record["machine"]  # Linux: what else was running
+    assert isinstance(machine["load_avg_1m"], float) and 0 <= machine["other_cpu_pct"] <= 100
     ops = {row["op"] for row in record["top_ops"]["by_type"]}
     assert "Conv" in ops
     assert sum(row["percent"] for row in record["top_ops"]["by_type"]) == pytest.approx(100, abs=0.5)
@@ -280,6 +283,21 @@ def test_pipeline_times_every_stage_on_a_real_video(int8_bundle: Path, video_fil
 def test_pipeline_refuses_a_missing_source(int8_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert edgekit_main(["benchmark", str(int8_bundle), "--pipeline", str(tmp_path / "none.mp4")]) == 2
     assert "none.mp4" in capsys.readouterr().err
+
+
+def test_contention_is_the_machines_busy_time_less_our_own(tmp_path: Path) -> None:
+    from device_agent.bench.contention import CpuSnapshot, contention, snapshot
+
+    before = CpuSnapshot(busy_s=100.0, steal_s=5.0, own_s=10.0, wall_s=1000.0)
+    after = CpuSnapshot(busy_s=106.0, steal_s=5.4, own_s=14.0, wall_s=1004.0)  # 4 s on 2 CPUs = 8 CPU-s
+    assert contention(before, after, cpus=2) == {"other_cpu_pct": 25.0, "steal_pct": 5.0}  # (6 - 4) / 8, 0.4 / 8
+    assert contention(None, after) == {"other_cpu_pct": None, "steal_pct": None}
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 1000 0 0 0 7 0 0\ncpu0 50 0 25 500 0 0 0 3 0 0\n")
+    snap = snapshot(stat)
+    hz = os.sysconf("SC_CLK_TCK")
+    assert snap is not None and (snap.busy_s, snap.steal_s) == (150 / hz, 7 / hz)
+    assert snapshot(tmp_path / "absent") is None
 
 
 # -- the operator profile parser ------------------------------------------------------------------

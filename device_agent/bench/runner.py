@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from device_agent import __version__
+from device_agent.bench.contention import contention, snapshot
 from device_agent.bench.hardware import Peak, detect_cpu, peak_from_profile
 from device_agent.bench.stats import LatencyStats, Warmup, warm_up
 from device_agent.errors import BenchInputError, BundleError, CostError
@@ -56,6 +57,7 @@ class BenchOptions:
     runtime: str | None = None  # None: from the bundle or the file's suffix
     providers: tuple[str, ...] = ()  # onnxruntime execution providers; (): the bundle's, else CPU
     min_runs: int = 10
+    min_warmup_s: float = 1.0
     max_warmup_s: float = 20.0
     profile: bool = True
     top: int = 10
@@ -77,7 +79,8 @@ class BenchOptions:
 
     def to_json(self) -> dict[str, Any]:
         return {"runs": self.runs, "duration_s": self.duration_s, "warmup": self.warmup, "threads": self.threads,
-                "runtime": self.runtime, "providers": list(self.providers), "min_runs": self.min_runs, "max_warmup_s": self.max_warmup_s,
+                "runtime": self.runtime, "providers": list(self.providers), "min_runs": self.min_runs,
+                "min_warmup_s": self.min_warmup_s, "max_warmup_s": self.max_warmup_s,
                 "profile": self.profile, "top": self.top, "keep_samples": self.keep_samples, "target": self.target,
                 "target_peak_gops": dict(self.target_peak_gops)}
 
@@ -175,7 +178,8 @@ def peak_rss_mb() -> float:
 
 
 def machine_state() -> dict[str, Any]:
-    """What else could skew the numbers: the load average, and the CPU frequency governor (Linux)."""
+    """The CPU frequency governor and the load average at the start (Linux); what ran meanwhile is
+    measured over the timed runs by :mod:`device_agent.bench.contention`."""
     state: dict[str, Any] = {"load_avg_1m": None, "governor": None}
     try:
         state["load_avg_1m"] = round(os.getloadavg()[0], 2)
@@ -249,7 +253,7 @@ def benchmark_model(path: Path | str, options: BenchOptions = BenchOptions(),
     phase = on_phase or (lambda _name: None)
     rss_before = rss_mb()
     temp_before = temperature_c()
-    machine_before = machine_state()
+    machine = machine_state()
     phase("load")
     t0 = time.perf_counter_ns()
     runtime = create_runtime(mut.runtime, mut.model_file, threads=mut.threads, providers=mut.providers)
@@ -261,9 +265,12 @@ def benchmark_model(path: Path | str, options: BenchOptions = BenchOptions(),
     first_ms = (time.perf_counter_ns() - t0) / 1e6
     phase("warmup")
     run = functools.partial(runtime.run, feeds)  # the timed call is exactly the agent's call
-    warm: Warmup = warm_up(run, runs=options.warmup, max_s=options.max_warmup_s, first_ms=first_ms)
+    warm: Warmup = warm_up(run, runs=options.warmup, min_s=options.min_warmup_s, max_s=options.max_warmup_s,
+                           first_ms=first_ms)
     phase("timed")
+    cpu_before = snapshot()
     samples_ns, wall_s = time_runs(run, options)
+    machine.update(contention(cpu_before, snapshot()))
     stats = LatencyStats.from_ns(samples_ns)
     peak_rss = peak_rss_mb()
     rss_after = rss_mb()
@@ -300,7 +307,7 @@ def benchmark_model(path: Path | str, options: BenchOptions = BenchOptions(),
         "peak_rss_mb": round(peak_rss, 1),
         "model_rss_mb": round(max(0.0, rss_after - rss_before), 1),
         "temperature_c": {"before": temp_before, "after": temp_after},
-        "machine": {"before": machine_before, "after": machine_state()},
+        "machine": machine,
         "cost": cost,
         "cost_note": cost_note,
         "gops": round(gops, 3) if gops is not None else None,

@@ -85,34 +85,40 @@ def warm_up(
     tolerance: float = 0.03,
     blocks: int = 3,
     block_s: float = 0.1,
+    min_s: float = 1.0,
     max_s: float = 20.0,
     max_runs: int = 2000,
     first_ms: float = 1.0,
 ) -> Warmup:
-    """Run until the median latency of the last ``blocks`` blocks agrees within ``tolerance``.
+    """Run for at least ``min_s`` and until the medians of the last ``blocks`` blocks agree within ``tolerance``.
 
-    A block lasts about ``block_s`` (at least 5 runs), sized from ``first_ms``; caches,
-    allocator arenas, CPU frequency and (on a device) the thermal state settle meanwhile.
-    With ``runs`` given it runs exactly that many and does not test stability.
+    A block lasts about ``block_s`` (5 to 200 runs), sized from the previous block's median
+    (from ``first_ms`` for the first block); caches, allocator arenas, thread pools, the CPU
+    clock and (on a device) the thermal state settle meanwhile. ``min_s`` keeps a few quick
+    blocks that happen to agree from ending it too soon. With ``runs`` given it runs exactly
+    that many and does not test stability.
     """
     start = time.perf_counter_ns()
     if runs is not None:
         for _ in range(runs):
             run()
         return Warmup(runs=runs, ms=(time.perf_counter_ns() - start) / 1e6, stable=True, fixed=True)
-    per_block = int(min(200, max(5, block_s * 1000.0 / max(first_ms, 1e-3))))
     medians: list[float] = []
     done = 0
+    earliest = start + int(min_s * 1e9)
     deadline = start + int(max_s * 1e9)
+    typical_ms = first_ms
     while True:
+        per_block = int(min(200, max(5, block_s * 1000.0 / max(typical_ms, 1e-3))))
         times = []
         for _ in range(per_block):
             t0 = time.perf_counter_ns()
             run()
             times.append(time.perf_counter_ns() - t0)
         done += per_block
-        medians.append(float(np.median(times)) / 1e6)
+        typical_ms = float(np.median(times)) / 1e6
+        medians.append(typical_ms)
+        now = time.perf_counter_ns()
         stable = len(medians) >= blocks and relative_spread(medians[-blocks:]) <= tolerance
-        if stable or done >= max_runs or time.perf_counter_ns() >= deadline:
-            return Warmup(runs=done, ms=(time.perf_counter_ns() - start) / 1e6, stable=stable, fixed=False,
-                          block_medians_ms=tuple(medians))
+        if (stable and now >= earliest) or done >= max_runs or now >= deadline:
+            return Warmup(runs=done, ms=(now - start) / 1e6, stable=stable, fixed=False, block_medians_ms=tuple(medians))

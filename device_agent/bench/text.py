@@ -48,11 +48,12 @@ def text_report(models: Sequence[Mapping[str, Any]]) -> str:
             + f"{_f(m['gops'], 1)} GOP/s"
             + (f" = {_f(m['percent_of_peak'], 1)}% of {m['peak']['gops']:.0f} ({m['peak']['source']})" if m.get("peak") else ""),
         ]
-        before = (m.get("machine") or {}).get("before") or {}
-        if before.get("governor") not in (None, "performance"):
-            lines.append(f"  note: CPU governor '{before['governor']}' scales the clock; 'performance' gives steadier numbers")
-        if before.get("load_avg_1m") is not None:
-            lines.append(f"  load average at the start: {before['load_avg_1m']}")
+        machine = m.get("machine") or {}
+        if machine.get("other_cpu_pct") is not None:
+            lines.append(f"  other programs used {machine['other_cpu_pct']}% of the CPUs during the timed runs"
+                         + (f", steal {machine['steal_pct']}%" if machine.get("steal_pct") else ""))
+        if machine.get("governor") not in (None, "performance"):
+            lines.append(f"  note: CPU governor '{machine['governor']}' scales the clock; 'performance' gives steadier numbers")
         profile = m.get("top_ops")
         if profile:
             ops = ", ".join(f"{o['op']} {o['percent']:.0f}%" for o in profile["by_type"][:5])
