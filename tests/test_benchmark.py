@@ -338,3 +338,15 @@ def test_a_benchmark_process_past_its_timeout_is_killed(models: dict[str, Path])
 
     with pytest.raises(BenchFailed, match="did not finish within 2 s"):
         bench_in_subprocess(models["small"], BenchOptions(duration_s=60, profile=False), timeout_s=2)
+
+
+def test_target_profile_gives_the_peak_and_a_profile_without_one_is_refused(models: dict[str, Path]) -> None:
+    from edgekit.errors import UsageError
+
+    result = benchmark([models["small"]], options=BenchOptions(runs=10, warmup=1, profile=False, threads=2),
+                       target="rpi5")
+    record = result.models[0]
+    assert "rpi5" in record["peak"]["source"] and record["peak"]["precision"] == "fp32"
+    assert record["percent_of_peak"] == pytest.approx(100 * record["gops"] / record["peak"]["gops"], rel=0.02)
+    with pytest.raises(UsageError, match="x86-cpu.*no peak_gops"):
+        benchmark([models["small"]], options=BenchOptions(runs=5), target="x86-cpu")
