@@ -1,0 +1,69 @@
+"""Runs inside the isolated litert-torch environment (see :mod:`converters.litert_env`).
+
+Standalone on purpose: it imports only torch, numpy and litert_torch, never EdgeKit, because
+that environment does not have EdgeKit installed. It reads one JSON request:
+
+    {"program": "model.pt2", "output": "model.tflite", "precision": "fp32" | "int8",
+     "calibration": "calib.npy" | null, "nhwc_inputs": [0], "per_channel": true}
+
+converts the ``torch.export`` program (optionally PT2E static INT8: int8 symmetric weights,
+per channel, int8 activations calibrated on real samples), with the listed inputs taken in
+NHWC, and prints one JSON line with what it did. Errors exit 1 with the message on stderr.
+
+    python litert_worker.py REQUEST_JSON
+"""
+
+import json
+import sys
+import time
+import traceback
+
+
+def convert(request: dict) -> dict:
+    import numpy as np
+    import torch
+    import litert_torch
+
+    started = time.perf_counter()
+    program = torch.export.load(request["program"])
+    module = program.module()
+    sample = tuple(arg for arg in program.example_inputs[0])
+    quant_config = None
+    calibrated = 0
+    if request["precision"] == "int8":
+        from litert_torch.quantize import pt2e_quantizer
+        from litert_torch.quantize.quant_config import QuantConfig
+        from torchao.quantization.pt2e import quantize_pt2e
+
+        quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=bool(request.get("per_channel", True))))
+        module = quantize_pt2e.prepare_pt2e(module, quantizer)
+        batch = np.load(request["calibration"])
+        for row in batch:  # one sample at a time: the program was exported at batch 1
+            module(torch.from_numpy(np.ascontiguousarray(row[None] if row.ndim == sample[0].ndim - 1 else row)))
+            calibrated += 1
+        module = quantize_pt2e.convert_pt2e(module, fold_quantize=False)
+        quant_config = QuantConfig(pt2e_quantizer=quantizer)
+    nhwc = [int(i) for i in request.get("nhwc_inputs", [])]
+    if nhwc:
+        module = litert_torch.to_channel_last_io(module, args=nhwc)
+        sample = tuple(x.permute(0, *range(2, x.ndim), 1) if i in nhwc else x for i, x in enumerate(sample))
+    edge_model = litert_torch.convert(module, sample, quant_config=quant_config)
+    edge_model.export(request["output"])
+    return {"output": request["output"], "precision": request["precision"], "calibrated": calibrated,
+            "seconds": round(time.perf_counter() - started, 2)}
+
+
+def main() -> int:
+    request = json.loads(sys.argv[1])
+    try:
+        print(json.dumps(convert(request)), flush=True)
+    except Exception as exc:  # noqa: BLE001  (reported, never hidden: the parent shows the last lines)
+        traceback.print_exc(file=sys.stderr)
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

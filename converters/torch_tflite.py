@@ -1,0 +1,127 @@
+"""PyTorch program -> TFLite file, the edge ``torch -> tflite`` (litert-torch, no TensorFlow).
+
+The input is a ``torch.export`` program file (``.pt2``, written by :func:`export_program`
+from a module or by the ``onnx -> torch`` edge), so the conversion can run in the isolated
+litert-torch environment (:mod:`converters.litert_env`) while the host keeps its own
+packages. Precisions:
+
+- ``fp32``: the same function; checked here against PyTorch on the example input.
+- ``int8``: PT2E static quantization: int8 symmetric per-channel weights, int8 activations
+  calibrated on real samples, int8 input and output (scale and zero point in the file).
+  Accuracy is not judged here but by the optimizer's validation on held-out samples.
+
+Image inputs are taken in NHWC (``nhwc_inputs``), the layout LiteRT and its delegates want;
+the manifest records it so the agent feeds frames that way.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.base import PassReport, register_pass, timed
+from converters.errors import ConversionError, MissingDependencyError
+from converters.litert_env import litert_python
+
+#: Largest ``max|tflite - torch| / max(1, max|torch|)`` accepted as the same model (fp32).
+RELATIVE_TOLERANCE = 1e-3
+_WORKER = Path(__file__).with_name("litert_worker.py")
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:
+        raise MissingDependencyError(module="torch", extra="torch", purpose="converting a PyTorch model") from exc
+    return torch
+
+
+def export_program(module: Any, example_inputs: Sequence[np.ndarray], dst: Path) -> Path:
+    """``torch.export`` the module (eval mode) at the example inputs' shapes and save it to ``dst``."""
+    torch = _torch()
+    args = tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in example_inputs)
+    try:
+        program = torch.export.export(module.eval(), args)
+    except Exception as exc:  # torch.export raises many types; wrap with what was exported
+        raise ConversionError(f"torch.export failed on {type(module).__name__} with inputs "
+                              f"{[tuple(a.shape) for a in args]}: {type(exc).__name__}: {exc}") from exc
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.export.save(program, str(dst))
+    return dst
+
+
+def _run_worker(request: dict[str, Any], *, log: Callable[[str], None] | None) -> dict[str, Any]:
+    python = litert_python(log=log)
+    proc = subprocess.run([str(python), str(_WORKER), json.dumps(request)], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-12:]) or "no output"
+        raise ConversionError(f"litert-torch could not convert {request['program']!r} ({request['precision']}):\n{tail}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _check_fp32(src: Path, dst: Path, nhwc_inputs: Sequence[int]) -> float:
+    """Run the program in PyTorch and the TFLite file in LiteRT on the example input; the relative error."""
+    torch = _torch()
+    from ai_edge_litert.interpreter import Interpreter
+
+    program = torch.export.load(str(src))
+    args = program.example_inputs[0]
+    expected = program.module()(*args)
+    expected = [t.detach().numpy() for t in (expected if isinstance(expected, (tuple, list)) else [expected])]
+    interpreter = Interpreter(model_path=str(dst))
+    interpreter.allocate_tensors()
+    for i, (detail, arg) in enumerate(zip(interpreter.get_input_details(), args)):
+        x = arg.numpy()
+        interpreter.set_tensor(detail["index"], np.ascontiguousarray(np.moveaxis(x, 1, -1) if i in nhwc_inputs else x))
+    interpreter.invoke()
+    got = [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
+    if len(got) != len(expected):
+        raise ConversionError(f"{dst.name} has {len(got)} outputs, the PyTorch program {len(expected)}")
+    worst = 0.0
+    for e, g in zip(expected, got):
+        if e.shape != g.shape:
+            raise ConversionError(f"{dst.name}: output shape {list(g.shape)}, PyTorch gives {list(e.shape)}")
+        worst = max(worst, float(np.abs(e - g).max()) / max(1.0, float(np.abs(e).max())))
+    if worst > RELATIVE_TOLERANCE:
+        raise ConversionError(f"{dst.name} differs from the PyTorch program by {worst:.3g} (relative); "
+                              f"at most {RELATIVE_TOLERANCE} is the same model")
+    return worst
+
+
+@register_pass("torch->tflite")
+def torch_to_tflite(
+    src: Path,
+    dst: Path,
+    /,
+    *,
+    precision: str = "fp32",
+    calibration: np.ndarray | None = None,
+    nhwc_inputs: Sequence[int] = (0,),
+    log: Callable[[str], None] | None = None,
+) -> PassReport:
+    """Convert the ``.pt2`` program ``src`` to ``dst`` (``.tflite``) at ``precision`` (fp32 or int8)."""
+    if precision not in ("fp32", "int8"):
+        raise ConversionError(f"torch->tflite: precision {precision!r} is not supported; expected 'fp32' or 'int8' "
+                              "(fp16 weights come from the tflite->tflite quantizer)")
+    if precision == "int8" and (calibration is None or len(calibration) == 0):
+        raise ConversionError("torch->tflite int8 needs calibration samples (an array [N, ...] of real inputs)")
+    with timed() as elapsed, tempfile.TemporaryDirectory(prefix="edgekit-tflite-") as tmp:
+        request: dict[str, Any] = {"program": str(src), "output": str(dst), "precision": precision,
+                                   "calibration": None, "nhwc_inputs": list(nhwc_inputs), "per_channel": True}
+        if calibration is not None and precision == "int8":
+            request["calibration"] = str(Path(tmp) / "calibration.npy")
+            np.save(request["calibration"], np.asarray(calibration, dtype=np.float32))
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        summary = _run_worker(request, log=log)
+        details: dict[str, Any] = {"precision": precision, "calibrated": summary["calibrated"],
+                                   "converter_seconds": summary["seconds"], "nhwc_inputs": list(nhwc_inputs)}
+        if precision == "fp32":
+            details["max_relative_error"] = _check_fp32(src, dst, nhwc_inputs)
+        return PassReport("torch->tflite", src, dst, elapsed(), details)

@@ -1,0 +1,93 @@
+"""torch -> tflite through the isolated litert-torch environment: real conversions, real LiteRT runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from converters.errors import ConversionError  # noqa: E402
+from converters.litert_env import litert_python  # noqa: E402
+from converters.torch_tflite import export_program, torch_to_tflite  # noqa: E402
+
+
+class SmallNet(torch.nn.Module):  # type: ignore[misc]
+    """Conv-BN-ReLU6, a depthwise block with a residual add, global pool, linear: a MobileNet in miniature."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.BatchNorm2d(16), torch.nn.ReLU6())
+        self.dw = torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, 1, 1, groups=16), torch.nn.ReLU6(),
+                                      torch.nn.Conv2d(16, 16, 1))
+        self.head = torch.nn.Linear(16, 10)
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        x = self.stem(x)
+        x = x + self.dw(x)
+        return self.head(x.mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
+    return export_program(SmallNet().eval(), [x], tmp_path_factory.mktemp("p") / "small.pt2")
+
+
+@pytest.fixture(scope="module")
+def litert_env() -> Path:
+    return litert_python(log=print)  # created once per machine (about a minute), then reused
+
+
+def _run(path: Path, x_nhwc: np.ndarray) -> tuple[np.ndarray, dict, dict]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    if inp["dtype"] == np.int8:
+        scale, zero = inp["quantization"]
+        x_nhwc = np.clip(np.round(x_nhwc / scale) + zero, -128, 127).astype(np.int8)
+    interpreter.set_tensor(inp["index"], x_nhwc)
+    interpreter.invoke()
+    y = interpreter.get_tensor(out["index"])
+    if out["dtype"] == np.int8:
+        scale, zero = out["quantization"]
+        y = (y.astype(np.float32) - zero) * scale
+    return y, inp, out
+
+
+def test_fp32_is_the_same_function_with_nhwc_input(litert_env: Path, program: Path, tmp_path: Path) -> None:
+    report = torch_to_tflite(program, tmp_path / "small.tflite")
+    assert report.details["max_relative_error"] < 1e-3
+    x = np.random.default_rng(5).uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
+    y, inp, _ = _run(tmp_path / "small.tflite", np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    assert tuple(inp["shape"]) == (1, 64, 64, 3) and inp["dtype"] == np.float32
+    expected = torch.export.load(str(program)).module()(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_int8_is_full_integer_and_agrees(litert_env: Path, program: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    calibration = rng.uniform(-1, 1, (16, 3, 64, 64)).astype(np.float32)
+    report = torch_to_tflite(program, tmp_path / "small8.tflite", precision="int8", calibration=calibration)
+    assert report.details["calibrated"] == 16
+    x = rng.uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
+    y, inp, out = _run(tmp_path / "small8.tflite", np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    assert inp["dtype"] == np.int8 and out["dtype"] == np.int8 and inp["quantization"][0] > 0
+    expected = torch.export.load(str(program)).module()(torch.from_numpy(x)).detach().numpy()
+    cosine = float((y * expected).sum() / np.linalg.norm(y) / np.linalg.norm(expected))
+    assert cosine > 0.99
+
+
+def test_bad_requests_are_named(program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConversionError, match="int8 needs calibration samples"):
+        torch_to_tflite(program, tmp_path / "x.tflite", precision="int8")
+    with pytest.raises(ConversionError, match="precision 'int4' is not supported"):
+        torch_to_tflite(program, tmp_path / "x.tflite", precision="int4")
+    monkeypatch.setenv("EDGEKIT_LITERT_PYTHON", str(tmp_path / "nope" / "python"))
+    with pytest.raises(ConversionError, match="EDGEKIT_LITERT_PYTHON=.*does not exist"):
+        torch_to_tflite(program, tmp_path / "x.tflite")
