@@ -20,9 +20,9 @@ import traceback
 
 
 def convert(request: dict) -> dict:
+    import litert_torch
     import numpy as np
     import torch
-    import litert_torch
 
     started = time.perf_counter()
     program = torch.export.load(request["program"])

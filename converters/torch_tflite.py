@@ -77,7 +77,7 @@ def _check_fp32(src: Path, dst: Path, nhwc_inputs: Sequence[int]) -> float:
     expected = [t.detach().numpy() for t in (expected if isinstance(expected, (tuple, list)) else [expected])]
     interpreter = Interpreter(model_path=str(dst))
     interpreter.allocate_tensors()
-    for i, (detail, arg) in enumerate(zip(interpreter.get_input_details(), args)):
+    for i, (detail, arg) in enumerate(zip(interpreter.get_input_details(), args, strict=True)):
         x = arg.numpy()
         interpreter.set_tensor(detail["index"], np.ascontiguousarray(np.moveaxis(x, 1, -1) if i in nhwc_inputs else x))
     interpreter.invoke()
@@ -85,7 +85,7 @@ def _check_fp32(src: Path, dst: Path, nhwc_inputs: Sequence[int]) -> float:
     if len(got) != len(expected):
         raise ConversionError(f"{dst.name} has {len(got)} outputs, the PyTorch program {len(expected)}")
     worst = 0.0
-    for e, g in zip(expected, got):
+    for e, g in zip(expected, got, strict=True):
         if e.shape != g.shape:
             raise ConversionError(f"{dst.name}: output shape {list(g.shape)}, PyTorch gives {list(e.shape)}")
         worst = max(worst, float(np.abs(e - g).max()) / max(1.0, float(np.abs(e).max())))
