@@ -5,7 +5,15 @@ Importing this package registers the built-in passes (their heavy dependencies a
 imported only when a pass runs).
 """
 
-from converters import onnx_bias_correction, onnx_fp16, onnx_int8, onnx_nncf, onnx_prepare  # noqa: F401  (register passes)
+from converters import (  # noqa: F401  (register passes)
+    onnx_bias_correction,
+    onnx_fp16,
+    onnx_int8,
+    onnx_nncf,
+    onnx_prepare,
+    torch_onnx,
+    torch_tflite,
+)
 from converters.base import PASSES, PassReport, register_pass
 from converters.errors import ConversionError, MissingDependencyError, UnsupportedModelError
 

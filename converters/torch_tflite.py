@@ -97,22 +97,33 @@ def _check_fp32(src: Path, dst: Path, nhwc_inputs: Sequence[int]) -> float:
 
 @register_pass("torch->tflite")
 def torch_to_tflite(
-    src: Path,
+    src: Path | Any,
     dst: Path,
     /,
     *,
+    example_input: Sequence[np.ndarray] | None = None,
     precision: str = "fp32",
     calibration: np.ndarray | None = None,
     nhwc_inputs: Sequence[int] = (0,),
     log: Callable[[str], None] | None = None,
 ) -> PassReport:
-    """Convert the ``.pt2`` program ``src`` to ``dst`` (``.tflite``) at ``precision`` (fp32 or int8)."""
+    """Convert ``src`` to ``dst`` (``.tflite``) at ``precision`` (fp32 or int8).
+
+    ``src`` is a ``torch.export`` program file (``.pt2``) or a ``torch.nn.Module``, which is then
+    exported at the shapes of ``example_input`` (a list of arrays, one per model input)."""
     if precision not in ("fp32", "int8"):
         raise ConversionError(f"torch->tflite: precision {precision!r} is not supported; expected 'fp32' or 'int8' "
                               "(fp16 weights come from the tflite->tflite quantizer)")
     if precision == "int8" and (calibration is None or len(calibration) == 0):
         raise ConversionError("torch->tflite int8 needs calibration samples (an array [N, ...] of real inputs)")
     with timed() as elapsed, tempfile.TemporaryDirectory(prefix="edgekit-tflite-") as tmp:
+        if not isinstance(src, (str, Path)):
+            if example_input is None:
+                raise ConversionError("torch->tflite from a module needs example_input (one array per model input)")
+            src = export_program(src, example_input, Path(tmp) / "model.pt2")
+        src = Path(src)
+        if not src.is_file():
+            raise ConversionError(f"torch->tflite: {str(src)!r} does not exist; expected a .pt2 program or a module")
         request: dict[str, Any] = {"program": str(src), "output": str(dst), "precision": precision,
                                    "calibration": None, "nhwc_inputs": list(nhwc_inputs), "per_channel": True}
         if calibration is not None and precision == "int8":

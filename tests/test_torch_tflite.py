@@ -91,3 +91,18 @@ def test_bad_requests_are_named(program: Path, tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("EDGEKIT_LITERT_PYTHON", str(tmp_path / "nope" / "python"))
     with pytest.raises(ConversionError, match="EDGEKIT_LITERT_PYTHON=.*does not exist"):
         torch_to_tflite(program, tmp_path / "x.tflite")
+
+
+def test_a_module_converts_directly_and_routes_are_found_from_the_edges(litert_env: Path, tmp_path: Path) -> None:
+    from converters.routes import Edge, find_route
+
+    assert find_route("torch", "tflite") == [Edge("torch", "tflite")]
+    assert find_route("tflite", "tflite") == []
+    torch.manual_seed(1)
+    x = np.random.default_rng(2).uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)
+    report = torch_to_tflite(SmallNet().eval(), tmp_path / "m.tflite", example_input=[x])
+    assert report.details["max_relative_error"] < 1e-3 and (tmp_path / "m.tflite").stat().st_size > 1000
+    with pytest.raises(ConversionError, match="needs example_input"):
+        torch_to_tflite(SmallNet(), tmp_path / "n.tflite")
+    with pytest.raises(ConversionError, match="no conversion route from 'tflite' to 'onnx'"):
+        find_route("tflite", "onnx")
