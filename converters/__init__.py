@@ -11,6 +11,7 @@ from converters import (  # noqa: F401  (register passes)
     onnx_int8,
     onnx_nncf,
     onnx_prepare,
+    onnx_torch,
     torch_onnx,
     torch_tflite,
 )

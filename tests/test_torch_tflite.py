@@ -106,3 +106,23 @@ def test_a_module_converts_directly_and_routes_are_found_from_the_edges(litert_e
         torch_to_tflite(SmallNet(), tmp_path / "n.tflite")
     with pytest.raises(ConversionError, match="no conversion route from 'tflite' to 'onnx'"):
         find_route("tflite", "onnx")
+
+
+def test_an_onnx_model_reaches_tflite_through_the_found_route(litert_env: Path, zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """onnx -> torch -> tflite on the zoo's MobileNetV3-Small (HardSwish, SE blocks): the same function as ORT."""
+    import onnxruntime as ort
+
+    from converters import PASSES
+    from converters.routes import Edge, find_route
+
+    route = find_route("onnx", "tflite")
+    assert route == [Edge("onnx", "torch"), Edge("torch", "tflite")]
+    model = zoo("mobilenetv3-small").onnx_path
+    program = PASSES[route[0].key](model, tmp_path / "m.pt2").dst
+    tflite = PASSES[route[1].key](program, tmp_path / "m.tflite").dst
+    x = np.random.default_rng(4).uniform(-2, 2, (1, 3, 224, 224)).astype(np.float32)
+    session = ort.InferenceSession(str(model))
+    expected = session.run(None, {session.get_inputs()[0].name: x})[0]
+    y, inp, _ = _run(tflite, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    assert tuple(inp["shape"]) == (1, 224, 224, 3)
+    assert float(np.abs(y - expected).max()) / max(1.0, float(np.abs(expected).max())) < 1e-4

@@ -1,0 +1,300 @@
+"""ONNX file -> PyTorch module, the edge ``onnx -> torch``.
+
+Why it exists: there is no working ONNX -> TFLite route on our hosts (onnx2tf needs an old
+TensorFlow, onnx2torch needs torchvision), while torch -> TFLite works through
+``torch.export`` and litert-torch. So a static-shape ONNX model, as ``onnx-prepare`` writes
+it, is rebuilt here as an ``nn.Module`` of plain torch ops that computes the same function.
+
+All shapes are static, so everything computed from shapes and constants (Shape, Gather,
+Concat, ... on constants) is folded while the module is built; ``forward`` holds only the
+real computation. Weights become parameters that ``F.conv2d``/``F.linear`` take directly.
+The pass exports the module with ``torch.export`` and checks it against ONNX Runtime, so a
+wrong conversion fails here and not on a device. The ops live in
+:mod:`converters.onnx_torch_ops`; torch is imported only when a conversion runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from converters.base import PassReport, register_pass, timed
+from converters.errors import (
+    ConversionError,
+    MissingDependencyError,
+    UnsupportedModelError,
+)
+from converters.onnx_prepare import graph_inputs, load_onnx
+
+if TYPE_CHECKING:
+    import onnx
+
+    from converters.onnx_torch_ops import OnnxModule
+
+#: Largest ``max|ort - torch| / max(1, max|ort|)`` accepted as the same model.
+RELATIVE_TOLERANCE = 1e-4
+#: Opsets whose op semantics the registry follows (written for 13-20; 11, 12, 21 and 22 read the same).
+MIN_OPSET, MAX_OPSET = 11, 22
+
+#: Attribute names a constant must not take: the module's own, and nn.Module's.
+_RESERVED = frozenset({"training", "input_names", "output_names", "steps"})
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:
+        raise MissingDependencyError(module="torch", extra="torch", purpose="converting ONNX to PyTorch") from exc
+    return torch
+
+
+def _import_onnx() -> tuple[Any, Any]:
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as exc:
+        raise MissingDependencyError(
+            module=exc.name or "onnx", extra="host", purpose="converting ONNX to PyTorch"
+        ) from exc
+    return onnx, onnxruntime
+
+
+def _opset(model: Any) -> int:
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UnsupportedModelError(f"onnx->torch takes ONNX opsets {MIN_OPSET}-{MAX_OPSET}; the model uses {opset}")
+    return opset
+
+
+def _check_ops(model: Any, supported: dict[str, Any]) -> None:
+    """Every unsupported op type at once, each with the first node that uses it."""
+    missing: dict[str, tuple[str, int]] = {}
+    for index, node in enumerate(model.graph.node):
+        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        if key not in supported:
+            name, count = missing.get(key, (node.name or f"{node.op_type}_{index}", 0))
+            missing[key] = (name, count + 1)
+    if missing:
+        found = ", ".join(f"{key} (node {name!r}{f' and {n - 1} more' if n > 1 else ''})"
+                          for key, (name, n) in sorted(missing.items()))
+        raise ConversionError(
+            f"onnx->torch: unsupported ONNX ops: {found}; supported ops: {', '.join(sorted(supported))}"
+        )
+
+
+def _static_inputs(model: Any) -> list[tuple[str, list[int], int]]:
+    """``(name, shape, ONNX element type)`` of every real input; a dynamic dimension is an error."""
+    found = []
+    for vi in graph_inputs(model):
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
+        if any(d < 0 for d in dims):
+            raise UnsupportedModelError(
+                f"onnx->torch needs static shapes; input {vi.name!r} has dynamic dimensions "
+                "(run the onnx-prepare pass with input_shapes first)"
+            )
+        found.append((vi.name, dims, vi.type.tensor_type.elem_type))
+    return found
+
+
+def _attributes(onnx: Any, proto: Any) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    for attr in proto.attribute:
+        value = onnx.helper.get_attribute_value(attr)
+        if attr.type == onnx.AttributeProto.TENSOR:
+            value = onnx.numpy_helper.to_array(value)
+        elif isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, list) and value and isinstance(value[0], bytes):
+            value = [v.decode() for v in value]
+        attrs[attr.name] = value
+    return attrs
+
+
+def _attribute_name(source: str, taken: set[str]) -> str:
+    """A module attribute name for an ONNX value: identifier characters only, and not in ``taken``."""
+    base = re.sub(r"[^0-9A-Za-z_]", "_", source).strip("_") or "const"
+    base = f"c_{base}" if base[0].isdigit() else base
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    return name
+
+
+def onnx_to_torch(model: onnx.ModelProto | Path | str) -> OnnxModule:
+    """Rebuild a static-shape ONNX model as a torch module that computes the same function.
+
+    ``model`` is a loaded ``ModelProto`` or the path of an ``.onnx`` file. The module's
+    ``forward`` takes the graph inputs positionally, in ONNX order, and returns the outputs
+    as a tuple (one output: the tensor); it is ready for ``torch.export.export``. Raises
+    :class:`ConversionError` listing every unsupported op type (checked before anything is
+    built), and :class:`UnsupportedModelError` for dynamic shapes or an opset outside
+    ``MIN_OPSET``-``MAX_OPSET``.
+    """
+    torch = _import_torch()
+    onnx, _ = _import_onnx()
+    from converters import onnx_torch_ops as ops
+
+    if not isinstance(model, onnx.ModelProto):
+        model = load_onnx(Path(model))
+    opset = _opset(model)
+    _check_ops(model, ops.OPS)
+    inputs = _static_inputs(model)
+    with torch.no_grad():
+        return _build(torch, onnx, ops, model, opset, inputs)
+
+
+def _build(torch: Any, onnx: Any, ops: Any, model: Any, opset: int,
+           inputs: list[tuple[str, list[int], int]]) -> OnnxModule:
+    """Walk the graph once: fold constant nodes, turn the others into steps of the module."""
+    consts: dict[str, np.ndarray] = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    examples = {name: torch.zeros(shape, dtype=ops.DTYPES.get(kind, torch.float32)) for name, shape, kind in inputs}
+    tensors: dict[str, tuple[Any, bool]] = {}  # module attribute -> (tensor, is a parameter)
+    owners: dict[Any, str] = {}  # ONNX value name, or (node, input) for a prepared one -> attribute
+    taken = set(_RESERVED) | set(dir(torch.nn.Module))
+
+    def on_module(source: Any, array: np.ndarray, parameter: bool) -> Any:
+        parameter = parameter and array.dtype.kind == "f"
+        if source not in owners:
+            key = _attribute_name(source if isinstance(source, str) else f"{source[0]}_in{source[1]}", taken)
+            taken.add(key)
+            owners[source] = key
+            tensors[key] = (torch.from_numpy(np.array(array)), parameter)
+        elif parameter:  # first seen as a plain constant, now as a weight: a weight it is
+            tensors[owners[source]] = (tensors[owners[source]][0], True)
+        return ops.Ref(owners[source], True)
+
+    steps = []
+    for index, proto in enumerate(model.graph.node):
+        unknown = [n for n in proto.input if n and n not in examples and n not in consts]
+        if unknown:
+            raise ConversionError(f"onnx->torch: node {proto.name!r} reads {unknown}, which no earlier node "
+                                  "computes (the graph must be topologically sorted)")
+        node = ops.Node(
+            name=proto.name or f"{proto.op_type}_{index}", op_type=proto.op_type, inputs=tuple(proto.input),
+            outputs=tuple(proto.output), attrs=_attributes(onnx, proto), opset=opset,
+            consts=tuple(consts.get(n) for n in proto.input),
+            shapes=tuple((tuple(examples[n].shape) if n in examples else consts[n].shape) if n else None
+                         for n in proto.input),
+        )
+        plan = {i: a for i, a in ops.PREPARE[node.op_type](node).items() if node.const(i) is not None}
+        node = dataclasses.replace(node, prepared=frozenset(i for i, a in plan.items() if a is not None))
+        at_run_time = node.op_type not in ops.ALWAYS_CONSTANT and any(n in examples for n in node.inputs)
+        refs, args = [], []
+        for i, name in enumerate(node.inputs):
+            ref = arg = None
+            if name in examples:
+                ref, arg = ops.Ref(name, False), examples[name]
+            elif name and not (i in plan and plan[i] is None):
+                array = plan.get(i, consts[name])
+                same = array is consts[name]
+                if at_run_time:
+                    ref = on_module(name if same else (node.name, i), array, parameter=i in plan)
+                    arg = tensors[ref.key][0]
+                else:
+                    arg = torch.from_numpy(np.array(array))
+            refs.append(ref)
+            args.append(arg)
+        try:
+            result = ops.OPS[node.op_type](node, *args)
+        except ConversionError:
+            raise
+        except Exception as exc:  # torch's own complaint about this node's attributes or shapes
+            raise node.fail(f"could not be built: {type(exc).__name__}: {exc}") from exc
+        outputs = (result,) if isinstance(result, torch.Tensor) else tuple(result)
+        for k, name in enumerate(node.outputs):
+            if name and k >= len(outputs):
+                raise node.fail(f"output {k} ({name!r}) is not supported")
+            if name and at_run_time:
+                examples[name] = outputs[k]
+            elif name:
+                consts[name] = outputs[k].numpy()
+        if at_run_time:
+            steps.append(ops.Step(ops.OPS[node.op_type], node, tuple(refs)))
+
+    output_refs = []
+    for out in model.graph.output:
+        if out.name in examples:
+            output_refs.append(ops.Ref(out.name, False))
+        elif out.name in consts:
+            output_refs.append(on_module(out.name, consts[out.name], parameter=False))
+        else:
+            raise ConversionError(f"onnx->torch: graph output {out.name!r} is computed by no node")
+    return ops.OnnxModule(input_names=[name for name, _, _ in inputs], output_names=[o.name for o in model.graph.output],
+                          steps=steps, output_refs=output_refs, tensors=tensors)
+
+
+def random_inputs(model: Any, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs for every graph input: normal floats, zero integers (indices stay in range)."""
+    onnx, _ = _import_onnx()
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name, shape, kind in _static_inputs(model):
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(kind)
+        feeds[name] = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
+    return feeds
+
+
+@register_pass("onnx->torch")
+def convert_onnx_to_torch(src: Path, dst: Path, /, *, seed: int = 0) -> PassReport:
+    """Rebuild ``src`` as a torch module, ``torch.export`` it, and save the program to ``dst`` (``.pt2``).
+
+    The exported program is checked against ONNX Runtime on inputs drawn with ``seed``.
+    Details: ``opset``, ``nodes``, ``run_time_nodes`` (the rest were folded), ``parameters``
+    (tensors) and ``param_count`` (elements), ``max_abs_diff`` and ``max_rel_diff``. Raises
+    :class:`ConversionError` naming the output when the two disagree by more than
+    ``RELATIVE_TOLERANCE``, and when ``torch.export`` fails.
+    """
+    torch = _import_torch()
+    _, ort = _import_onnx()
+    src, dst = Path(src), Path(dst)
+    with timed() as elapsed:
+        model = load_onnx(src)
+        module = onnx_to_torch(model)
+        feeds = random_inputs(model, seed=seed)
+        example = tuple(torch.from_numpy(a) for a in feeds.values())
+        try:
+            exported = torch.export.export(module, example)
+        except Exception as exc:  # export's errors are many and internal; the cause stays chained
+            raise ConversionError(f"onnx->torch: torch.export failed on the rebuilt module: {type(exc).__name__}: {exc}") from exc
+        try:
+            expected = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feeds)
+        except Exception as exc:
+            raise ConversionError(f"onnx->torch: ONNX Runtime cannot run {src}: {exc}") from exc
+        with torch.no_grad():
+            got = exported.module()(*example)
+        got = (got,) if isinstance(got, torch.Tensor) else tuple(got)
+        max_abs, max_rel = 0.0, 0.0
+        for name, ref, value in zip(module.output_names, expected, got):
+            actual = value.numpy()
+            if actual.shape != ref.shape:
+                raise ConversionError(f"onnx->torch: output {name!r} has shape {actual.shape}, ONNX Runtime gives {ref.shape}")
+            diff = float(np.max(np.abs(ref.astype(np.float64) - actual))) if ref.size else 0.0
+            rel = diff / max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
+            if rel > RELATIVE_TOLERANCE:
+                raise ConversionError(
+                    f"onnx->torch: output {name!r} differs from ONNX Runtime by {diff:.3g} "
+                    f"(relative {rel:.3g} > {RELATIVE_TOLERANCE})"
+                )
+            max_abs, max_rel = max(max_abs, diff), max(max_rel, rel)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        torch.export.save(exported, str(dst))
+        seconds = elapsed()
+    return PassReport(
+        name="onnx->torch",
+        src=src,
+        dst=dst,
+        seconds=seconds,
+        details={
+            "opset": _opset(model),
+            "nodes": len(model.graph.node),
+            "run_time_nodes": len(module.steps),
+            "parameters": sum(1 for _ in module.parameters()),
+            "param_count": int(sum(p.numel() for p in module.parameters())),
+            "max_abs_diff": max_abs,
+            "max_rel_diff": max_rel,
+        },
+    )
