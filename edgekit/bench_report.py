@@ -55,7 +55,7 @@ def _repeats(m: Mapping[str, Any]) -> str:
 def _providers(m: Mapping[str, Any]) -> str:
     used = [p.replace("ExecutionProvider", "") for p in m.get("providers", [])]
     asked = [p.replace("ExecutionProvider", "") for p in m.get("providers_asked", [])]
-    missing = [p for p in asked if p not in used]
+    missing = [p for p in asked if not any(p in u for u in used)]  # LiteRT reports "ai_edge_litert/XNNPACK"
     return ", ".join(used) + (f" [yellow](not available: {', '.join(missing)})[/]" if missing else "")
 
 

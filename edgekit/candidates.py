@@ -64,9 +64,10 @@ class Candidate:
     excluded_nodes: tuple[str, ...] = ()
     latency: LatencySample | None = None
     note: str = ""
+    blocker: str | None = None  # why it cannot ship whatever its accuracy (e.g. float operators on an int8 NPU)
 
     def passed(self, max_drop: float) -> bool:
-        return self.agreement.passed(max_drop)
+        return self.blocker is None and self.agreement.passed(max_drop)
 
     def summary(self, max_drop: float, reference_p50_ms: float | None) -> dict[str, Any]:
         p50 = self.latency.p50_ms if self.latency else None
@@ -84,6 +85,7 @@ class Candidate:
             "excluded_nodes": list(self.excluded_nodes),
             "passes": [{"name": p.name, "seconds": round(p.seconds, 3), **p.details} for p in self.passes],
             "note": self.note,
+            "blocker": self.blocker,
         }
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device_agent.runtimes import Runtime, create_runtime
+from device_agent.runtimes import Runtime, create_runtime, runtime_for_file
+from edgekit.model_io import adapt_feeds, float_outputs
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,6 @@ def compare_latency(
     models: Mapping[str, Path],
     feeds: list[np.ndarray],
     *,
-    runtime: str = "onnxruntime",
     threads: int = 0,
     warmup: int = 5,
     budget_s: float = 6.0,
@@ -54,23 +54,28 @@ def compare_latency(
     max_rounds: int = 200,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, LatencySample]:
-    """Time every model on ``feeds``, interleaved, within about ``budget_s`` seconds in all."""
+    """Time every model on ``feeds``, interleaved, within about ``budget_s`` seconds in all.
+
+    Each model runs in the runtime its file calls for (``.onnx``: onnxruntime, ``.tflite``:
+    LiteRT), on ``feeds`` moved into its own layout and type (:func:`adapt_feeds`)."""
     sessions: dict[str, Runtime] = {}
+    model_feeds: dict[str, list[np.ndarray]] = {}
     load_ms: dict[str, float] = {}
     for name, path in models.items():
         start = time.perf_counter_ns()
-        sessions[name] = create_runtime(runtime, path, threads=threads)
+        sessions[name] = create_runtime(runtime_for_file(path), path, threads=threads)
         load_ms[name] = (time.perf_counter_ns() - start) / 1e6
-    for session in sessions.values():
+        model_feeds[name] = adapt_feeds(sessions[name].inputs, feeds)
+    for name, session in sessions.items():
         for _ in range(warmup):
-            session.run(feeds)
+            session.run(model_feeds[name])
     samples: dict[str, list[int]] = {name: [] for name in sessions}
     deadline = time.perf_counter() + budget_s
     rounds = 0
     while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() < deadline):
         for name, session in sessions.items():
             start = time.perf_counter_ns()
-            session.run(feeds)
+            session.run(model_feeds[name])
             samples[name].append(time.perf_counter_ns() - start)
         rounds += 1
         if progress is not None:
@@ -78,8 +83,10 @@ def compare_latency(
     return {name: LatencySample.from_ns(ns, load_ms[name]) for name, ns in samples.items()}
 
 
-def run_all(path: Path, inputs: list[np.ndarray], *, runtime: str = "onnxruntime", threads: int = 0) -> list[list[np.ndarray]]:
-    """Outputs of ``path`` for every sample; ``inputs`` holds one ``[N, ...]`` array per model input."""
-    session = create_runtime(runtime, path, threads=threads)
+def run_all(path: Path, inputs: list[np.ndarray], *, threads: int = 0) -> list[list[np.ndarray]]:
+    """Float outputs of ``path`` for every sample; ``inputs`` holds one ``[N, ...]`` array per model
+    input in the reference's layout (moved into the model's layout and type per sample)."""
+    session = create_runtime(runtime_for_file(path), path, threads=threads)
     count = len(inputs[0])
-    return [session.run([arr[i : i + 1] for arr in inputs]) for i in range(count)]
+    return [float_outputs(session.outputs, session.run(adapt_feeds(session.inputs, [arr[i : i + 1] for arr in inputs])))
+            for i in range(count)]

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from device_agent.config_errors import explain
-from device_agent.manifest import PreprocessSpec, TaskSpec, TensorSpec
+from device_agent.manifest import PreprocessSpec, QuantParams, TaskSpec, TensorSpec
 from device_agent.runtimes import TensorInfo
 from edgekit.errors import UsageError
 
@@ -142,6 +142,8 @@ def resolve_task(
 
 def tensor_specs(infos: Sequence[TensorInfo], layout: str | None = None) -> list[TensorSpec]:
     return [
-        TensorSpec(name=i.name, shape=list(i.shape), dtype=i.dtype, layout=layout or "raw")  # type: ignore[arg-type]
+        TensorSpec(name=i.name, shape=list(i.shape), dtype=i.dtype, layout=layout or "raw",  # type: ignore[arg-type]
+                   quantization=None if i.quantization is None else QuantParams(scale=i.quantization[0],
+                                                                                 zero_point=i.quantization[1]))
         for i in infos
     ]

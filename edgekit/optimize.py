@@ -23,16 +23,18 @@ from converters.onnx_prepare import prepare_onnx
 from device_agent.bench.cost import model_cost
 from device_agent.errors import AgentError, CostError
 from device_agent.manifest import Manifest, PreprocessSpec, TensorStats
-from device_agent.runtimes import create_runtime
+from device_agent.runtimes import create_runtime, runtime_for_file
 from edgekit.bundle_writer import check_destination, scratch_dir, write_bundle
 from edgekit.calibration import load_calibration
 from edgekit.candidates import BUILDERS, Candidate, Workspace
 from edgekit.errors import EdgeKitError, ModelInputError, OptimizeFailed, UsageError
 from edgekit.measure import compare_latency, run_all
+from edgekit.model_io import adapt_feeds
 from edgekit.modelspec import resolve_preprocess, resolve_task, tensor_specs
 from edgekit.progress import Steps
 from edgekit.sources import bring_to_onnx
 from edgekit.targets import TargetProfile, get_target
+from edgekit.tflite_candidates import TFLITE_PRECISIONS, build_tflite, torch_program
 
 PrecisionChoice = Literal["auto", "int8", "fp16", "fp32"]
 
@@ -99,11 +101,9 @@ def optimize(
     if prune is not None:
         raise UsageError("--prune is not available yet: structured pruning is planned (issue 7); run without it")
     profile = get_target(target)
-    if profile.runtime != "onnxruntime":
-        raise UsageError(
-            f"target {profile.name!r} runs {profile.runtime}; this version writes ONNX Runtime bundles only "
-            "(x86-cpu, jetson-nano, jetson-orin). TFLite output is planned."
-        )
+    if profile.runtime == "tflite" and precision == "fp16":
+        raise UsageError(f"--precision fp16 for the TFLite target {profile.name!r} is not built yet; "
+                         "use --precision int8, fp32 or auto (FP16 TFLite comes with the tflite->tflite quantizer)")
     if precision != "auto" and precision not in profile.precisions and precision != "fp32":
         raise UsageError(
             f"--precision {precision} is not offered by target {profile.name!r}; it offers {', '.join(profile.precisions)}"
@@ -137,7 +137,8 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
         source = bring_to_onnx(model, work, example_input=example_input)
     with steps.step("Checking and simplifying the ONNX graph"):
         prepared = prepare_onnx(source.path, work / "model.fp32.onnx", input_shapes=input_shapes or {},
-                                max_opset=profile.opset_max)
+                                # a TFLite target never sees the ONNX file: its opset limit is onnxruntime's
+                                max_opset=profile.opset_max if profile.runtime == "onnxruntime" else None)
     runtime = create_runtime("onnxruntime", prepared.dst, threads=threads)
     if len(runtime.inputs) != 1:
         raise UsageError(f"the model has {len(runtime.inputs)} inputs; optimize takes models with one image or tensor input")
@@ -156,8 +157,11 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
     asked = profile.precisions if precision == "auto" else [precision]
     wanted = ["fp32", *[p for p in asked if p != "fp32"]]  # fp32 is the reference every speedup is against
     candidates: list[Candidate] = []
-    for key in wanted:
-        candidates.extend(BUILDERS[key](ws))
+    if profile.runtime == "tflite":
+        candidates = _tflite_candidates(ws, profile, [p for p in wanted if p in TFLITE_PRECISIONS])
+    else:
+        for key in wanted:
+            candidates.extend(BUILDERS[key](ws))
     _require_passing(candidates, precision, max_drop)
     finalists = _finalists(candidates, max_drop, precision)
     # Every candidate is timed, in one interleaved run, so the report shows what each try
@@ -168,8 +172,14 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
         c.latency = latencies[c.name]
     reference_ms = latencies["fp32"].p50_ms
     winner, reason = _choose(finalists, candidates, max_drop, precision)
-    winner_runtime = create_runtime("onnxruntime", winner.path, threads=threads)
-    winner_outputs = winner_runtime.run([calibration[:1]])  # the golden outputs the device self-tests against
+    winner_runtime = create_runtime(runtime_for_file(winner.path), winner.path, threads=threads)
+    # the golden input in the model's layout (float: the agent quantizes it as it does frames) and the
+    # model's raw outputs on it, which the device's self test must reproduce
+    golden_input = calibration[:1] if profile.runtime == "onnxruntime" else np.ascontiguousarray(
+        np.moveaxis(calibration[:1], 1, -1))
+    winner_outputs = winner_runtime.run(adapt_feeds(winner_runtime.inputs, [calibration[:1]]))
+    model_format = winner.path.suffix.lstrip(".")
+    bundle_spec = spec if spec is None or profile.runtime == "onnxruntime" else spec.model_copy(update={"layout": "NHWC"})
     report = _report(profile, source, prepared, spec, task_spec, data, calibration, validation, candidates, winner,
                      reason, reference_ms, max_drop, started)
     manifest_fields = {
@@ -177,11 +187,12 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
         "name": name or source.name,
         "version": version,
         "precision": winner.precision,
-        "model": {"file": f"model.{winner.precision}.onnx", "format": "onnx", "sha256": ""},
-        "target": {"name": profile.name, "runtime": "onnxruntime", "providers": profile.providers, "threads": profile.threads},
-        "inputs": [s.model_dump() for s in tensor_specs(runtime.inputs, spec.layout if spec else None)],
+        "model": {"file": f"model.{winner.precision}.{model_format}", "format": model_format, "sha256": ""},
+        "target": {"name": profile.name, "runtime": profile.runtime, "providers": profile.providers,
+                   "threads": profile.threads},
+        "inputs": [s.model_dump() for s in tensor_specs(winner_runtime.inputs, bundle_spec.layout if bundle_spec else None)],
         "outputs": [s.model_dump() for s in tensor_specs(winner_runtime.outputs)],
-        "preprocess": spec.model_dump() if spec else None,
+        "preprocess": bundle_spec.model_dump() if bundle_spec else None,
         "task": task_spec.model_dump(),
         "source": {"file": source.file_name, "sha256": source.sha256, "format": source.format},
         "validation": winner.agreement.to_validation_info(max_drop=max_drop).model_dump(),
@@ -192,8 +203,22 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
     }
     manifest = write_bundle(out, staging=staging, model_file=winner.path, model_name=manifest_fields["model"]["file"],
                             manifest_fields=manifest_fields, report=report,
-                            golden={"input": calibration[:1], **{f"output_{i}": o for i, o in enumerate(winner_outputs)}})
+                            golden={"input": golden_input, **{f"output_{i}": o for i, o in enumerate(winner_outputs)}})
     return OptimizeResult(out, manifest, winner.name, report)
+
+
+def _tflite_candidates(ws: Workspace, profile: TargetProfile, precisions: list[str]) -> list[Candidate]:
+    """fp32 (the speed reference) and the asked precisions in LiteRT; on an int8-I/O target (an NPU)
+    fp32 cannot ship and every INT8 operator must be integer."""
+    program = torch_program(ws)
+    candidates: list[Candidate] = []
+    for precision in precisions:
+        candidates.extend(build_tflite(ws, program, precision, int8_only=profile.int8_io_required))
+    if profile.int8_io_required:
+        for c in candidates:
+            if c.precision == "fp32":
+                c.blocker = f"target {profile.name!r} runs integer models only (int8 input and output)"
+    return candidates
 
 
 def _cost(model: Path) -> dict[str, Any] | None:
@@ -213,12 +238,20 @@ def _finalists(candidates: list[Candidate], max_drop: float, precision: str) -> 
 
 
 def _require_passing(tried: list[Candidate], precision: str, max_drop: float) -> None:
-    """With an explicit precision, fail before timing anything when no try of it passed."""
+    """Fail before timing anything when no candidate (of the asked precision) can ship."""
     if precision == "auto":
+        if not any(c.passed(max_drop) for c in tried):
+            why = "; ".join(f"{c.name}: {c.blocker or f'drop {c.agreement.drop:.2f}'}" for c in tried)
+            raise OptimizeFailed(f"no candidate can ship within the budget of {max_drop} points: {why}",
+                                 candidates=[c.summary(max_drop, None) for c in tried])
         return
     family = [c for c in tried if c.precision.split("-")[0] == precision]
     if any(c.passed(max_drop) for c in family):
         return
+    blocked = [f"{c.name}: {c.blocker}" for c in family if c.blocker]
+    if blocked:
+        raise OptimizeFailed(f"no {precision} candidate can ship: {'; '.join(blocked)}",
+                             candidates=[c.summary(max_drop, None) for c in tried])
     best = max(family, key=lambda c: c.agreement.optimized)
     raise OptimizeFailed(
         f"no {precision} candidate met the accuracy budget of {max_drop} points: the best, {best.name}, has "
@@ -230,7 +263,7 @@ def _require_passing(tried: list[Candidate], precision: str, max_drop: float) ->
 
 
 def _choose(finalists: list[Candidate], tried: list[Candidate], max_drop: float, precision: str) -> tuple[Candidate, str]:
-    reference = next(c for c in finalists if c.name == "fp32")
+    reference = next(c for c in tried if c.name == "fp32")
     assert reference.latency is not None
     if precision != "auto":
         family = [c for c in finalists if c.precision.split("-")[0] == precision]

@@ -36,7 +36,8 @@ def text_report(models: Sequence[Mapping[str, Any]]) -> str:
         lines += [
             f"{m['name']}  ({m['runtime']}, {m['threads'] or 'default'} threads, {m['precision']}, input: {m['input']})",
             f"  providers used: {', '.join(m['providers']) or '-'}"
-            + (f" (asked: {', '.join(m['providers_asked'])})" if set(m["providers_asked"]) - set(m["providers"]) else ""),
+            + (f" (asked: {', '.join(m['providers_asked'])})"
+               if [a for a in m["providers_asked"] if not any(a in used for used in m["providers"])] else ""),
             (f"  load {_f(m['load_ms'], 1)} ms   first run {_f(m['first_ms'], 2)} ms   warm-up {warm['runs']} runs"
              + ("" if warm["fixed"] else (" (stable)" if warm["stable"] else " (NOT stable: latency still moving)"))),
             (f"  {m['runs']} timed runs: p50 {_f(lat['p50'])}  p90 {_f(lat['p90'])}  p95 {_f(lat['p95'])}  "

@@ -19,11 +19,13 @@ from device_agent.errors import RuntimeLoadError
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """Name, static shape (``-1`` where the model leaves a dimension open) and numpy dtype."""
+    """Name, static shape (``-1`` where the model leaves a dimension open), numpy dtype, and for
+    an integer tensor of a quantized model its ``(scale, zero_point)``: real = scale * (q - zero_point)."""
 
     name: str
     shape: tuple[int, ...]
     dtype: str
+    quantization: tuple[float, int] | None = None
 
 
 class Runtime(ABC):

@@ -33,7 +33,10 @@ def _interpreter_class() -> tuple[Any, str]:
 
 def _info(detail: dict[str, Any]) -> TensorInfo:
     shape = tuple(int(d) for d in detail.get("shape_signature", detail["shape"]))
-    return TensorInfo(detail["name"], tuple(d if d >= 0 else -1 for d in shape), np.dtype(detail["dtype"]).name)
+    dtype = np.dtype(detail["dtype"])
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    quantization = (float(scale), int(zero_point)) if dtype.kind in "iu" and scale else None
+    return TensorInfo(detail["name"], tuple(d if d >= 0 else -1 for d in shape), dtype.name, quantization)
 
 
 @register_runtime("tflite")

@@ -1,0 +1,38 @@
+"""Feeding one set of samples to models of different layouts and types, and reading them back.
+
+The reference and the calibration data are NCHW float (the ONNX model's own input). A TFLite
+candidate takes NHWC, and a full-integer one int8 with a scale and zero point. These two
+functions move samples into a model's input form and its outputs back to float, so every
+candidate is validated and timed on the very same samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from device_agent.runtimes import TensorInfo
+
+
+def adapt_feeds(infos: Sequence[TensorInfo], feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``feeds`` (the reference's layout, float) in each input's layout and type."""
+    adapted = []
+    for info, x in zip(infos, feeds, strict=True):
+        if tuple(x.shape) != tuple(info.shape) and x.ndim == 4 and tuple(np.moveaxis(x, 1, -1).shape) == tuple(info.shape):
+            x = np.ascontiguousarray(np.moveaxis(x, 1, -1))  # NCHW -> NHWC
+        if tuple(x.shape) != tuple(info.shape):
+            raise ValueError(f"sample of shape {list(x.shape)} does not fit input {info.name!r} {list(info.shape)}")
+        if info.quantization is not None:
+            scale, zero_point = info.quantization
+            limits = np.iinfo(np.dtype(info.dtype))
+            x = np.clip(np.round(x / scale) + zero_point, limits.min, limits.max)
+        adapted.append(x.astype(info.dtype, copy=False))
+    return adapted
+
+
+def float_outputs(infos: Sequence[TensorInfo], outputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Integer outputs of a quantized model back to float; float outputs as they are."""
+    return [out if info.quantization is None
+            else (out.astype(np.float32) - info.quantization[1]) * np.float32(info.quantization[0])
+            for info, out in zip(infos, outputs, strict=True)]
