@@ -16,7 +16,11 @@ from converters import (  # noqa: F401  (register passes)
     torch_tflite,
 )
 from converters.base import PASSES, PassReport, register_pass
-from converters.errors import ConversionError, MissingDependencyError, UnsupportedModelError
+from converters.errors import (
+    ConversionError,
+    MissingDependencyError,
+    UnsupportedModelError,
+)
 
 __all__ = [
     "PASSES",

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from converters.base import PassReport, register_pass, timed
+from converters.deps import import_onnx, import_torch
 from converters.errors import (
     ConversionError,
-    MissingDependencyError,
     UnsupportedModelError,
 )
 from converters.onnx_prepare import graph_inputs, load_onnx
@@ -45,22 +45,11 @@ _RESERVED = frozenset({"training", "input_names", "output_names", "steps"})
 
 
 def _import_torch() -> Any:
-    try:
-        import torch
-    except ImportError as exc:
-        raise MissingDependencyError(module="torch", extra="torch", purpose="converting ONNX to PyTorch") from exc
-    return torch
+    return import_torch("converting ONNX to PyTorch")
 
 
 def _import_onnx() -> tuple[Any, Any]:
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as exc:
-        raise MissingDependencyError(
-            module=exc.name or "onnx", extra="host", purpose="converting ONNX to PyTorch"
-        ) from exc
-    return onnx, onnxruntime
+    return import_onnx("converting ONNX to PyTorch")
 
 
 def _opset(model: Any) -> int:

@@ -19,29 +19,19 @@ from typing import Any
 import numpy as np
 
 from converters.base import PassReport, register_pass, timed
-from converters.errors import ConversionError, MissingDependencyError
+from converters.deps import import_onnx, import_torch
+from converters.errors import ConversionError
 
 #: Largest ``max|ort - torch| / max(1, max|torch|)`` accepted as the same model.
 RELATIVE_TOLERANCE = 1e-3
 
 
 def _import_torch() -> Any:
-    try:
-        import torch
-    except ImportError as exc:
-        raise MissingDependencyError(module="torch", extra="torch", purpose="exporting a PyTorch model") from exc
-    return torch
+    return import_torch("exporting a PyTorch model")
 
 
 def _import_onnx() -> tuple[Any, Any]:
-    try:
-        import onnx
-        import onnxruntime
-    except ImportError as exc:
-        raise MissingDependencyError(
-            module=exc.name or "onnx", extra="host", purpose="checking an exported ONNX model"
-        ) from exc
-    return onnx, onnxruntime
+    return import_onnx("checking an exported ONNX model")
 
 
 def _export(

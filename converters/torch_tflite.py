@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from converters.base import PassReport, register_pass, timed
-from converters.errors import ConversionError, MissingDependencyError
+from converters.deps import import_torch
+from converters.errors import ConversionError
 from converters.litert_env import litert_python
 
 #: Largest ``max|tflite - torch| / max(1, max|torch|)`` accepted as the same model (fp32).
@@ -35,11 +36,7 @@ _WORKER = Path(__file__).with_name("litert_worker.py")
 
 
 def _torch() -> Any:
-    try:
-        import torch
-    except ImportError as exc:
-        raise MissingDependencyError(module="torch", extra="torch", purpose="converting a PyTorch model") from exc
-    return torch
+    return import_torch("converting a PyTorch model to TFLite")
 
 
 def export_program(module: Any, example_inputs: Sequence[np.ndarray], dst: Path) -> Path:
