@@ -1,0 +1,123 @@
+"""TFLite FP32 vs TFLite INT8 vs the ONNX Runtime INT8 of the same models, in one run.
+
+For each model: the FP32 ONNX reference; ONNX Runtime INT8 (the `onnx-int8-static` pass
+that `edgekit optimize` uses for x86, without its fallbacks); TFLite FP32 and full-integer
+INT8 reached along the found route (`onnx -> torch -> tflite`). Every variant is timed
+interleaved on this machine (ONNX Runtime for .onnx, LiteRT with XNNPACK for .tflite, same
+threads) and compared with the FP32 reference on the same held-out real photos (top-1
+agreement; random-weight models agree by chance only, see the note in the output).
+
+    python benchmarks/tflite.py [--models mobilenetv2 efficientnet-lite0] [--threads 2]
+
+Writes benchmarks/results/tflite.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from converters import PASSES
+from converters.onnx_int8 import quantize_int8_static
+from converters.onnx_prepare import prepare_onnx
+from converters.routes import find_route
+from converters.tflite_check import float_operators
+from edgekit import samples
+from edgekit.calibration import load_calibration
+from edgekit.measure import compare_latency, run_all
+from edgekit.validation import compare_outputs
+from edgekit.zoo import build_model
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def bench_model(name: str, work: Path, photos: Path, *, threads: int, console: Console) -> dict[str, Any]:
+    zoo = build_model(name, Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bench-models")
+    fp32 = prepare_onnx(zoo.onnx_path, work / f"{name}.fp32.onnx").dst
+    shape = (1, 3, zoo.preprocess.size_wh[1], zoo.preprocess.size_wh[0])
+    calib, held_out = load_calibration(photos, preprocess=zoo.preprocess, input_shape=shape).split()
+    variants: dict[str, Path] = {"onnx fp32": fp32}
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    variants["onnx int8"] = quantize_int8_static(fp32, work / f"{name}.int8.onnx", calibration=[calib],
+                                                 input_names=_input_names(fp32)).dst
+    seconds["onnx int8"] = time.perf_counter() - started
+    route = find_route("onnx", "tflite")
+    started = time.perf_counter()
+    program = fp32
+    for edge in route[:-1]:
+        program = PASSES[edge.key](program, work / f"{name}.{edge.dst}.pt2").dst
+    seconds["onnx->torch"] = time.perf_counter() - started
+    for precision in ("fp32", "int8"):
+        console.log(f"{name}: TFLite {precision}")
+        started = time.perf_counter()
+        variants[f"tflite {precision}"] = PASSES[route[-1].key](
+            program, work / f"{name}.{precision}.tflite", precision=precision,
+            calibration=calib if precision == "int8" else None).dst
+        seconds[f"tflite {precision}"] = time.perf_counter() - started
+    console.log(f"{name}: timing {len(variants)} variants interleaved")
+    latency = compare_latency(variants, [held_out[:1]], threads=threads, budget_s=10.0, max_rounds=400)
+    reference = run_all(fp32, [held_out], threads=threads)
+    rows = []
+    for label, path in variants.items():
+        agreement = compare_outputs(zoo.task, reference, run_all(path, [held_out], threads=threads))
+        rows.append({
+            "variant": label, "p50_ms": round(latency[label].p50_ms, 3),
+            "speedup_vs_onnx_fp32": round(latency["onnx fp32"].p50_ms / latency[label].p50_ms, 3),
+            "speedup_vs_tflite_fp32": round(latency["tflite fp32"].p50_ms / latency[label].p50_ms, 3),
+            "top1_agreement": round(agreement.optimized, 2), "size_mb": round(path.stat().st_size / 1e6, 2),
+            "convert_s": round(seconds.get(label, 0.0), 1),
+            "float_ops": [str(op) for op in float_operators(path)] if path.suffix == ".tflite" and "int8" in label else None,
+        })
+    return {"model": name, "pretrained": zoo.pretrained, "held_out": len(held_out), "calibration": len(calib),
+            "onnx_to_torch_s": round(seconds["onnx->torch"], 1), "rows": rows}
+
+
+def _input_names(path: Path) -> list[str]:
+    import onnx
+
+    return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["mobilenetv2", "efficientnet-lite0"])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    console = Console(stderr=True)
+    results: dict[str, Any] = {"machine": platform.platform(), "threads": args.threads, "models": []}
+    with tempfile.TemporaryDirectory(prefix="edgekit-tflite-bench-") as tmp:
+        work = Path(tmp)
+        photos = work / "photos"
+        samples.write_image_folder(photos, count=200)
+        for name in args.models:
+            results["models"].append(bench_model(name, work, photos, threads=args.threads, console=console))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "tflite.json").write_text(json.dumps(results, indent=2) + "\n")
+    out = Console(width=max(120, Console().width))
+    table = Table(title=f"TFLite vs ONNX Runtime, {args.threads} threads, interleaved timing, agreement on held-out photos")
+    for col in ("model", "variant", "p50 ms", "vs onnx fp32", "vs tflite fp32", "top-1 agree %", "MB", "float ops"):
+        table.add_column(col, justify="left" if col in ("model", "variant") else "right")
+    for model in results["models"]:
+        for row in model["rows"]:
+            floats = "-" if row["float_ops"] is None else str(len(row["float_ops"]))
+            table.add_row(model["model"] + ("" if model["pretrained"] else " (random)"), row["variant"],
+                          f"{row['p50_ms']:.2f}", f"{row['speedup_vs_onnx_fp32']:.2f}x",
+                          f"{row['speedup_vs_tflite_fp32']:.2f}x", f"{row['top1_agreement']:.1f}",
+                          f"{row['size_mb']:.1f}", floats)
+    out.print(table)
+    out.print("random-weight models: agreement means little (near-tied logits); compare their speed only")
+    out.print(f"wrote {RESULTS / 'tflite.json'}")
+
+
+if __name__ == "__main__":
+    main()
