@@ -19,6 +19,33 @@ import time
 import traceback
 
 
+def _restore_source_fn(module) -> int:
+    """Give element-wise nodes the ``source_fn_stack`` that litert-torch's annotators look for.
+
+    torch 2.13's export records ``torch_fn`` (e.g. ``('add_1', 'method_descriptor.add')``) but
+    no longer ``source_fn_stack``, so litert-torch 0.10 finds no add/mul/cat/pool to quantize and
+    leaves every residual addition in float (a DEQUANTIZE/ADD/QUANTIZE sandwich that an int8
+    NPU hands back to the CPU). Returns how many nodes were restored.
+    """
+    import operator
+
+    import torch
+    import torch.nn.functional as F
+
+    known = {"add": operator.add, "iadd": operator.iadd, "mul": operator.mul, "cat": torch.cat,
+             "adaptive_avg_pool2d": F.adaptive_avg_pool2d, "max_pool2d": F.max_pool2d}
+    restored = 0
+    for node in module.graph.nodes:
+        if "source_fn_stack" in node.meta or "torch_fn" not in node.meta:
+            continue
+        name, fn = node.meta["torch_fn"]
+        target = known.get(str(fn).rsplit(".", 1)[-1])
+        if target is not None:
+            node.meta["source_fn_stack"] = [(name, target)]
+            restored += 1
+    return restored
+
+
 def convert(request: dict) -> dict:
     import litert_torch
     import numpy as np
@@ -37,6 +64,7 @@ def convert(request: dict) -> dict:
 
         quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
             pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=bool(request.get("per_channel", True))))
+        _restore_source_fn(module)
         module = quantize_pt2e.prepare_pt2e(module, quantizer)
         batch = np.load(request["calibration"])
         for row in batch:  # one sample at a time: the program was exported at batch 1

@@ -68,3 +68,19 @@ def test_fp16_tflite_is_refused_clearly(zoo, photo_dir: Path, tmp_path: Path) ->
     with pytest.raises(UsageError, match="fp16 for the TFLite target 'rpi5' is not built yet"):
         optimize(zoo("mobilenetv3-small").onnx_path, target="rpi5", output=tmp_path / "x", precision="fp16",
                  calib=photo_dir)
+
+
+def test_camera_npu_gets_a_full_integer_efficientnet(zoo, photo_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The pretrained EfficientNet-Lite0 (ReLU6, residual adds): every operator integer, int8 in and out."""
+    from converters.tflite_check import float_operators
+
+    model = zoo("efficientnet-lite0")
+    result = optimize(model.onnx_path, target="camera-npu-int8", output=tmp_path / "npu", calib=photo_dir,
+                      preprocess=model.preprocess, labels=model.task.labels, task="classification", max_drop=100,
+                      max_samples=60)
+    manifest = json.loads((result.bundle / "manifest.json").read_text())
+    assert manifest["precision"] == "int8" and manifest["target"]["name"] == "camera-npu-int8"
+    assert manifest["inputs"][0]["dtype"] == "int8" and manifest["outputs"][0]["dtype"] == "int8"
+    assert float_operators(result.bundle / manifest["model"]["file"]) == []
+    fp32 = next(c for c in result.report["candidates"] if c["name"] == "fp32")
+    assert "integer models only" in fp32["blocker"]  # timed as the reference, never shipped

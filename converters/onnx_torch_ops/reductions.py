@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from converters.onnx_torch_ops.registry import Node, OpFn, op
@@ -27,7 +28,14 @@ def _prod(x: Tensor, dims: list[int], keep: bool) -> Tensor:
     return x
 
 
-op("ReduceMean", static=(1,))(_reducer(lambda x, d, k: torch.mean(x, d, keepdim=k)))
+def _mean(x: Tensor, dims: list[int], keep: bool) -> Tensor:
+    if x.dim() == 4 and dims == [2, 3]:  # a global average pool: the form INT8 quantizers annotate
+        pooled = F.adaptive_avg_pool2d(x, 1)
+        return pooled if keep else pooled.flatten(1)
+    return torch.mean(x, dims, keepdim=keep)
+
+
+op("ReduceMean", static=(1,))(_reducer(_mean))
 op("ReduceSum", static=(1,))(_reducer(lambda x, d, k: torch.sum(x, d, keepdim=k)))
 op("ReduceMax", static=(1,))(_reducer(lambda x, d, k: torch.amax(x, d, keepdim=k)))
 op("ReduceMin", static=(1,))(_reducer(lambda x, d, k: torch.amin(x, d, keepdim=k)))
