@@ -133,7 +133,8 @@ def test_onnx_model_record_has_every_field_and_sane_numbers(models: dict[str, Pa
     assert record["gops"] == pytest.approx(2 * TINY_MACS / (lat["p50"] / 1e3) / 1e9, rel=1e-2)
     assert record["peak_rss_mb"] > 10
     machine = record["machine"]  # Linux: what else was running
-    assert isinstance(machine["load_avg_1m"], float) and 0 <= machine["other_cpu_pct"] <= 100
+    assert isinstance(machine["load_avg_1m"], float)
+    assert machine["other_cpu_pct"] is None  # 40 runs of a tiny model: far too short a window to measure
     ops = {row["op"] for row in record["top_ops"]["by_type"]}
     assert "Conv" in ops
     assert sum(row["percent"] for row in record["top_ops"]["by_type"]) == pytest.approx(100, abs=0.5)
@@ -292,6 +293,10 @@ def test_contention_is_the_machines_busy_time_less_our_own(tmp_path: Path) -> No
     after = CpuSnapshot(busy_s=106.0, steal_s=5.4, own_s=14.0, wall_s=1004.0)  # 4 s on 2 CPUs = 8 CPU-s
     assert contention(before, after, cpus=2) == {"other_cpu_pct": 25.0, "steal_pct": 5.0}  # (6 - 4) / 8, 0.4 / 8
     assert contention(None, after) == {"other_cpu_pct": None, "steal_pct": None}
+    short = CpuSnapshot(busy_s=100.02, steal_s=5.0, own_s=10.0, wall_s=1000.004)  # one tick over 4 ms
+    assert contention(before, short, cpus=2) == {"other_cpu_pct": None, "steal_pct": None}
+    rounded = CpuSnapshot(busy_s=111.0, steal_s=5.0, own_s=10.0, wall_s=1005.0)  # 11 CPU-s in 10: tick rounding
+    assert contention(before, rounded, cpus=2)["other_cpu_pct"] == 100.0
     stat = tmp_path / "stat"
     stat.write_text("cpu  100 0 50 1000 0 0 0 7 0 0\ncpu0 50 0 25 500 0 0 0 3 0 0\n")
     snap = snapshot(stat)

@@ -42,11 +42,21 @@ def snapshot(stat: Path = _STAT) -> CpuSnapshot | None:
                        own_s=times.user + times.system, wall_s=time.monotonic())
 
 
+#: The counters tick at 100 Hz: a shorter window than this says nothing (one tick is 2 % of it).
+MIN_WINDOW_S = 0.5
+
+
 def contention(before: CpuSnapshot | None, after: CpuSnapshot | None, cpus: int | None = None) -> dict[str, Any]:
-    """``other_cpu_pct`` and ``steal_pct``: shares of the machine's CPU time between the snapshots."""
-    if before is None or after is None:
+    """``other_cpu_pct`` and ``steal_pct``: shares of the machine's CPU time between the snapshots.
+
+    ``None`` where they cannot be measured: no ``/proc/stat``, or a window under :data:`MIN_WINDOW_S`."""
+    if before is None or after is None or after.wall_s - before.wall_s < MIN_WINDOW_S:
         return {"other_cpu_pct": None, "steal_pct": None}
-    capacity = max(after.wall_s - before.wall_s, 1e-9) * (cpus or os.cpu_count() or 1)
+    capacity = (after.wall_s - before.wall_s) * (cpus or os.cpu_count() or 1)
     other = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
-    return {"other_cpu_pct": round(max(0.0, 100.0 * other / capacity), 1),
-            "steal_pct": round(max(0.0, 100.0 * (after.steal_s - before.steal_s) / capacity), 1)}
+    steal = after.steal_s - before.steal_s
+
+    def share(seconds: float) -> float:  # tick rounding can push a share just outside 0..100
+        return round(min(100.0, max(0.0, 100.0 * seconds / capacity)), 1)
+
+    return {"other_cpu_pct": share(other), "steal_pct": share(steal)}
