@@ -114,19 +114,28 @@ def preprocess(frame_bgr: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray,
     return to_tensor(resized, spec), transform
 
 
+def quantize_values(x: np.ndarray, dtype: str, scale: float, zero_point: int) -> np.ndarray:
+    """``q = clip(round(x / scale) + zero_point)`` in the integer ``dtype``: the one quantization formula."""
+    info = np.iinfo(np.dtype(dtype))
+    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize_values(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """``x = scale * (q - zero_point)`` in float32."""
+    return (q.astype(np.float32) - zero_point) * np.float32(scale)
+
+
 def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Float tensor -> the integer input an int8/uint8 model takes (``q = round(x / scale) + zero_point``)."""
     if spec.quantization is None:
         return x.astype(spec.dtype, copy=False)
-    info = np.iinfo(np.dtype(spec.dtype))
-    q = np.round(x / spec.quantization.scale) + spec.quantization.zero_point
-    return np.clip(q, info.min, info.max).astype(spec.dtype)
+    return quantize_values(x, spec.dtype, spec.quantization.scale, spec.quantization.zero_point)
 
 
 def dequantize(outputs: list[np.ndarray], specs: list[TensorSpec]) -> list[np.ndarray]:
     """Integer outputs -> float (``x = scale * (q - zero_point)``); float outputs pass through."""
     return [
         out if spec.quantization is None
-        else (out.astype(np.float32) - spec.quantization.zero_point) * np.float32(spec.quantization.scale)
+        else dequantize_values(out, spec.quantization.scale, spec.quantization.zero_point)
         for out, spec in zip(outputs, specs)
     ]

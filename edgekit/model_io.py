@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from device_agent.preprocess import dequantize_values, quantize_values
 from device_agent.runtimes import TensorInfo
 
 
@@ -23,16 +24,12 @@ def adapt_feeds(infos: Sequence[TensorInfo], feeds: Sequence[np.ndarray]) -> lis
             x = np.ascontiguousarray(np.moveaxis(x, 1, -1))  # NCHW -> NHWC
         if tuple(x.shape) != tuple(info.shape):
             raise ValueError(f"sample of shape {list(x.shape)} does not fit input {info.name!r} {list(info.shape)}")
-        if info.quantization is not None:
-            scale, zero_point = info.quantization
-            limits = np.iinfo(np.dtype(info.dtype))
-            x = np.clip(np.round(x / scale) + zero_point, limits.min, limits.max)
-        adapted.append(x.astype(info.dtype, copy=False))
+        adapted.append(x.astype(info.dtype, copy=False) if info.quantization is None
+                       else quantize_values(x, info.dtype, *info.quantization))
     return adapted
 
 
 def float_outputs(infos: Sequence[TensorInfo], outputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Integer outputs of a quantized model back to float; float outputs as they are."""
-    return [out if info.quantization is None
-            else (out.astype(np.float32) - info.quantization[1]) * np.float32(info.quantization[0])
+    return [out if info.quantization is None else dequantize_values(out, *info.quantization)
             for info, out in zip(infos, outputs, strict=True)]
