@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device_agent.bench.stats import LatencyStats
 from device_agent.runtimes import Runtime, create_runtime, runtime_for_file
 from edgekit.model_io import adapt_feeds, float_outputs
 
@@ -32,15 +33,9 @@ class LatencySample:
 
     @classmethod
     def from_ns(cls, samples_ns: list[int], load_ms: float) -> "LatencySample":
-        ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
-        return cls(
-            p50_ms=float(np.percentile(ms, 50)),
-            p90_ms=float(np.percentile(ms, 90)),
-            mean_ms=float(ms.mean()),
-            min_ms=float(ms.min()),
-            runs=len(samples_ns),
-            load_ms=load_ms,
-        )
+        stats = LatencyStats.from_ns(samples_ns)  # the benchmark's statistics, not a second copy of them
+        return cls(p50_ms=stats.p50, p90_ms=stats.p90, mean_ms=stats.mean, min_ms=stats.min, runs=stats.runs,
+                   load_ms=load_ms)
 
 
 def compare_latency(
