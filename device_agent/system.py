@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,12 @@ class CpuMeter:
         return 100.0 * used / max(wall - old_wall, 1e-9)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
 def rss_mb() -> float:
     """Resident memory now (from /proc), or the peak where /proc is absent."""
     status = Path("/proc/self/status")
@@ -29,7 +36,7 @@ def rss_mb() -> float:
         for line in status.read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return peak_rss_mb()
 
 
 def temperature_c() -> float | None:

@@ -22,8 +22,6 @@ from __future__ import annotations
 import functools
 import gc
 import os
-import resource
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +36,7 @@ from device_agent.bench.hardware import Peak, detect_cpu, peak_from_profile
 from device_agent.bench.stats import LatencyStats, Warmup, warm_up
 from device_agent.errors import BenchInputError, BundleError, CostError
 from device_agent.runtimes import Runtime, TensorInfo, create_runtime
-from device_agent.system import rss_mb, temperature_c
+from device_agent.system import peak_rss_mb, rss_mb, temperature_c
 
 DEFAULT_DURATION_S = 10.0
 PROFILE_RUNS = 20
@@ -169,12 +167,6 @@ def random_feeds(inputs: tuple[TensorInfo, ...], *, seed: int = 0) -> list[np.nd
         else:
             feeds.append(np.zeros(shape, dtype=dtype))
     return feeds
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
 def machine_state() -> dict[str, Any]:

@@ -43,6 +43,7 @@ class OnnxRuntime(Runtime):
         if threads > 0:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        self._profile_dir: str | None = None
         if profile:
             self._profile_dir = tempfile.mkdtemp(prefix="edgekit-ort-profile-")
             options.enable_profiling = True
@@ -73,7 +74,7 @@ class OnnxRuntime(Runtime):
         return self._session
 
     def end_profiling(self) -> Path | None:
-        if not getattr(self, "_profile_dir", None):
+        if self._profile_dir is None:
             return None
         return Path(self._session.end_profiling())
 
