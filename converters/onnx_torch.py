@@ -181,7 +181,11 @@ def _build(torch: Any, onnx: Any, ops: Any, model: Any, opset: int,
                 array = plan.get(i, consts[name])
                 same = array is consts[name]
                 if at_run_time:
-                    ref = on_module(name if same else (node.name, i), array, parameter=i in plan)
+                    # a weight or bias is owned by its node: ONNX exporters merge equal initializers
+                    # (three heads with the same bias), and a quantizer gives each layer's bias its
+                    # own scale, so a shared one would keep all but the first layer in float
+                    own = not same or i in plan
+                    ref = on_module((node.name, i) if own else name, array, parameter=i in plan)
                     arg = tensors[ref.key][0]
                 else:
                     arg = torch.from_numpy(np.array(array))
