@@ -4,7 +4,7 @@ Standalone on purpose: it imports only torch, numpy and litert_torch, never Edge
 that environment does not have EdgeKit installed. It reads one JSON request:
 
     {"program": "model.pt2", "output": "model.tflite", "precision": "fp32" | "int8",
-     "calibration": "calib.npy" | null, "nhwc_inputs": [0], "per_channel": true}
+     "calibration": "calib.npy" | null, "nhwc_inputs": [0], "nhwc_outputs": [], "per_channel": true}
 
 converts the ``torch.export`` program (optionally PT2E static INT8: int8 symmetric weights,
 per channel, int8 activations calibrated on real samples), with the listed inputs taken in
@@ -73,8 +73,9 @@ def convert(request: dict) -> dict:
         module = quantize_pt2e.convert_pt2e(module, fold_quantize=False)
         quant_config = QuantConfig(pt2e_quantizer=quantizer)
     nhwc = [int(i) for i in request.get("nhwc_inputs", [])]
-    if nhwc:
-        module = litert_torch.to_channel_last_io(module, args=nhwc)
+    nhwc_out = [int(i) for i in request.get("nhwc_outputs", [])]
+    if nhwc or nhwc_out:
+        module = litert_torch.to_channel_last_io(module, args=nhwc or None, outputs=nhwc_out or None)
         sample = tuple(x.permute(0, *range(2, x.ndim), 1) if i in nhwc else x for i, x in enumerate(sample))
     edge_model = litert_torch.convert(module, sample, quant_config=quant_config)
     edge_model.export(request["output"])

@@ -11,7 +11,9 @@ packages. Precisions:
   Accuracy is not judged here but by the optimizer's validation on held-out samples.
 
 Image inputs are taken in NHWC (``nhwc_inputs``), the layout LiteRT and its delegates want;
-the manifest records it so the agent feeds frames that way.
+the manifest records it so the agent feeds frames that way. Feature-map outputs (a
+detector's raw heads) can be given in NHWC too (``nhwc_outputs``), which saves the
+transposes back to NCHW at the end of the model.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def _run_worker(request: dict[str, Any], *, log: Callable[[str], None] | None) -
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _check_fp32(src: Path, dst: Path, nhwc_inputs: Sequence[int]) -> float:
+def _check_fp32(src: Path, dst: Path, nhwc_inputs: Sequence[int], nhwc_outputs: Sequence[int]) -> float:
     """Run the program in PyTorch and the TFLite file in LiteRT on the example input; the relative error."""
     torch = _torch()
     from ai_edge_litert.interpreter import Interpreter
@@ -72,6 +74,7 @@ def _check_fp32(src: Path, dst: Path, nhwc_inputs: Sequence[int]) -> float:
     args = program.example_inputs[0]
     expected = program.module()(*args)
     expected = [t.detach().numpy() for t in (expected if isinstance(expected, (tuple, list)) else [expected])]
+    expected = [np.moveaxis(e, 1, -1) if i in nhwc_outputs else e for i, e in enumerate(expected)]
     interpreter = Interpreter(model_path=str(dst))
     interpreter.allocate_tensors()
     for i, (detail, arg) in enumerate(zip(interpreter.get_input_details(), args, strict=True)):
@@ -102,6 +105,7 @@ def torch_to_tflite(
     precision: str = "fp32",
     calibration: np.ndarray | None = None,
     nhwc_inputs: Sequence[int] = (0,),
+    nhwc_outputs: Sequence[int] = (),
     log: Callable[[str], None] | None = None,
 ) -> PassReport:
     """Convert ``src`` to ``dst`` (``.tflite``) at ``precision`` (fp32 or int8).
@@ -122,14 +126,15 @@ def torch_to_tflite(
         if not src.is_file():
             raise ConversionError(f"torch->tflite: {str(src)!r} does not exist; expected a .pt2 program or a module")
         request: dict[str, Any] = {"program": str(src), "output": str(dst), "precision": precision,
-                                   "calibration": None, "nhwc_inputs": list(nhwc_inputs), "per_channel": True}
+                                   "calibration": None, "nhwc_inputs": list(nhwc_inputs), "nhwc_outputs": list(nhwc_outputs), "per_channel": True}
         if calibration is not None and precision == "int8":
             request["calibration"] = str(Path(tmp) / "calibration.npy")
             np.save(request["calibration"], np.asarray(calibration, dtype=np.float32))
         dst.parent.mkdir(parents=True, exist_ok=True)
         summary = _run_worker(request, log=log)
         details: dict[str, Any] = {"precision": precision, "calibrated": summary["calibrated"],
-                                   "converter_seconds": summary["seconds"], "nhwc_inputs": list(nhwc_inputs)}
+                                   "converter_seconds": summary["seconds"], "nhwc_inputs": list(nhwc_inputs),
+                                   "nhwc_outputs": list(nhwc_outputs)}
         if precision == "fp32":
-            details["max_relative_error"] = _check_fp32(src, dst, nhwc_inputs)
+            details["max_relative_error"] = _check_fp32(src, dst, nhwc_inputs, nhwc_outputs)
         return PassReport("torch->tflite", src, dst, elapsed(), details)
