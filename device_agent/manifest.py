@@ -83,6 +83,9 @@ class TaskSpec(_Strict):
         default=(10.0, 10.0, 5.0, 5.0), description="SSD: y, x, h, w scales of the box encoding"
     )
     background_class: bool = Field(default=True, description="SSD: the first score column is background")
+    strides: list[float] | None = Field(
+        default=None, description="YOLO heads (yolov8-heads): input pixels per grid cell of each output level, finest first"
+    )
 
 
 class TargetInfo(_Strict):

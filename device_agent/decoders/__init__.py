@@ -1,7 +1,7 @@
 """Model outputs -> meaning: a registry of decoders keyed by the manifest's ``task.decoder``.
 
 Importing this package registers the built-in decoders (``softmax-topk``, ``yolov8``,
-``yolov5``, ``raw``); a new decoder is one module that uses :func:`register_decoder`
+``yolov8-heads``, ``yolov5``, ``ssd``, ``raw``); a new decoder is one module that uses :func:`register_decoder`
 and is imported below.
 """
 
@@ -12,7 +12,7 @@ from device_agent.decoders.registry import DECODERS, Decoder, decode, get_decode
 from device_agent.decoders.types import Classification, DecodeResult, Detection
 
 # imported for their registration side effect
-from device_agent.decoders import raw, softmax_topk, ssd, yolov5, yolov8  # noqa: E402,F401  isort: skip
+from device_agent.decoders import raw, softmax_topk, ssd, yolov5, yolov8, yolov8_heads  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "DECODERS",
