@@ -7,6 +7,7 @@ imported only when a pass runs).
 
 from converters import (  # noqa: F401  (register passes)
     onnx_bias_correction,
+    onnx_extract,
     onnx_fp16,
     onnx_int8,
     onnx_nncf,

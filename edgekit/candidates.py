@@ -65,6 +65,7 @@ class Candidate:
     latency: LatencySample | None = None
     note: str = ""
     blocker: str | None = None  # why it cannot ship whatever its accuracy (e.g. float operators on an int8 NPU)
+    task: TaskSpec | None = None  # how the device decodes it, when not as the reference (a detector cut at its heads)
 
     def passed(self, max_drop: float) -> bool:
         return self.blocker is None and self.agreement.passed(max_drop)
@@ -89,10 +90,13 @@ class Candidate:
         }
 
 
-def evaluate(ws: Workspace, path: Path, label: str) -> Agreement:
+def evaluate(ws: Workspace, path: Path, label: str,
+             adapt: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> Agreement:
+    """Validate ``path`` against the reference on the held-out samples; ``adapt`` turns its outputs into
+    the reference's (a detector cut before its tail gets its tail back)."""
     with ws.steps.step(f"Validating {label} on {len(ws.validation[0])} held-out samples"):
         outputs = run_all(path, ws.validation, threads=ws.threads)
-    return compare_outputs(ws.task, ws.reference_outputs, outputs)
+    return compare_outputs(ws.task, ws.reference_outputs, outputs if adapt is None else [adapt(o) for o in outputs])
 
 
 def build_fp32(ws: Workspace) -> list[Candidate]:

@@ -34,7 +34,13 @@ from edgekit.modelspec import resolve_preprocess, resolve_task, tensor_specs
 from edgekit.progress import Steps
 from edgekit.sources import bring_to_onnx
 from edgekit.targets import TargetProfile, get_target
-from edgekit.tflite_candidates import TFLITE_PRECISIONS, build_tflite, torch_program
+from edgekit.tflite_candidates import (
+    TFLITE_PRECISIONS,
+    TfliteSource,
+    build_tflite,
+    int8_source,
+    torch_program,
+)
 
 PrecisionChoice = Literal["auto", "int8", "fp16", "fp32"]
 
@@ -180,6 +186,7 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
     winner_outputs = winner_runtime.run(adapt_feeds(winner_runtime.inputs, [calibration[:1]]))
     model_format = winner.path.suffix.lstrip(".")
     bundle_spec = spec if spec is None or profile.runtime == "onnxruntime" else spec.model_copy(update={"layout": "NHWC"})
+    task_spec = winner.task or task_spec  # a detector cut at its heads decodes its own way
     report = _report(profile, source, prepared, spec, task_spec, data, calibration, validation, candidates, winner,
                      reason, reference_ms, max_drop, started)
     manifest_fields = {
@@ -199,7 +206,8 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
         # the cost travels with the bundle: a device without the onnx package cannot count it
         "performance": {"machine": report["machine"], "latency_ms": report["latency_ms"],
                         "cost": _cost(winner.path)},
-        "baseline": _baseline(calibration, run_all(prepared.dst, [calibration[:32]], threads=threads)),
+        # statistics of what the device will see: the shipped model's own outputs
+        "baseline": _baseline(calibration, run_all(winner.path, [calibration[:32]], threads=threads)),
     }
     manifest = write_bundle(out, staging=staging, model_file=winner.path, model_name=manifest_fields["model"]["file"],
                             manifest_fields=manifest_fields, report=report,
@@ -210,10 +218,11 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
 def _tflite_candidates(ws: Workspace, profile: TargetProfile, precisions: list[str]) -> list[Candidate]:
     """fp32 (the speed reference) and the asked precisions in LiteRT; on an int8-I/O target (an NPU)
     fp32 cannot ship and every INT8 operator must be integer."""
-    program = torch_program(ws)
+    full = TfliteSource(torch_program(ws))
     candidates: list[Candidate] = []
     for precision in precisions:
-        candidates.extend(build_tflite(ws, program, precision, int8_only=profile.int8_io_required))
+        source = full if precision == "fp32" else int8_source(ws, full)
+        candidates.extend(build_tflite(ws, source, precision, int8_only=profile.int8_io_required))
     if profile.int8_io_required:
         for c in candidates:
             if c.precision == "fp32":

@@ -10,10 +10,14 @@ exactly as the ONNX Runtime candidates are.
 - ``int8``: PT2E static INT8: int8 weights per channel, int8 activations calibrated on the
   calibration samples, int8 input and output. On a target that requires int8 I/O (an NPU)
   every operator must be integer: one that is not is named and blocks the candidate.
+  A detector whose decoder has a splitter (:mod:`edgekit.heads`) is cut at its raw heads
+  first, with NHWC head outputs; its tail runs in the agent's decoder and is put back for
+  validation, so it is judged on the same detections as the original.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,34 +26,58 @@ from converters import PASSES
 from converters.routes import find_route
 from converters.tflite_check import float_operators
 from edgekit.candidates import Candidate, Workspace, evaluate
+from edgekit.heads import SPLITTERS, HeadSplit
 
 TFLITE_PRECISIONS = ("fp32", "int8")
 
 
-def torch_program(ws: Workspace) -> Path:
-    """The reference carried to the last edge before TFLite (a torch program), once per run."""
+@dataclass(frozen=True)
+class TfliteSource:
+    """What the last edge converts: a program, and the head split it was cut with (if any)."""
+
+    program: Path
+    split: HeadSplit | None = None
+
+
+def torch_program(ws: Workspace, onnx_model: Path | None = None, name: str = "model") -> Path:
+    """``onnx_model`` (default: the reference) carried to the last edge before TFLite (a torch program)."""
     route = find_route("onnx", "tflite")
-    path: Path = ws.reference
-    with ws.steps.step(f"Converting the reference along {' -> '.join(['onnx', *[e.dst for e in route[:-1]]])}"):
+    path: Path = onnx_model or ws.reference
+    with ws.steps.step(f"Converting {name} along {' -> '.join(['onnx', *[e.dst for e in route[:-1]]])}"):
         for edge in route[:-1]:
-            path = PASSES[edge.key](path, ws.work_dir / f"model.{edge.dst}.pt2").dst
+            path = PASSES[edge.key](path, ws.work_dir / f"{name}.{edge.dst}.pt2").dst
     return path
 
 
-def build_tflite(ws: Workspace, program: Path, precision: str, *, int8_only: bool = False) -> list[Candidate]:
+def int8_source(ws: Workspace, full: TfliteSource) -> TfliteSource:
+    """The source of INT8 candidates: the model cut at its heads where the decoder has a splitter."""
+    splitter = SPLITTERS.get(ws.task.decoder) if ws.task.kind == "detection" else None
+    if splitter is None:
+        return full
+    with ws.steps.step(f"Cutting the {ws.task.decoder} detector before its decode tail"):
+        split = splitter(ws.reference, ws.task, ws.work_dir / "heads.onnx", ws.calibration[0][:1])
+    return TfliteSource(torch_program(ws, split.path, "heads"), split)
+
+
+def build_tflite(ws: Workspace, source: TfliteSource, precision: str, *, int8_only: bool = False) -> list[Candidate]:
     """One TFLite candidate at ``precision``, converted, validated and (``int8_only``) checked for float ops."""
     route = find_route("onnx", "tflite")
     convert = PASSES[route[-1].key]
     dst = ws.work_dir / f"model.{precision}.tflite"
+    split = source.split
+    heads = {"nhwc_outputs": list(range(len(split.heads)))} if split else {}
     if precision == "fp32":
         with ws.steps.step("Converting to TFLite FP32 (litert-torch)"):
-            report = convert(program, dst, precision="fp32")
+            report = convert(source.program, dst, precision="fp32", **heads)
     else:
         calibration = np.asarray(ws.calibration[0], dtype=np.float32)
         with ws.steps.step(f"Converting to TFLite INT8 ({len(calibration)} calibration samples, int8 I/O)"):
-            report = convert(program, dst, precision="int8", calibration=calibration)
-    candidate = Candidate(precision, precision, dst, evaluate(ws, dst, f"TFLite {precision.upper()}"),
-                          [report], note=f"LiteRT {precision}, NHWC input")
+            report = convert(source.program, dst, precision="int8", calibration=calibration, **heads)
+    if split:
+        report.details["head_split"] = split.details()
+    note = f"LiteRT {precision}, NHWC input" + (f"; cut at {len(split.heads)} heads, tail decoded on the CPU" if split else "")
+    agreement = evaluate(ws, dst, f"TFLite {precision.upper()}", adapt=split.to_reference if split else None)
+    candidate = Candidate(precision, precision, dst, agreement, [report], note=note, task=split.task if split else None)
     if int8_only:
         floats = float_operators(dst)
         if floats:
