@@ -84,3 +84,60 @@ def test_camera_npu_gets_a_full_integer_efficientnet(zoo, photo_dir: Path, tmp_p
     assert float_operators(result.bundle / manifest["model"]["file"]) == []
     fp32 = next(c for c in result.report["candidates"] if c["name"] == "fp32")
     assert "integer models only" in fp32["blocker"]  # timed as the reference, never shipped
+
+
+DETECTOR_BUDGET = 10.0  # detection F1 points vs the PyTorch original, on the held-out photos
+
+
+@pytest.fixture(scope="module")
+def detector_bundles(photo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A real trained YOLOv8n as a PyTorch module, to an INT8 TFLite bundle for rpi5 and for the NPU camera."""
+    import torch
+
+    from edgekit.zoo.yolo import PREPROCESS
+    from edgekit.zoo.yolo_pretrained import load_pretrained
+
+    net, labels = load_pretrained()
+    root = tmp_path_factory.mktemp("detector")
+    return {target: optimize(net, example_input=torch.zeros(1, 3, 320, 320), target=target, output=root / target,
+                             precision="int8", calib=photo_dir, preprocess=PREPROCESS, labels=labels,
+                             task="detection", max_drop=DETECTOR_BUDGET).bundle
+            for target in ("rpi5", "camera-npu-int8")}
+
+
+@pytest.mark.parametrize("target", ["rpi5", "camera-npu-int8"])
+def test_a_pytorch_detector_becomes_a_full_integer_tflite_within_budget(detector_bundles: dict[str, Path],
+                                                                         target: str) -> None:
+    from converters.tflite_check import float_operators
+    from device_agent.bundle import load_bundle
+
+    bundle = load_bundle(detector_bundles[target])
+    m = bundle.manifest
+    assert m.source.format == "pytorch" and m.target.name == target and m.precision == "int8"
+    # cut at the raw heads; the decode tail runs in the agent, on the CPU
+    assert m.task.decoder == "yolov8-heads" and m.task.strides == [8.0, 16.0, 32.0] and len(m.task.labels) == 18
+    assert sorted(o.shape for o in m.outputs) == sorted([1, g, g, c] for c in (18, 64) for g in (10, 20, 40))
+    assert all(o.dtype == "int8" and o.quantization is not None for o in [*m.inputs, *m.outputs])
+    assert float_operators(bundle.model_path) == []  # nothing would fall back to the CPU on an NPU
+    assert m.validation is not None and m.validation.metric == "detection_f1" and m.validation.passed
+    assert m.validation.optimized >= 100.0 - DETECTOR_BUDGET and m.validation.details["reference_boxes"] >= 10
+    report = json.loads((bundle.root / "report.json").read_text())
+    int8 = next(c for c in report["candidates"] if c["name"] == "int8")
+    assert int8["passes"][0]["head_split"]["max_relative_error"] < 1e-4
+
+
+def test_the_agent_runs_both_detector_bundles_on_a_video(detector_bundles: dict[str, Path], video_file: Path,
+                                                         broker: Broker, tmp_path: Path) -> None:
+    for target, bundle in detector_bundles.items():
+        collector = Collector(broker)
+        agent = Agent(load_config(write_config(tmp_path / target, bundle, video_file, broker)))  # self test first
+        assert agent.run(max_frames=30) == 0
+        assert collector.wait_for(lambda c: len(c.received("/results")) >= 30, timeout=10), target
+        results = collector.received("/results")
+        assert {r["result"]["kind"] for r in results} == {"detection"}
+        boxes = [d for r in results for d in r["result"]["detections"]]
+        assert boxes, f"{target}: no detection in 30 frames of people's photos"
+        w, h = results[0]["frame"]["size_wh"]
+        assert all(0 <= d["box_xyxy"][0] < d["box_xyxy"][2] <= w and 0 <= d["box_xyxy"][1] < d["box_xyxy"][3] <= h
+                   for d in boxes)
+        collector.close()
