@@ -13,6 +13,7 @@ from converters import (  # noqa: F401  (register passes)
     onnx_nncf,
     onnx_prepare,
     onnx_torch,
+    tflite_quantize,
     torch_onnx,
     torch_tflite,
 )

@@ -14,12 +14,14 @@ creating it takes a minute or two and happens once.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
 import venv
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from converters.errors import ConversionError
 
@@ -85,3 +87,17 @@ def _create(root: Path, log: Callable[[str], None]) -> None:
                                   f"'{' '.join(step[2:])}' failed:\n{tail}")
     (root / _STAMP).write_text(f"{torch} {LITERT_TORCH}\n", encoding="utf-8")
     log("TFLite converter environment ready")
+
+
+def run_worker(worker: Path, request: dict[str, Any], *, what: str,
+               log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run a standalone ``worker`` script in the environment with one JSON ``request``; its JSON answer.
+
+    A failure is a :class:`ConversionError` that says ``what`` failed and ends with the worker's
+    last lines of error output."""
+    python = litert_python(log=log)
+    proc = subprocess.run([str(python), str(worker), json.dumps(request)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-12:]) or "no output"
+        raise ConversionError(f"{what} failed:\n{tail}")
+    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))

@@ -18,8 +18,6 @@ transposes back to NCHW at the end of the model.
 
 from __future__ import annotations
 
-import json
-import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,7 +28,7 @@ import numpy as np
 from converters.base import PassReport, register_pass, timed
 from converters.deps import import_torch
 from converters.errors import ConversionError
-from converters.litert_env import litert_python
+from converters.litert_env import run_worker
 
 #: Largest ``max|tflite - torch| / max(1, max|torch|)`` accepted as the same model (fp32).
 RELATIVE_TOLERANCE = 1e-3
@@ -53,16 +51,6 @@ def export_program(module: Any, example_inputs: Sequence[np.ndarray], dst: Path)
     dst.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, str(dst))
     return dst
-
-
-def _run_worker(request: dict[str, Any], *, log: Callable[[str], None] | None) -> dict[str, Any]:
-    python = litert_python(log=log)
-    proc = subprocess.run([str(python), str(_WORKER), json.dumps(request)], capture_output=True, text=True,
-                          check=False)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-12:]) or "no output"
-        raise ConversionError(f"litert-torch could not convert {request['program']!r} ({request['precision']}):\n{tail}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _check_fp32(src: Path, dst: Path, nhwc_inputs: Sequence[int], nhwc_outputs: Sequence[int]) -> float:
@@ -131,7 +119,8 @@ def torch_to_tflite(
             request["calibration"] = str(Path(tmp) / "calibration.npy")
             np.save(request["calibration"], np.asarray(calibration, dtype=np.float32))
         dst.parent.mkdir(parents=True, exist_ok=True)
-        summary = _run_worker(request, log=log)
+        summary = run_worker(_WORKER, request, log=log,
+                             what=f"litert-torch converting {str(src)!r} ({precision})")
         details: dict[str, Any] = {"precision": precision, "calibrated": summary["calibrated"],
                                    "converter_seconds": summary["seconds"], "nhwc_inputs": list(nhwc_inputs),
                                    "nhwc_outputs": list(nhwc_outputs)}

@@ -126,3 +126,57 @@ def test_an_onnx_model_reaches_tflite_through_the_found_route(litert_env: Path, 
     y, inp, _ = _run(tflite, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
     assert tuple(inp["shape"]) == (1, 224, 224, 3)
     assert float(np.abs(y - expected).max()) / max(1.0, float(np.abs(expected).max())) < 1e-4
+
+
+@pytest.fixture(scope="module")
+def float_tflite(litert_env: Path, program: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return torch_to_tflite(program, tmp_path_factory.mktemp("f") / "small.tflite").dst
+
+
+def _tensor_types(path: Path) -> set[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    return {d["dtype"].__name__ for d in Interpreter(model_path=str(path)).get_tensor_details()}
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a * b).sum() / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("mode", ["fp16", "dynamic", "static"])
+def test_ai_edge_quantizer_edges_from_a_float_tflite(float_tflite: Path, tmp_path: Path, mode: str) -> None:
+    from converters.tflite_check import float_operators
+    from converters.tflite_quantize import quantize_fp16, quantize_int8
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)  # the model's own layout: NHWC
+    dst = tmp_path / f"small.{mode}.tflite"
+    if mode == "fp16":
+        report = quantize_fp16(float_tflite, dst)
+    else:
+        calibration = rng.uniform(-1, 1, (16, 64, 64, 3)).astype(np.float32) if mode == "static" else None
+        report = quantize_int8(float_tflite, dst, mode=mode, calibration=calibration)
+    assert report.name == ("tflite->tflite-fp16" if mode == "fp16" else "tflite->tflite-int8")
+    assert report.details["calibrated"] == (16 if mode == "static" else 0)
+    y, inp, out = _run(dst, x)
+    expected, _, _ = _run(float_tflite, x)
+    assert _cosine(y.ravel(), expected.ravel()) > (0.999 if mode == "fp16" else 0.98)
+    types = _tensor_types(dst)
+    if mode == "fp16":
+        assert "float16" in types and inp["dtype"] == np.float32  # half-size weights, float I/O
+        assert dst.stat().st_size < float_tflite.stat().st_size  # (headers dominate a net this small)
+    elif mode == "dynamic":
+        assert "int8" in types and inp["dtype"] == np.float32 and out["dtype"] == np.float32
+    else:
+        assert inp["dtype"] == np.int8 and out["dtype"] == np.int8 and float_operators(dst) == []
+
+
+def test_the_quantizer_edges_refuse_bad_input_clearly(float_tflite: Path, tmp_path: Path) -> None:
+    from converters.tflite_quantize import quantize_int8
+
+    with pytest.raises(ConversionError, match="static needs calibration samples"):
+        quantize_int8(float_tflite, tmp_path / "x.tflite")
+    with pytest.raises(ConversionError, match="mode 'int4' is not 'static' or 'dynamic'"):
+        quantize_int8(float_tflite, tmp_path / "x.tflite", mode="int4")
+    with pytest.raises(ConversionError, match=r"'nope.tflite' does not exist; expected a float .tflite model"):
+        quantize_int8(Path("nope.tflite"), tmp_path / "x.tflite", mode="dynamic")
