@@ -17,7 +17,7 @@ from device_agent.errors import BundleError
 SCHEMA = "edgekit.bundle/1"
 
 Runtime = Literal["onnxruntime", "tflite"]
-Precision = Literal["fp32", "fp16", "int8", "int8-mixed"]
+Precision = Literal["fp32", "fp16", "int8", "int8-mixed", "int8-dynamic"]
 Layout = Literal["NCHW", "NHWC", "NC", "raw"]
 ResizeMode = Literal["letterbox", "stretch", "center-crop"]
 ColorOrder = Literal["RGB", "BGR", "GRAY"]

@@ -32,12 +32,14 @@ from edgekit.measure import compare_latency, run_all
 from edgekit.model_io import adapt_feeds
 from edgekit.modelspec import resolve_preprocess, resolve_task, tensor_specs
 from edgekit.progress import Steps
-from edgekit.sources import bring_to_onnx
+from edgekit.sources import bring_model
 from edgekit.targets import TargetProfile, get_target
 from edgekit.tflite_candidates import (
     TFLITE_PRECISIONS,
     TfliteSource,
+    build_quantized,
     build_tflite,
+    given_fp32,
     int8_source,
     torch_program,
 )
@@ -107,9 +109,6 @@ def optimize(
     if prune is not None:
         raise UsageError("--prune is not available yet: structured pruning is planned (issue 7); run without it")
     profile = get_target(target)
-    if profile.runtime == "tflite" and precision == "fp16":
-        raise UsageError(f"--precision fp16 for the TFLite target {profile.name!r} is not built yet; "
-                         "use --precision int8, fp32 or auto (FP16 TFLite comes with the tflite->tflite quantizer)")
     if precision != "auto" and precision not in profile.precisions and precision != "fp32":
         raise UsageError(
             f"--precision {precision} is not offered by target {profile.name!r}; it offers {', '.join(profile.precisions)}"
@@ -140,16 +139,21 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
          labels: Any, anchors: Any, preprocess: Any, input_shapes: Any, example_input: Any, name: str | None, version: str,
          max_samples: int, threads: int, started: float) -> OptimizeResult:
     with steps.step("Loading the model"):
-        source = bring_to_onnx(model, work, example_input=example_input)
-    with steps.step("Checking and simplifying the ONNX graph"):
-        prepared = prepare_onnx(source.path, work / "model.fp32.onnx", input_shapes=input_shapes or {},
-                                # a TFLite target never sees the ONNX file: its opset limit is onnxruntime's
-                                max_opset=profile.opset_max if profile.runtime == "onnxruntime" else None)
-    runtime = create_runtime("onnxruntime", prepared.dst, threads=threads)
+        source = bring_model(model, work, example_input=example_input)
+    if source.format == "tflite":
+        reference, prepared, runtime = _tflite_reference(source, profile, work, threads)
+    else:
+        with steps.step("Checking and simplifying the ONNX graph"):
+            onnx_prepared = prepare_onnx(source.path, work / "model.fp32.onnx", input_shapes=input_shapes or {},
+                                         # a TFLite target never sees the ONNX file: its opset limit is onnxruntime's
+                                         max_opset=profile.opset_max if profile.runtime == "onnxruntime" else None)
+        reference = onnx_prepared.dst
+        prepared = {"seconds": round(onnx_prepared.seconds, 3), **onnx_prepared.details}
+        runtime = create_runtime("onnxruntime", reference, threads=threads)
     if len(runtime.inputs) != 1:
         raise UsageError(f"the model has {len(runtime.inputs)} inputs; optimize takes models with one image or tensor input")
     task_spec = resolve_task(task, decoder, labels, runtime.outputs, anchors)
-    input_shape = runtime.inputs[0].shape
+    input_shape = _reference_layout(runtime.inputs[0].shape) if source.format == "tflite" else runtime.inputs[0].shape
     spec = resolve_preprocess(preprocess, input_shape, task=task_spec.kind)
     if calib is None:
         raise UsageError("--calib is required: a folder of images, a video file or a .npy of inputs, to calibrate and validate on")
@@ -157,14 +161,14 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
         data = load_calibration(calib, preprocess=spec, input_shape=input_shape, max_samples=max_samples, progress=advance)
     calibration, validation = data.split()
     with steps.step(f"Running the reference on {len(validation)} held-out samples"):
-        reference_outputs = run_all(prepared.dst, [validation], threads=threads)
-    ws = Workspace(work, prepared.dst, [runtime.inputs[0].name], [calibration], [validation], reference_outputs,
+        reference_outputs = run_all(reference, [validation], threads=threads)
+    ws = Workspace(work, reference, [runtime.inputs[0].name], [calibration], [validation], reference_outputs,
                    task_spec, max_drop, steps, threads)
     asked = profile.precisions if precision == "auto" else [precision]
     wanted = ["fp32", *[p for p in asked if p != "fp32"]]  # fp32 is the reference every speedup is against
     candidates: list[Candidate] = []
     if profile.runtime == "tflite":
-        candidates = _tflite_candidates(ws, profile, [p for p in wanted if p in TFLITE_PRECISIONS])
+        candidates = _tflite_candidates(ws, profile, [p for p in wanted if p in TFLITE_PRECISIONS], source.format)
     else:
         for key in wanted:
             candidates.extend(BUILDERS[key](ws))
@@ -215,14 +219,49 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
     return OptimizeResult(out, manifest, winner.name, report)
 
 
-def _tflite_candidates(ws: Workspace, profile: TargetProfile, precisions: list[str]) -> list[Candidate]:
+def _tflite_reference(source: Any, profile: TargetProfile, work: Path, threads: int) -> tuple[Path, dict[str, Any], Any]:
+    """A float TFLite model given by the user: the reference itself (nothing to prepare)."""
+    if profile.runtime != "tflite":
+        raise UsageError(f"{source.file_name} is a TFLite model and target {profile.name!r} runs {profile.runtime}; "
+                         "there is no route from TFLite to ONNX: choose a TFLite target (rpi4, rpi5, android-arm64, "
+                         "camera-npu-int8) or give the ONNX or PyTorch model")
+    reference = work / "model.fp32.tflite"
+    shutil.copyfile(source.path, reference)
+    runtime = create_runtime("tflite", reference, threads=threads)
+    quantized = [t.name for t in (*runtime.inputs, *runtime.outputs) if t.quantization is not None]
+    if quantized:
+        raise UsageError(f"{source.file_name} is already quantized ({', '.join(quantized)} are integer tensors); "
+                         "give the float TFLite model, which is the reference the candidates are validated against")
+    return reference, {"skipped": "a TFLite model is used as it is"}, runtime
+
+
+def _reference_layout(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A TFLite image input ``[1, H, W, C]`` seen as the ``[1, C, H, W]`` the calibration data and
+    every comparison use (each model gets its own layout when it is fed)."""
+    if len(shape) == 4 and shape[3] in (1, 3, 4) and shape[1] not in (1, 3, 4):
+        return (shape[0], shape[3], shape[1], shape[2])
+    return tuple(shape)
+
+
+def _tflite_candidates(ws: Workspace, profile: TargetProfile, precisions: list[str], source_format: str) -> list[Candidate]:
     """fp32 (the speed reference) and the asked precisions in LiteRT; on an int8-I/O target (an NPU)
     fp32 cannot ship and every INT8 operator must be integer."""
-    full = TfliteSource(torch_program(ws))
-    candidates: list[Candidate] = []
-    for precision in precisions:
-        source = full if precision == "fp32" else int8_source(ws, full)
-        candidates.extend(build_tflite(ws, source, precision, int8_only=profile.int8_io_required))
+    int8_only = profile.int8_io_required
+    if source_format == "tflite":
+        candidates = given_fp32(ws)
+    else:
+        full = TfliteSource(torch_program(ws))
+        candidates = build_tflite(ws, full, "fp32")
+    fp32 = candidates[0].path
+    if "fp16" in precisions:
+        candidates.extend(build_quantized(ws, fp32, "fp16", int8_only=int8_only))
+    if "int8" in precisions:
+        if source_format == "tflite":
+            candidates.extend(build_quantized(ws, fp32, "int8", int8_only=int8_only))
+        else:  # from the torch program: PT2E static INT8 agrees better than quantizing the TFLite file
+            candidates.extend(build_tflite(ws, int8_source(ws, full), "int8", int8_only=int8_only))
+        if not int8_only:
+            candidates.extend(build_quantized(ws, fp32, "int8-dynamic"))
     if profile.int8_io_required:
         for c in candidates:
             if c.precision == "fp32":
@@ -312,7 +351,7 @@ def _report(profile: TargetProfile, source: Any, prepared: Any, spec: Preprocess
     return {
         "source": {"file": source.file_name, "format": source.format, "sha256": source.sha256, "export": source.details},
         "target": profile.model_dump(),
-        "prepare": {"seconds": round(prepared.seconds, 3), **prepared.details},
+        "prepare": prepared,
         "preprocess": spec.model_dump() if spec else None,
         "task": task.model_dump(),
         "data": {"source": data.source, "kind": data.kind, "samples": len(data.inputs), "calibration": len(calibration),

@@ -1,4 +1,4 @@
-"""Bringing the user's model to an ONNX file: an ONNX path as is, a PyTorch module exported."""
+"""Bringing the user's model in: an ONNX or TFLite path as is, a PyTorch module exported to ONNX."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def _is_torch_module(model: Any) -> bool:
     return any(cls.__module__.startswith("torch.nn") and cls.__name__ == "Module" for cls in type(model).__mro__)
 
 
-def bring_to_onnx(model: Any, work: Path, *, example_input: Any = None) -> SourceModel:
-    """An ONNX file for ``model``: a path to a .onnx file, or a ``torch.nn.Module``."""
+def bring_model(model: Any, work: Path, *, example_input: Any = None) -> SourceModel:
+    """A model file for ``model``: an .onnx or .tflite path as it is, or a ``torch.nn.Module`` exported to ONNX."""
     if _is_torch_module(model):
         if example_input is None:
             raise UsageError("a PyTorch model needs example_input= (a tensor of the input shape) to be exported")
@@ -51,5 +51,9 @@ def bring_to_onnx(model: Any, work: Path, *, example_input: Any = None) -> Sourc
             "example_input=...) from Python, or export it to ONNX first"
         )
     if suffix == ".tflite":
-        raise ModelInputError(f"{path.name} is a TFLite model; TFLite input is planned, this version takes ONNX")
+        with path.open("rb") as f:
+            magic = f.read(8)[4:8]
+        if magic != b"TFL3":
+            raise ModelInputError(f"{path.name} is not a TFLite flatbuffer (file identifier {magic!r}, expected b'TFL3')")
+        return SourceModel(path.stem, path, path.name, sha256_file(path), "tflite")
     return SourceModel(path.stem, path, path.name, sha256_file(path), "onnx")

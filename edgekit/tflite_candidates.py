@@ -6,8 +6,13 @@ last edge converts once per precision. Every candidate is validated against the 
 reference on the same held-out samples (moved to NHWC and int8 where the model wants them),
 exactly as the ONNX Runtime candidates are.
 
-- ``fp32``: the same function in LiteRT (the speed reference of a TFLite target).
-- ``int8``: PT2E static INT8: int8 weights per channel, int8 activations calibrated on the
+- ``fp32``: the same function in LiteRT (the speed reference of a TFLite target); a TFLite
+  model given by the user is its own fp32 candidate.
+- ``fp16``: the fp32 file with float16 weights (``tflite -> tflite-fp16``, ai-edge-quantizer).
+- ``int8-dynamic``: int8 weights, activations quantized at run time (``tflite -> tflite-int8``
+  dynamic); float I/O, so never on an int8-only target.
+- ``int8`` from a TFLite model: ``tflite -> tflite-int8`` static, calibrated, int8 I/O.
+- ``int8`` from ONNX or PyTorch: PT2E static INT8: int8 weights per channel, int8 activations calibrated on the
   calibration samples, int8 input and output. On a target that requires int8 I/O (an NPU)
   every operator must be integer: one that is not is named and blocks the candidate.
   A detector whose decoder has a splitter (:mod:`edgekit.heads`) is cut at its raw heads
@@ -23,12 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from converters import PASSES
+from converters.base import PassReport
 from converters.routes import find_route
 from converters.tflite_check import float_operators
 from edgekit.candidates import Candidate, Workspace, evaluate
 from edgekit.heads import SPLITTERS, HeadSplit
+from edgekit.validation import compare_outputs
 
-TFLITE_PRECISIONS = ("fp32", "int8")
+TFLITE_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass(frozen=True)
@@ -78,9 +85,44 @@ def build_tflite(ws: Workspace, source: TfliteSource, precision: str, *, int8_on
     note = f"LiteRT {precision}, NHWC input" + (f"; cut at {len(split.heads)} heads, tail decoded on the CPU" if split else "")
     agreement = evaluate(ws, dst, f"TFLite {precision.upper()}", adapt=split.to_reference if split else None)
     candidate = Candidate(precision, precision, dst, agreement, [report], note=note, task=split.task if split else None)
+    return [_check_integer(candidate, int8_only)]
+
+
+def given_fp32(ws: Workspace) -> list[Candidate]:
+    """The user's float TFLite model, as it is: the reference, so it agrees with itself."""
+    agreement = compare_outputs(ws.task, ws.reference_outputs, ws.reference_outputs)
+    return [Candidate("fp32", "fp32", ws.reference, agreement, note="the TFLite model as given")]
+
+
+def build_quantized(ws: Workspace, fp32: Path, name: str, *, int8_only: bool = False) -> list[Candidate]:
+    """``fp16``, ``int8-dynamic`` or ``int8`` (static) from the fp32 TFLite file, with ai-edge-quantizer."""
+    dst = ws.work_dir / f"model.{name}.tflite"
+    report: PassReport
+    if name == "fp16":
+        with ws.steps.step("Converting to TFLite FP16 weights (ai-edge-quantizer)"):
+            report = PASSES["tflite->tflite-fp16"](fp32, dst)
+        note = "float16 weights; fp16 compute where the CPU has FP16 arithmetic"
+    elif name == "int8-dynamic":
+        with ws.steps.step("Quantizing to TFLite dynamic-range INT8 (ai-edge-quantizer)"):
+            report = PASSES["tflite->tflite-int8"](fp32, dst, mode="dynamic")
+        note = "int8 weights, activations quantized at run time, float I/O"
+    else:
+        calibration = np.asarray(ws.calibration[0], dtype=np.float32)
+        if calibration.ndim == 4:
+            calibration = np.ascontiguousarray(np.moveaxis(calibration, 1, -1))  # the TFLite model's NHWC
+        with ws.steps.step(f"Quantizing to TFLite INT8 ({len(calibration)} calibration samples, ai-edge-quantizer)"):
+            report = PASSES["tflite->tflite-int8"](fp32, dst, mode="static", calibration=calibration)
+        note = "static int8, int8 I/O (ai-edge-quantizer)"
+    precision = "int8-dynamic" if name == "int8-dynamic" else name
+    candidate = Candidate(name, precision, dst, evaluate(ws, dst, f"TFLite {name.upper()}"), [report], note=note)
+    return [_check_integer(candidate, int8_only)]
+
+
+def _check_integer(candidate: Candidate, int8_only: bool) -> Candidate:
+    """On an int8-only target, every operator must be integer: name the ones that are not."""
     if int8_only:
-        floats = float_operators(dst)
+        floats = float_operators(candidate.path)
         if floats:
             shown = "; ".join(str(op) for op in floats[:6]) + (f"; and {len(floats) - 6} more" if len(floats) > 6 else "")
             candidate.blocker = f"{len(floats)} operator(s) stay float and would fall back to the CPU: {shown}"
-    return [candidate]
+    return candidate

@@ -10,13 +10,13 @@ import pytest
 
 pytest.importorskip("torch")
 
-from device_agent.agent import Agent  # noqa: E402
-from device_agent.config import load_config  # noqa: E402
-from edgekit import samples  # noqa: E402
-from edgekit.errors import OptimizeFailed, UsageError  # noqa: E402
-from edgekit.optimize import optimize  # noqa: E402
-from tests.mqtt_broker import Broker, Collector  # noqa: E402
-from tests.test_agent import write_config  # noqa: E402
+from device_agent.agent import Agent
+from device_agent.config import load_config
+from edgekit import samples
+from edgekit.errors import OptimizeFailed, UsageError
+from edgekit.optimize import optimize
+from tests.mqtt_broker import Broker, Collector
+from tests.test_agent import write_config
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_the_rpi5_bundle_is_a_validated_full_integer_tflite(rpi5_int8: Path) -> 
     assert inp["quantization"]["scale"] > 0
     report = json.loads((rpi5_int8 / "report.json").read_text())
     names = {c["name"]: c for c in report["candidates"]}
-    assert set(names) == {"fp32", "int8"}
+    assert set(names) == {"fp32", "int8", "int8-dynamic"}  # --precision int8: the static and the dynamic kind
     assert names["fp32"]["value"] == pytest.approx(100.0)  # the same function in LiteRT as in ONNX Runtime
     assert names["int8"]["latency_ms"]["p50"] > 0 and names["int8"]["passes"][0]["name"] == "torch->tflite"
 
@@ -64,10 +64,60 @@ def test_camera_npu_names_the_operators_that_stay_float(zoo, photo_dir: Path, tm
     assert not (tmp_path / "npu").exists()
 
 
-def test_fp16_tflite_is_refused_clearly(zoo, photo_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(UsageError, match="fp16 for the TFLite target 'rpi5' is not built yet"):
-        optimize(zoo("mobilenetv3-small").onnx_path, target="rpi5", output=tmp_path / "x", precision="fp16",
-                 calib=photo_dir)
+@pytest.fixture(scope="module")
+def float_tflite(zoo, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """A float TFLite EfficientNet-Lite0 (real weights), as a user would bring one."""
+    from converters import PASSES
+
+    folder = tmp_path_factory.mktemp("tfl")
+    program = PASSES["onnx->torch"](zoo("efficientnet-lite0").onnx_path, folder / "e.pt2").dst
+    return PASSES["torch->tflite"](program, folder / "efficientnet-lite0.tflite", precision="fp32").dst
+
+
+def test_a_float_tflite_model_gets_fp16_and_int8_candidates(zoo, float_tflite: Path, photo_dir: Path,  # type: ignore[no-untyped-def]
+                                                            tmp_path: Path) -> None:
+    model = zoo("efficientnet-lite0")
+    result = optimize(float_tflite, target="rpi5", output=tmp_path / "b", calib=photo_dir, preprocess=model.preprocess,
+                      labels=model.task.labels, task="classification", max_drop=2, max_samples=80)
+    assert result.manifest.source.format == "tflite" and result.manifest.model.format == "tflite"
+    names = {c["name"]: c for c in result.report["candidates"]}
+    assert set(names) == {"fp32", "fp16", "int8", "int8-dynamic"}
+    assert names["fp32"]["note"] == "the TFLite model as given" and names["fp32"]["value"] == 100.0
+    assert [p["name"] for p in names["fp16"]["passes"]] == ["tflite->tflite-fp16"]
+    assert names["fp16"]["passed"] and names["fp16"]["value"] >= 98.0  # fp16 weights barely move the logits
+    assert names["fp16"]["size_bytes"] < 0.55 * names["fp32"]["size_bytes"]
+    assert [p["mode"] for p in names["int8"]["passes"]] == ["int8"] and names["int8"]["passes"][0]["calibrated"] == 48
+    assert [p["mode"] for p in names["int8-dynamic"]["passes"]] == ["int8-dynamic"]
+    assert result.winner in {c for c, v in names.items() if v["passed"]}
+    assert result.manifest.preprocess is not None and result.manifest.preprocess.layout == "NHWC"
+
+
+def test_a_float_tflite_model_becomes_full_integer_for_the_npu(zoo, float_tflite: Path, photo_dir: Path,  # type: ignore[no-untyped-def]
+                                                               tmp_path: Path) -> None:
+    from converters.tflite_check import float_operators
+
+    model = zoo("efficientnet-lite0")
+    result = optimize(float_tflite, target="camera-npu-int8", output=tmp_path / "npu", calib=photo_dir,
+                      preprocess=model.preprocess, task="classification", max_drop=100, max_samples=60)
+    m = result.manifest
+    assert m.precision == "int8" and m.inputs[0].dtype == "int8" and m.outputs[0].dtype == "int8"
+    assert float_operators(result.bundle / m.model.file) == []
+    assert {c["name"] for c in result.report["candidates"]} == {"fp32", "int8"}  # dynamic INT8 has float I/O
+
+
+def test_tflite_input_that_cannot_be_optimized_is_refused_clearly(float_tflite: Path, photo_dir: Path,
+                                                                   rpi5_int8: Path, tmp_path: Path) -> None:
+    from edgekit.errors import ModelInputError
+
+    with pytest.raises(UsageError, match=r"is a TFLite model and target 'x86-cpu' runs onnxruntime; there is no route"):
+        optimize(float_tflite, target="x86-cpu", output=tmp_path / "a", calib=photo_dir)
+    with pytest.raises(UsageError, match=r"model.int8.tflite is already quantized \(.* are integer tensors\)"):
+        optimize(rpi5_int8 / "model.int8.tflite", target="rpi5", output=tmp_path / "b", calib=photo_dir)
+    fake = tmp_path / "model.tflite"
+    fake.write_bytes(b"PK\x03\x04 a zip, not a flatbuffer")
+    with pytest.raises(ModelInputError, match=r"model.tflite is not a TFLite flatbuffer .*expected b'TFL3'"):
+        optimize(fake, target="rpi5", output=tmp_path / "c", calib=photo_dir)
+    assert not any((tmp_path / n).exists() for n in "abc")
 
 
 def test_camera_npu_gets_a_full_integer_efficientnet(zoo, photo_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
