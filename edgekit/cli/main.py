@@ -25,12 +25,19 @@ EPILOG_OPTIMIZE = """examples:
   edgekit optimize model.onnx --target x86-cpu --calib photos/ --output bundles/cls
   edgekit optimize model.onnx --target x86-cpu --precision int8 --calib street.mp4 --output out --json
   edgekit optimize yolo.onnx --target jetson-orin --task detection --labels coco.txt --calib frames/ --output out
+  edgekit optimize yolo.onnx --target camera-npu-int8 --task detection --calib frames/ --max-drop 10 --output npu
+  edgekit optimize model.tflite --target rpi5 --calib photos/ --output pi
 
 --precision auto (the default) builds every precision the target offers, validates each
 against the original on held-out samples, times them on this machine, and keeps the
 fastest that stays within --max-drop; fp32 is always a candidate, so the result is never
 slower than the original. INT8 that misses the budget is retried with its most damaged
 layers kept in float before it is given up.
+
+TFLite targets (rpi4, rpi5, android-arm64, camera-npu-int8) get LiteRT candidates: fp32,
+fp16 weights, INT8 (static, int8 I/O) and dynamic-range INT8. On camera-npu-int8 every
+operator must be integer, and any that is not is named. A YOLOv8 detector is cut before its
+decode tail for INT8; the tail runs in the agent's yolov8-heads decoder.
 """
 
 
@@ -64,14 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG_OPTIMIZE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    opt.add_argument("model", help="an .onnx file (PyTorch modules: use the Python API edgekit.optimize)")
+    opt.add_argument("model", help="an .onnx file, or a float .tflite file for a TFLite target "
+                     "(PyTorch modules: use the Python API edgekit.optimize)")
     opt.add_argument("--target", required=True, help="target profile name (see 'edgekit targets') or a .toml profile file")
     opt.add_argument("--output", required=True, help="bundle directory to write (replaced if it is a bundle)")
     opt.add_argument("--precision", default="auto", choices=["auto", "int8", "fp16", "fp32"], help="default: auto")
     opt.add_argument("--calib", help="real data: a folder of images, a video file, or a .npy of ready inputs")
     opt.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget in percentage points (default 1)")
     opt.add_argument("--task", choices=["classification", "detection", "raw"], help="default: guessed from the outputs")
-    opt.add_argument("--decoder", help="output decoder: softmax-topk, yolov8, yolov5, ssd, raw (default: from the task)")
+    opt.add_argument("--decoder", help="output decoder: softmax-topk, yolov8, yolov8-heads, yolov5, ssd, raw (default: from the task)")
     opt.add_argument("--labels", help="text file with one class label per line")
     opt.add_argument("--anchors", help="for --decoder ssd: a .npy of anchors [N, 4] as y, x, h, w (normalized)")
     opt.add_argument("--preprocess", help="preset (imagenet, yolo, tf, unit) or a .json/.toml file of preprocess fields")
