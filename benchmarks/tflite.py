@@ -1,13 +1,16 @@
-"""TFLite FP32 vs TFLite INT8 vs the ONNX Runtime INT8 of the same models, in one run.
+"""TFLite FP32, FP16, INT8 (two ways) and dynamic INT8 vs the ONNX Runtime INT8 of the same models, in one run.
 
 For each model: the FP32 ONNX reference; ONNX Runtime INT8 (the `onnx-int8-static` pass
 that `edgekit optimize` uses for x86, without its fallbacks); TFLite FP32 and full-integer
-INT8 reached along the found route (`onnx -> torch -> tflite`). Every variant is timed
-interleaved on this machine (ONNX Runtime for .onnx, LiteRT with XNNPACK for .tflite, same
-threads) and compared with the FP32 reference on the same held-out real photos (top-1
-agreement; random-weight models agree by chance only, see the note in the output).
+INT8 reached along the found route (`onnx -> torch -> tflite`, PT2E static INT8; a YOLOv8
+detector cut at its heads first, its tail decoded in numpy for the comparison); and from the
+TFLite FP32 file with ai-edge-quantizer: FP16 weights, static INT8 and dynamic-range INT8.
+Every variant is timed interleaved on this machine (ONNX Runtime for .onnx, LiteRT with
+XNNPACK for .tflite, same threads) and compared with the FP32 reference on the same held-out
+real photos (top-1 agreement, or detection F1 at IoU 0.5; random-weight models agree by
+chance only, see the note in the output).
 
-    python benchmarks/tflite.py [--models mobilenetv2 efficientnet-lite0] [--threads 2]
+    python benchmarks/tflite.py [--models mobilenetv2 efficientnet-lite0 yolov8n-nudenet] [--threads 2]
 
 Writes benchmarks/results/tflite.json and prints a table.
 """
@@ -23,16 +26,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from converters import PASSES
+from converters.errors import ConversionError
 from converters.onnx_int8 import quantize_int8_static
 from converters.onnx_prepare import prepare_onnx
 from converters.routes import find_route
 from converters.tflite_check import float_operators
 from edgekit import samples
 from edgekit.calibration import load_calibration
+from edgekit.heads import SPLITTERS
 from edgekit.measure import compare_latency, run_all
 from edgekit.validation import compare_outputs
 from edgekit.zoo import build_model
@@ -47,6 +53,7 @@ def bench_model(name: str, work: Path, photos: Path, *, threads: int, console: C
     calib, held_out = load_calibration(photos, preprocess=zoo.preprocess, input_shape=shape).split()
     variants: dict[str, Path] = {"onnx fp32": fp32}
     seconds: dict[str, float] = {}
+    failures: dict[str, str] = {}
     started = time.perf_counter()
     variants["onnx int8"] = quantize_int8_static(fp32, work / f"{name}.int8.onnx", calibration=[calib],
                                                  input_names=_input_names(fp32)).dst
@@ -57,27 +64,51 @@ def bench_model(name: str, work: Path, photos: Path, *, threads: int, console: C
     for edge in route[:-1]:
         program = PASSES[edge.key](program, work / f"{name}.{edge.dst}.pt2").dst
     seconds["onnx->torch"] = time.perf_counter() - started
+    split = None
+    if zoo.task.kind == "detection" and zoo.task.decoder in SPLITTERS:  # INT8 cannot carry the decode tail
+        split = SPLITTERS[zoo.task.decoder](fp32, zoo.task, work / f"{name}.heads.onnx", calib[:1])
+        heads = PASSES["onnx->torch"](split.path, work / f"{name}.heads.pt2").dst
     for precision in ("fp32", "int8"):
-        console.log(f"{name}: TFLite {precision}")
+        console.log(f"{name}: TFLite {precision} (litert-torch)")
         started = time.perf_counter()
+        cut = split is not None and precision == "int8"
         variants[f"tflite {precision}"] = PASSES[route[-1].key](
-            program, work / f"{name}.{precision}.tflite", precision=precision,
-            calibration=calib if precision == "int8" else None).dst
+            heads if cut else program, work / f"{name}.{precision}.tflite", precision=precision,
+            calibration=calib if precision == "int8" else None,
+            nhwc_outputs=list(range(len(split.heads))) if cut and split else ()).dst
         seconds[f"tflite {precision}"] = time.perf_counter() - started
+    tflite_fp32 = variants["tflite fp32"]
+    for label, key, options in (("tflite fp16", "tflite->tflite-fp16", {}),
+                                ("tflite int8 (aeq)", "tflite->tflite-int8",
+                                 {"mode": "static", "calibration": np.ascontiguousarray(np.moveaxis(calib, 1, -1))}),
+                                ("tflite int8-dynamic", "tflite->tflite-int8", {"mode": "dynamic"})):
+        console.log(f"{name}: {label} (ai-edge-quantizer)")
+        started = time.perf_counter()
+        try:
+            slug = label.replace(" ", "-").replace("(", "").replace(")", "")
+            variants[label] = PASSES[key](tflite_fp32, work / f"{name}.{slug}.tflite", **options).dst
+        except ConversionError as exc:  # reported in the table, never hidden
+            failures[label] = str(exc).splitlines()[-1][:200]
+        seconds[label] = time.perf_counter() - started
     console.log(f"{name}: timing {len(variants)} variants interleaved")
     latency = compare_latency(variants, [held_out[:1]], threads=threads, budget_s=10.0, max_rounds=400)
     reference = run_all(fp32, [held_out], threads=threads)
     rows = []
     for label, path in variants.items():
-        agreement = compare_outputs(zoo.task, reference, run_all(path, [held_out], threads=threads))
+        outputs = run_all(path, [held_out], threads=threads)
+        if split is not None and label == "tflite int8":
+            outputs = [split.to_reference(o) for o in outputs]
+        agreement = compare_outputs(zoo.task, reference, outputs)
         rows.append({
             "variant": label, "p50_ms": round(latency[label].p50_ms, 3),
             "speedup_vs_onnx_fp32": round(latency["onnx fp32"].p50_ms / latency[label].p50_ms, 3),
             "speedup_vs_tflite_fp32": round(latency["tflite fp32"].p50_ms / latency[label].p50_ms, 3),
-            "top1_agreement": round(agreement.optimized, 2), "size_mb": round(path.stat().st_size / 1e6, 2),
-            "convert_s": round(seconds.get(label, 0.0), 1),
+            "metric": agreement.metric, "agreement": round(agreement.optimized, 2),
+            "size_mb": round(path.stat().st_size / 1e6, 2), "convert_s": round(seconds.get(label, 0.0), 1),
             "float_ops": [str(op) for op in float_operators(path)] if path.suffix == ".tflite" and "int8" in label else None,
+            "note": "cut at the heads, tail decoded on the CPU" if split is not None and label == "tflite int8" else "",
         })
+    rows.extend({"variant": label, "failed": why} for label, why in failures.items())
     return {"model": name, "pretrained": zoo.pretrained, "held_out": len(held_out), "calibration": len(calib),
             "onnx_to_torch_s": round(seconds["onnx->torch"], 1), "rows": rows}
 
@@ -90,7 +121,7 @@ def _input_names(path: Path) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["mobilenetv2", "efficientnet-lite0"])
+    parser.add_argument("--models", nargs="+", default=["mobilenetv2", "efficientnet-lite0", "yolov8n-nudenet"])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     console = Console(stderr=True)
@@ -105,15 +136,18 @@ def main() -> None:
     (RESULTS / "tflite.json").write_text(json.dumps(results, indent=2) + "\n")
     out = Console(width=max(120, Console().width))
     table = Table(title=f"TFLite vs ONNX Runtime, {args.threads} threads, interleaved timing, agreement on held-out photos")
-    for col in ("model", "variant", "p50 ms", "vs onnx fp32", "vs tflite fp32", "top-1 agree %", "MB", "float ops"):
-        table.add_column(col, justify="left" if col in ("model", "variant") else "right")
+    for col in ("model", "variant", "p50 ms", "vs onnx fp32", "vs tflite fp32", "agree %", "metric", "MB", "float ops"):
+        table.add_column(col, justify="left" if col in ("model", "variant", "metric") else "right")
     for model in results["models"]:
+        label = model["model"] + ("" if model["pretrained"] else " (random)")
         for row in model["rows"]:
+            if "failed" in row:
+                table.add_row(label, row["variant"], "failed", "", "", "", row["failed"][:60], "", "")
+                continue
             floats = "-" if row["float_ops"] is None else str(len(row["float_ops"]))
-            table.add_row(model["model"] + ("" if model["pretrained"] else " (random)"), row["variant"],
-                          f"{row['p50_ms']:.2f}", f"{row['speedup_vs_onnx_fp32']:.2f}x",
-                          f"{row['speedup_vs_tflite_fp32']:.2f}x", f"{row['top1_agreement']:.1f}",
-                          f"{row['size_mb']:.1f}", floats)
+            table.add_row(label, row["variant"], f"{row['p50_ms']:.2f}", f"{row['speedup_vs_onnx_fp32']:.2f}x",
+                          f"{row['speedup_vs_tflite_fp32']:.2f}x", f"{row['agreement']:.1f}",
+                          row["metric"].replace("_agreement", "").replace("detection_", ""), f"{row['size_mb']:.1f}", floats)
     out.print(table)
     out.print("random-weight models: agreement means little (near-tied logits); compare their speed only")
     out.print(f"wrote {RESULTS / 'tflite.json'}")
