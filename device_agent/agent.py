@@ -36,6 +36,7 @@ from device_agent.errors import AgentError, BundleError, PreprocessError
 from device_agent.outbox import Outbox
 from device_agent.policy import PublishPolicy
 from device_agent.preprocess import FrameTransform, dequantize, preprocess, quantize
+from device_agent.systemd import Notifier
 from device_agent.publisher import MqttSettings, Publisher
 from device_agent.rules import Rule
 from device_agent.runtimes import Runtime, create_runtime
@@ -124,6 +125,7 @@ class Agent:
         self.rules = [Rule(r) for r in config.rules]
         self.times = StageTimes()
         self.stop_event = threading.Event()
+        self.systemd = Notifier()  # READY, WATCHDOG and STOPPING to systemd when run as a Type=notify service
         self.frames_done = 0
         self.results_published = 0
         self._clock = clock
@@ -305,9 +307,11 @@ class Agent:
                               "sha256": manifest.model.sha256, "precision": manifest.precision})
         for source in self.sources:
             source.start()
+        self.systemd.ready(f"running {manifest.name} v{manifest.version} on {len(self.sources)} source(s)")
         next_metrics = self._clock() + self.config.publish.metrics_interval_s
         try:
             while not self.stop_event.is_set():
+                self.systemd.watchdog()  # fed from the main loop only: a hung loop gets the agent restarted
                 busy = False
                 for source in self.sources:
                     busy |= self.process(source)
@@ -322,6 +326,7 @@ class Agent:
                     self._metrics()
                     next_metrics = self._clock() + self.config.publish.metrics_interval_s
         finally:
+            self.systemd.stopping()
             for source in self.sources:
                 source.stop(timeout=5.0)
             self._refuse_waiting_commands("the agent is stopping")
@@ -329,6 +334,7 @@ class Agent:
             self.committer.close()
             self._flush(flush_timeout_s)
             self.publisher.stop(timeout=5.0)
+            self.systemd.close()
         return 0
 
     def _flush(self, timeout_s: float) -> None:
