@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from collections.abc import Sequence
 
 from device_agent import __version__
 from device_agent.config import ConfigError
 from device_agent.errors import AgentError, BenchInputError, BundleError
+from device_agent.install.board import BOARD_KINDS
 from device_agent.publisher import PublisherAuthError
 
 
@@ -68,6 +70,43 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--pipeline", metavar="SOURCE", help="time the agent's stages on this video, folder or camera")
     bench.add_argument("--frames", type=int, default=300, help="with --pipeline: frames to time (default 300)")
     bench.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    install = sub.add_parser(
+        "install",
+        help="install the agent as a systemd service (Raspberry Pi, Jetson, any Linux)",
+        description="Detect the board, create the virtual environment /opt/edgekit-agent with the runtime that "
+        "suits it (LiteRT on a Raspberry Pi, onnxruntime-gpu on a Jetson, CPU onnxruntime otherwise), write "
+        "/etc/edgekit/agent.toml from a template (never over an existing one), create the service user and "
+        "/var/lib/edgekit-agent, and install and enable edgekit-agent.service (notify + watchdog, restart on "
+        "failure, hardened, logs in the journal). Running it again upgrades and keeps config, outbox and bundles.",
+        epilog="examples:\n  sudo edgekit-agent install --device-id cam-01 --broker mqtt.local:1883\n"
+        "  sudo edgekit-agent install --board jetson --onnxruntime-wheel onnxruntime_gpu-1.19.0-cp310-linux_aarch64.whl\n"
+        "  edgekit-agent install --root /tmp/image --dry-run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    install.add_argument("--root", default="/", help="install into this staging root instead of / (default /)")
+    install.add_argument("--dry-run", action="store_true", help="print every step without doing it")
+    install.add_argument("--board", choices=list(BOARD_KINDS), help="skip detection: the board kind")
+    install.add_argument("--package", default="", help="pip requirement or path of the agent package "
+                         "(default: the source this agent runs from, else edgekit from PyPI)")
+    install.add_argument("--onnxruntime-wheel", help="Jetson: NVIDIA's onnxruntime-gpu wheel (file or URL)")
+    install.add_argument("--index-url", help="Jetson: a package index with onnxruntime-gpu for this JetPack")
+    install.add_argument("--no-venv", action="store_true", help="do not create the environment or install packages")
+    install.add_argument("--device-id", default=socket.gethostname(), help="device_id in a new config (default: host name)")
+    install.add_argument("--source", default="/dev/video0", help="camera or video in a new config (default /dev/video0)")
+    install.add_argument("--broker", type=_broker, default=("127.0.0.1", 1883), help="HOST:PORT in a new config (default 127.0.0.1:1883)")
+    install.add_argument("--no-start", action="store_true", help="enable the service but do not start it")
+
+    uninstall = sub.add_parser(
+        "uninstall",
+        help="remove the service (config, outbox and bundles are kept unless --purge)",
+        description="Stop and disable edgekit-agent.service and remove its unit, user and tmpfiles entries. The "
+        "environment, /etc/edgekit and /var/lib/edgekit-agent (the outbox with any unsent results, the bundles) "
+        "are kept unless --purge.",
+    )
+    uninstall.add_argument("--root", default="/", help="the root the agent was installed into (default /)")
+    uninstall.add_argument("--purge", action="store_true", help="also remove the environment, config and state")
+    uninstall.add_argument("--dry-run", action="store_true", help="print every step without doing it")
     return parser
 
 
@@ -137,10 +176,48 @@ def _run(args: argparse.Namespace) -> int:
     return agent.run(max_frames=args.max_frames)
 
 
+def _broker(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT, e.g. 192.168.1.10:1883")
+    return host, int(port)
+
+
+def _install(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from device_agent.install import (
+        InstallOptions,
+        detect_board,
+        install_steps,
+        run_steps,
+    )
+    from device_agent.install.board import board_for
+
+    root = Path(args.root)
+    board = board_for(args.board) if args.board else detect_board(root)
+    options = InstallOptions(board=board, root=root, package=args.package, onnxruntime_wheel=args.onnxruntime_wheel,
+                             index_url=args.index_url, venv=not args.no_venv, device_id=args.device_id,
+                             source=args.source, broker=args.broker, start=not args.no_start)
+    run_steps(install_steps(options), dry_run=args.dry_run, echo=print)
+    return 0
+
+
+def _uninstall(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from device_agent.install import run_steps, uninstall_steps
+
+    run_steps(uninstall_steps(Path(args.root), purge=args.purge), dry_run=args.dry_run, echo=print)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    commands = {"verify": _verify, "check-config": _check_config, "run": _run, "bench": _bench,
+                "install": _install, "uninstall": _uninstall}
     try:
-        return {"verify": _verify, "check-config": _check_config, "run": _run, "bench": _bench}[args.command](args)
+        return commands[args.command](args)
     except (BundleError, ConfigError, PublisherAuthError, BenchInputError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 2

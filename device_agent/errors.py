@@ -10,7 +10,8 @@ Everything the agent raises on purpose derives from :class:`AgentError`, so a ca
     ├── PreprocessError          a frame or a preprocessing spec is unusable
     ├── DecodeError              a model output does not fit its declared decoder
     ├── CostError                a model's MACs/parameters could not be counted
-    └── BenchInputError          a benchmark was asked something it cannot do (missing file, wrong runtime)
+    ├── BenchInputError          a benchmark was asked something it cannot do (missing file, wrong runtime)
+    └── InstallError             installing the service failed (names the step and the command)
 """
 
 from __future__ import annotations
@@ -58,3 +59,7 @@ class CostError(AgentError):
 
 class BenchInputError(AgentError):
     """The benchmark was asked something it cannot do: a missing file, the wrong runtime, a bad option."""
+
+
+class InstallError(AgentError):
+    """Installing or removing the service failed; the message names the step, the command and its output."""
