@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -194,6 +195,7 @@ def _install(args: argparse.Namespace) -> int:
     )
     from device_agent.install.board import board_for
 
+    os.umask(0o022)  # the environment and the unit must be readable by the service user, whatever root's umask
     root = Path(args.root)
     board = board_for(args.board) if args.board else detect_board(root)
     options = InstallOptions(board=board, root=root, package=args.package, onnxruntime_wheel=args.onnxruntime_wheel,

@@ -12,6 +12,7 @@
 # script's own goes to `edgekit-agent install` (see `edgekit-agent install --help`).
 # Running it again upgrades and keeps /etc/edgekit/agent.toml, the outbox and the bundles.
 set -eu
+umask 022  # the environment must be readable by the service user, whatever root's umask
 
 PREFIX=/opt/edgekit-agent
 PYTHON=${PYTHON:-python3}

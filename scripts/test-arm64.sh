@@ -27,6 +27,7 @@ TARBALL="$CACHE/debian-bookworm-arm64.tar"
 if [ ! -f "$TARBALL" ]; then
     say "debootstrap: Debian bookworm arm64 (minbase + python3, python3-venv), once"
     build=$(mktemp -d /tmp/edgekit-debootstrap.XXXXXX)
+    chmod 755 "$build"
     debootstrap --arch=arm64 --variant=minbase --include=python3,python3-venv,ca-certificates \
         bookworm "$build" http://deb.debian.org/debian >/dev/null
     mkdir -p "$CACHE"
@@ -36,21 +37,27 @@ fi
 
 ROOT=$(mktemp -d /tmp/edgekit-arm64.XXXXXX)
 cleanup() {
+    umount "$ROOT/proc/cpuinfo" 2>/dev/null || true
     for m in dev sys proc; do umount -R "$ROOT/$m" 2>/dev/null || umount -l "$ROOT/$m" 2>/dev/null || true; done
     rm -rf --one-file-system "$ROOT"
 }
 trap cleanup EXIT
 say "fresh arm64 root in $ROOT"
 tar -C "$ROOT" -xf "$TARBALL"
+chmod 755 "$ROOT"  # it becomes /, which the service user must be able to enter (mktemp made it 0700)
 mkdir -p "$ROOT/opt/src/edgekit" "$ROOT/opt/test"
 git ls-files -co --exclude-standard | tar -cf - -T - | tar -xf - -C "$ROOT/opt/src/edgekit"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # the root trusts what this machine trusts (here, a TLS-inspecting proxy in front of PyPI)
 cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
+scripts/setup.sh
 mount -t proc proc "$ROOT/proc"
 mount -t sysfs sys "$ROOT/sys"
 mount --rbind /dev "$ROOT/dev"
-
-scripts/setup.sh
+# QEMU user mode shows the emulated programs this machine's x86 /proc/cpuinfo, which the CPU
+# detection inside onnxruntime and LiteRT (pytorch/cpuinfo) cannot parse: both crash (SIGSEGV)
+# on import or load. A Raspberry Pi 5's own /proc/cpuinfo (recorded from a board) goes in its place.
+.venv/bin/python -c "from tests.test_bench_hardware import PI5_CPUINFO; print(PI5_CPUINFO, end='')" > "$ROOT/tmp/cpuinfo"
+mount --bind "$ROOT/tmp/cpuinfo" "$ROOT/proc/cpuinfo"
 say "tests/test_arm64.py under emulation"
 EDGEKIT_ARM64_ROOT="$ROOT" .venv/bin/python -m pytest tests/test_arm64.py -q -s -p no:cacheprovider "$@"

@@ -133,14 +133,13 @@ def install_steps(o: InstallOptions) -> list[Step]:
                                        f"installing {req}") and None))
         if o.board.kind == "jetson":
             steps.append(_jetson_runtime(o, python))
-    config = _at(root, files.CONFIG)
-    steps.append(Step("config", f"{config} from the template, unless it exists",
-                      lambda: _write(config, files.config_template(o.device_id, o.source, *o.broker), keep=True,
-                                     mode=0o640)))
     steps.append(Step("user", f"service user {files.USER!r} in group video ({_at(root, files.SYSUSERS)})",
                       lambda: _make_user(root)))
     steps.append(Step("state", f"state directories {_at(root, files.STATE)}/{{outbox,bundles}}",
                       lambda: _make_state(root)))
+    config = _at(root, files.CONFIG)
+    steps.append(Step("config", f"{config} from the template, unless it exists (root:{files.USER} 0640)",
+                      lambda: _make_config(o, config)))
     unit = _at(root, files.UNIT)
     steps.append(Step("unit", f"systemd unit {unit}", lambda: _write(unit, files.unit_text())))
     steps.append(Step("enable", f"enable {files.SERVICE}" + (" and start it if the config checks out"
@@ -188,6 +187,25 @@ def _make_user(root: Path) -> str:
     return note + f"; user {files.USER!r} created with useradd"
 
 
+def _service_ids() -> tuple[int, int] | None:
+    import pwd
+
+    try:
+        user = pwd.getpwnam(files.USER)
+    except KeyError:
+        return None
+    return user.pw_uid, user.pw_gid
+
+
+def _make_config(o: InstallOptions, config: Path) -> str:
+    """The template, readable by the service user's group only (it may hold broker credentials)."""
+    note = _write(config, files.config_template(o.device_id, o.source, *o.broker), keep=True, mode=0o640)
+    ids = _service_ids() if _live(o.root) else None
+    if ids is not None and note.startswith("wrote"):
+        os.chown(config, 0, ids[1])
+    return note
+
+
 def _make_state(root: Path) -> str:
     _write(_at(root, files.TMPFILES), files.tmpfiles_text())
     state = _at(root, files.STATE)
@@ -195,16 +213,11 @@ def _make_state(root: Path) -> str:
     for sub in ("outbox", "bundles"):
         (state / sub).mkdir(parents=True, exist_ok=True)
     if _live(root):
-        import pwd
-
-        try:
-            user = pwd.getpwnam(files.USER)
-        except KeyError:
-            user = None
+        ids = _service_ids()
         for path in (state, state / "outbox", state / "bundles"):
             path.chmod(0o750)
-            if user is not None:
-                os.chown(path, user.pw_uid, user.pw_gid)
+            if ids is not None:
+                os.chown(path, *ids)
     return f"{'kept' if kept else 'created'} {state} (outbox and bundles survive upgrades)"
 
 
