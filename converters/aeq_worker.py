@@ -1,7 +1,7 @@
 """Runs inside the isolated LiteRT environment (see :mod:`converters.litert_env`): quantizes a
 TFLite model with ai-edge-quantizer.
 
-Standalone on purpose: it imports only numpy, ai_edge_litert and ai_edge_quantizer, never
+Standalone on purpose: it imports only numpy, ai_edge_litert, ai_edge_quantizer and worker_cli, never
 EdgeKit. It reads one JSON request:
 
     {"model": "model.tflite", "output": "out.tflite", "mode": "fp16" | "int8-dynamic" | "int8",
@@ -18,10 +18,7 @@ It prints one JSON line with what it did. Errors exit 1 with the message on stde
     python aeq_worker.py REQUEST_JSON
 """
 
-import json
-import sys
 import time
-import traceback
 
 
 def quantize(request: dict) -> dict:
@@ -59,16 +56,7 @@ def quantize(request: dict) -> dict:
             "seconds": round(time.perf_counter() - started, 2)}
 
 
-def main() -> int:
-    request = json.loads(sys.argv[1])
-    try:
-        print(json.dumps(quantize(request)), flush=True)
-    except Exception as exc:  # noqa: BLE001  (reported, never hidden: the parent shows the last lines)
-        traceback.print_exc(file=sys.stderr)
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from worker_cli import serve  # beside this script (sys.path[0]); see worker_cli
+
+    raise SystemExit(serve(quantize))

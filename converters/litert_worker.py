@@ -1,6 +1,6 @@
 """Runs inside the isolated litert-torch environment (see :mod:`converters.litert_env`).
 
-Standalone on purpose: it imports only torch, numpy and litert_torch, never EdgeKit, because
+Standalone on purpose: it imports only torch, numpy, litert_torch and worker_cli, never EdgeKit, because
 that environment does not have EdgeKit installed. It reads one JSON request:
 
     {"program": "model.pt2", "output": "model.tflite", "precision": "fp32" | "int8",
@@ -13,10 +13,7 @@ NHWC, and prints one JSON line with what it did. Errors exit 1 with the message 
     python litert_worker.py REQUEST_JSON
 """
 
-import json
-import sys
 import time
-import traceback
 
 
 def _restore_source_fn(module) -> int:
@@ -83,16 +80,7 @@ def convert(request: dict) -> dict:
             "seconds": round(time.perf_counter() - started, 2)}
 
 
-def main() -> int:
-    request = json.loads(sys.argv[1])
-    try:
-        print(json.dumps(convert(request)), flush=True)
-    except Exception as exc:  # noqa: BLE001  (reported, never hidden: the parent shows the last lines)
-        traceback.print_exc(file=sys.stderr)
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from worker_cli import serve  # beside this script (sys.path[0]); see worker_cli
+
+    raise SystemExit(serve(convert))
