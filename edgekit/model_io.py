@@ -16,12 +16,19 @@ from device_agent.preprocess import dequantize_values, quantize_values
 from device_agent.runtimes import TensorInfo
 
 
+def in_layout(info: TensorInfo, x: np.ndarray) -> np.ndarray:
+    """Samples ``[N, ...]`` in the reference's layout moved to ``info``'s (NCHW -> NHWC where the
+    model takes NHWC), still float; the batch size may differ from the model's."""
+    if x.ndim == 4 and tuple(x.shape[1:]) != tuple(info.shape[1:]) and x.shape[2:] + x.shape[1:2] == tuple(info.shape[1:]):
+        return np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    return x
+
+
 def adapt_feeds(infos: Sequence[TensorInfo], feeds: Sequence[np.ndarray]) -> list[np.ndarray]:
     """``feeds`` (the reference's layout, float) in each input's layout and type."""
     adapted = []
     for info, x in zip(infos, feeds, strict=True):
-        if tuple(x.shape) != tuple(info.shape) and x.ndim == 4 and tuple(np.moveaxis(x, 1, -1).shape) == tuple(info.shape):
-            x = np.ascontiguousarray(np.moveaxis(x, 1, -1))  # NCHW -> NHWC
+        x = in_layout(info, x)
         if tuple(x.shape) != tuple(info.shape):
             raise ValueError(f"sample of shape {list(x.shape)} does not fit input {info.name!r} {list(info.shape)}")
         adapted.append(x.astype(info.dtype, copy=False) if info.quantization is None

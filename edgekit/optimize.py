@@ -26,10 +26,10 @@ from device_agent.manifest import Manifest, PreprocessSpec, TensorStats
 from device_agent.runtimes import create_runtime, runtime_for_file
 from edgekit.bundle_writer import check_destination, scratch_dir, write_bundle
 from edgekit.calibration import load_calibration
-from edgekit.candidates import BUILDERS, Candidate, Workspace
+from edgekit.candidates import BUILDERS, Candidate, Workspace, build_fp32
 from edgekit.errors import EdgeKitError, ModelInputError, OptimizeFailed, UsageError
 from edgekit.measure import compare_latency, run_all
-from edgekit.model_io import adapt_feeds
+from edgekit.model_io import adapt_feeds, in_layout
 from edgekit.modelspec import resolve_preprocess, resolve_task, tensor_specs
 from edgekit.progress import Steps
 from edgekit.sources import bring_model
@@ -39,7 +39,6 @@ from edgekit.tflite_candidates import (
     TfliteSource,
     build_quantized,
     build_tflite,
-    given_fp32,
     int8_source,
     torch_program,
 )
@@ -185,8 +184,7 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
     winner_runtime = create_runtime(runtime_for_file(winner.path), winner.path, threads=threads)
     # the golden input in the model's layout (float: the agent quantizes it as it does frames) and the
     # model's raw outputs on it, which the device's self test must reproduce
-    golden_input = calibration[:1] if profile.runtime == "onnxruntime" else np.ascontiguousarray(
-        np.moveaxis(calibration[:1], 1, -1))
+    golden_input = in_layout(winner_runtime.inputs[0], calibration[:1])
     winner_outputs = winner_runtime.run(adapt_feeds(winner_runtime.inputs, [calibration[:1]]))
     model_format = winner.path.suffix.lstrip(".")
     bundle_spec = spec if spec is None or profile.runtime == "onnxruntime" else spec.model_copy(update={"layout": "NHWC"})
@@ -248,7 +246,7 @@ def _tflite_candidates(ws: Workspace, profile: TargetProfile, precisions: list[s
     fp32 cannot ship and every INT8 operator must be integer."""
     int8_only = profile.int8_io_required
     if source_format == "tflite":
-        candidates = given_fp32(ws)
+        candidates = build_fp32(ws, note="the TFLite model as given")
     else:
         full = TfliteSource(torch_program(ws))
         candidates = build_tflite(ws, full, "fp32")
@@ -262,7 +260,7 @@ def _tflite_candidates(ws: Workspace, profile: TargetProfile, precisions: list[s
             candidates.extend(build_tflite(ws, int8_source(ws, full), "int8", int8_only=int8_only))
         if not int8_only:
             candidates.extend(build_quantized(ws, fp32, "int8-dynamic"))
-    if profile.int8_io_required:
+    if int8_only:
         for c in candidates:
             if c.precision == "fp32":
                 c.blocker = f"target {profile.name!r} runs integer models only (int8 input and output)"

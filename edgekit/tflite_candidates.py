@@ -31,9 +31,10 @@ from converters import PASSES
 from converters.base import PassReport
 from converters.routes import find_route
 from converters.tflite_check import float_operators
+from device_agent.runtimes import create_runtime
 from edgekit.candidates import Candidate, Workspace, evaluate
 from edgekit.heads import SPLITTERS, HeadSplit
-from edgekit.validation import compare_outputs
+from edgekit.model_io import in_layout
 
 TFLITE_PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -88,12 +89,6 @@ def build_tflite(ws: Workspace, source: TfliteSource, precision: str, *, int8_on
     return [_check_integer(candidate, int8_only)]
 
 
-def given_fp32(ws: Workspace) -> list[Candidate]:
-    """The user's float TFLite model, as it is: the reference, so it agrees with itself."""
-    agreement = compare_outputs(ws.task, ws.reference_outputs, ws.reference_outputs)
-    return [Candidate("fp32", "fp32", ws.reference, agreement, note="the TFLite model as given")]
-
-
 def build_quantized(ws: Workspace, fp32: Path, name: str, *, int8_only: bool = False) -> list[Candidate]:
     """``fp16``, ``int8-dynamic`` or ``int8`` (static) from the fp32 TFLite file, with ai-edge-quantizer."""
     dst = ws.work_dir / f"model.{name}.tflite"
@@ -107,14 +102,12 @@ def build_quantized(ws: Workspace, fp32: Path, name: str, *, int8_only: bool = F
             report = PASSES["tflite->tflite-int8"](fp32, dst, mode="dynamic")
         note = "int8 weights, activations quantized at run time, float I/O"
     else:
-        calibration = np.asarray(ws.calibration[0], dtype=np.float32)
-        if calibration.ndim == 4:
-            calibration = np.ascontiguousarray(np.moveaxis(calibration, 1, -1))  # the TFLite model's NHWC
+        model_input = create_runtime("tflite", fp32).inputs[0]
+        calibration = in_layout(model_input, np.asarray(ws.calibration[0], dtype=np.float32))
         with ws.steps.step(f"Quantizing to TFLite INT8 ({len(calibration)} calibration samples, ai-edge-quantizer)"):
             report = PASSES["tflite->tflite-int8"](fp32, dst, mode="static", calibration=calibration)
         note = "static int8, int8 I/O (ai-edge-quantizer)"
-    precision = "int8-dynamic" if name == "int8-dynamic" else name
-    candidate = Candidate(name, precision, dst, evaluate(ws, dst, f"TFLite {name.upper()}"), [report], note=note)
+    candidate = Candidate(name, name, dst, evaluate(ws, dst, f"TFLite {name.upper()}"), [report], note=note)
     return [_check_integer(candidate, int8_only)]
 
 
