@@ -4,11 +4,13 @@ Standalone on purpose: it imports only torch, numpy, litert_torch and worker_cli
 that environment does not have EdgeKit installed. It reads one JSON request:
 
     {"program": "model.pt2", "output": "model.tflite", "precision": "fp32" | "int8",
-     "calibration": "calib.npy" | null, "nhwc_inputs": [0], "nhwc_outputs": [], "per_channel": true}
+     "calibration": "calib.npy" | null, "nhwc_inputs": [0], "nhwc_outputs": [], "per_channel": true,
+     "float_layers": []}
 
 converts the ``torch.export`` program (optionally PT2E static INT8: int8 symmetric weights,
-per channel, int8 activations calibrated on real samples), with the listed inputs taken in
-NHWC, and prints one JSON line with what it did. Errors exit 1 with the message on stderr.
+per channel, int8 activations calibrated on real samples; the layers whose weight attribute
+is named in ``float_layers`` stay float), with the listed inputs taken in NHWC, and prints
+one JSON line with what it did. Errors exit 1 with the message on stderr.
 
     python litert_worker.py REQUEST_JSON
 """
@@ -43,6 +45,27 @@ def _restore_source_fn(module) -> int:
     return restored
 
 
+def _keep_float(module, weight_names: set) -> list:
+    """Mark the layers whose weight is one of ``weight_names`` as annotated with nothing.
+
+    litert-torch's annotators skip a pattern any of whose nodes is already annotated, so these
+    layers get no observer: their weights, and their outputs up to the next quantized
+    consumer, stay float. Returns the names found (a name not found is the caller's error).
+    """
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    found = []
+    for node in module.graph.nodes:
+        if node.op != "call_function" or len(node.args) < 2:
+            continue
+        weight = node.args[1]
+        if getattr(weight, "op", None) == "get_attr" and weight.target in weight_names:
+            for part in (node, *[a for a in node.args[1:3] if getattr(a, "op", None) == "get_attr"]):
+                part.meta["quantization_annotation"] = QuantizationAnnotation(_annotated=True)
+            found.append(weight.target)
+    return found
+
+
 def convert(request: dict) -> dict:
     import litert_torch
     import numpy as np
@@ -62,6 +85,10 @@ def convert(request: dict) -> dict:
         quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
             pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=bool(request.get("per_channel", True))))
         _restore_source_fn(module)
+        wanted = set(request.get("float_layers") or [])
+        kept = _keep_float(module, wanted)
+        if len(kept) != len(wanted):
+            raise ValueError(f"float_layers not found in the program: {sorted(wanted - set(kept))}")
         module = quantize_pt2e.prepare_pt2e(module, quantizer)
         batch = np.load(request["calibration"])
         for row in batch:  # one sample at a time: the program was exported at batch 1

@@ -136,6 +136,15 @@ def onnx_to_torch(model: onnx.ModelProto | Path | str) -> OnnxModule:
         return _build(torch, onnx, ops, model, opset, inputs)
 
 
+def weight_attributes(model: onnx.ModelProto | Path | str) -> dict[str, str]:
+    """ONNX node name -> the module attribute holding its weight (input 1), for every node that has
+    one, in the module (and ``torch.export`` program) :func:`onnx_to_torch` builds from ``model``.
+    This is how a layer chosen on the ONNX graph is found again in the program."""
+    module = onnx_to_torch(model)
+    return {step.node.name: ref.key for step in module.steps
+            if len(step.refs) > 1 and (ref := step.refs[1]) is not None and ref.on_module}
+
+
 def _build(torch: Any, onnx: Any, ops: Any, model: Any, opset: int,
            inputs: list[tuple[str, list[int], int]]) -> OnnxModule:
     """Walk the graph once: fold constant nodes, turn the others into steps of the module."""

@@ -94,12 +94,15 @@ def torch_to_tflite(
     calibration: np.ndarray | None = None,
     nhwc_inputs: Sequence[int] = (0,),
     nhwc_outputs: Sequence[int] = (),
+    float_layers: Sequence[str] = (),
     log: Callable[[str], None] | None = None,
 ) -> PassReport:
     """Convert ``src`` to ``dst`` (``.tflite``) at ``precision`` (fp32 or int8).
 
     ``src`` is a ``torch.export`` program file (``.pt2``) or a ``torch.nn.Module``, which is then
-    exported at the shapes of ``example_input`` (a list of arrays, one per model input)."""
+    exported at the shapes of ``example_input`` (a list of arrays, one per model input).
+    ``float_layers`` (int8 only) names the weight attributes of layers to keep in float (mixed
+    precision); for a program from the ``onnx -> torch`` edge see :func:`converters.onnx_torch.weight_attributes`."""
     if precision not in ("fp32", "int8"):
         raise ConversionError(f"torch->tflite: precision {precision!r} is not supported; expected 'fp32' or 'int8' "
                               "(fp16 weights come from the tflite->tflite quantizer)")
@@ -114,7 +117,8 @@ def torch_to_tflite(
         if not src.is_file():
             raise ConversionError(f"torch->tflite: {str(src)!r} does not exist; expected a .pt2 program or a module")
         request: dict[str, Any] = {"program": str(src), "output": str(dst), "precision": precision,
-                                   "calibration": None, "nhwc_inputs": list(nhwc_inputs), "nhwc_outputs": list(nhwc_outputs), "per_channel": True}
+                                   "calibration": None, "nhwc_inputs": list(nhwc_inputs), "nhwc_outputs": list(nhwc_outputs), "per_channel": True,
+                                   "float_layers": list(float_layers) if precision == "int8" else []}
         if calibration is not None and precision == "int8":
             request["calibration"] = str(Path(tmp) / "calibration.npy")
             np.save(request["calibration"], np.asarray(calibration, dtype=np.float32))
@@ -124,6 +128,8 @@ def torch_to_tflite(
         details: dict[str, Any] = {"precision": precision, "calibrated": summary["calibrated"],
                                    "converter_seconds": summary["seconds"], "nhwc_inputs": list(nhwc_inputs),
                                    "nhwc_outputs": list(nhwc_outputs)}
+        if float_layers and precision == "int8":
+            details["float_layers"] = len(float_layers)
         if precision == "fp32":
             details["max_relative_error"] = _check_fp32(src, dst, nhwc_inputs, nhwc_outputs)
         return PassReport("torch->tflite", src, dst, elapsed(), details)

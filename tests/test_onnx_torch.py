@@ -20,6 +20,7 @@ from converters.onnx_torch import (
     convert_onnx_to_torch,
     onnx_to_torch,
     random_inputs,
+    weight_attributes,
 )
 from converters.onnx_torch_ops import OPS, OnnxModule
 from edgekit.errors import UsageError
@@ -91,6 +92,20 @@ def test_tiny_classifier_becomes_conv_and_linear_on_parameters(tmp_path: Path) -
     params = exported.graph_signature.inputs_to_parameters
     linears = [n for n in exported.graph.nodes if n.target == torch.ops.aten.linear.default]
     assert len(linears) == 1 and linears[0].args[1].name in params and linears[0].args[2].name in params
+
+
+def test_each_layer_is_found_again_in_the_module_by_its_weight(tmp_path: Path) -> None:
+    """weight_attributes: ONNX node -> the parameter its weight became (how mixed precision names layers)."""
+    path = tiny_classifier(tmp_path / "tiny.onnx")
+    graph = onnx.load(str(path)).graph
+    attributes = weight_attributes(path)
+    layers = [n.name for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    assert layers and set(layers) <= set(attributes)
+    parameters = dict(onnx_to_torch(path).named_parameters())
+    weights = {n.name: numpy_helper.to_array(next(i for i in graph.initializer if i.name == n.input[1]))
+               for n in graph.node if n.op_type == "Conv"}
+    for name, weight in weights.items():
+        np.testing.assert_array_equal(parameters[attributes[name]].detach().numpy(), weight)
 
 
 @pytest.mark.parametrize("name", ["mobilenetv2", "mobilenetv3-small", "efficientnet-lite0", "yolov8n"])

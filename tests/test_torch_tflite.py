@@ -83,6 +83,26 @@ def test_int8_is_full_integer_and_agrees(litert_env: Path, program: Path, tmp_pa
     assert cosine > 0.99
 
 
+def test_int8_keeps_the_named_layers_in_float(litert_env: Path, program: Path, tmp_path: Path) -> None:
+    """Mixed precision: the stem convolution (weight ``stem.0.weight``) stays float, the rest is int8."""
+    from converters.tflite_check import float_operators
+
+    calibration = np.random.default_rng(1).uniform(-1, 1, (16, 3, 64, 64)).astype(np.float32)
+    report = torch_to_tflite(program, tmp_path / "mixed.tflite", precision="int8", calibration=calibration,
+                             float_layers=["stem.0.weight"])
+    assert report.details["float_layers"] == 1
+    floats = float_operators(tmp_path / "mixed.tflite")
+    assert [f.op for f in floats].count("CONV_2D") == 1 and "DEPTHWISE_CONV_2D" not in {f.op for f in floats}
+    x = np.random.default_rng(3).uniform(-1, 1, (1, 3, 64, 64)).astype(np.float32)
+    y, inp, out = _run(tmp_path / "mixed.tflite", np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    assert inp["dtype"] == np.float32 and out["dtype"] == np.int8  # the float stem reads the float input
+    expected = torch.export.load(str(program)).module()(torch.from_numpy(x)).detach().numpy()
+    assert float((y * expected).sum() / np.linalg.norm(y) / np.linalg.norm(expected)) > 0.99
+    with pytest.raises(ConversionError, match=r"float_layers not found in the program: \['stem.9.weight'\]"):
+        torch_to_tflite(program, tmp_path / "bad.tflite", precision="int8", calibration=calibration,
+                        float_layers=["stem.9.weight"])
+
+
 def test_bad_requests_are_named(program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConversionError, match="int8 needs calibration samples"):
         torch_to_tflite(program, tmp_path / "x.tflite", precision="int8")
