@@ -23,7 +23,7 @@ from converters.onnx_int8 import quantize_int8_static
 from device_agent.manifest import TaskSpec
 from edgekit.measure import LatencySample, run_all
 from edgekit.progress import Steps
-from edgekit.sensitivity import candidate_chains, describe, exclusion_steps, float_chains, rank_chains, refine
+from edgekit.sensitivity import ChainSensitivity, candidate_chains, describe, exclusion_steps, float_chains, rank_chains, refine
 from edgekit.validation import Agreement, compare_outputs, snr_db
 
 
@@ -143,37 +143,55 @@ def build_int8(ws: Workspace) -> list[Candidate]:
         reports = _int8_corrected(ws, ws.work_dir / "model.int8.onnx")
     path = reports[-1].dst
     full = Candidate("int8", "int8", path, evaluate(ws, path, "INT8"), reports)
-    tried = [full]
     if full.passed(ws.max_drop):
-        return tried
-    import onnx
-
-    chains = candidate_chains(float_chains(onnx.load(str(ws.reference), load_external_data=False)))
-    with ws.steps.step(f"Measuring the INT8 error of {len(chains)} layer chains", total=len(chains)) as advance:
-        ranked = rank_chains(
-            ws.reference, reports[0].dst, chains, ws.calibration,
-            quantize=lambda exclude, dst: _int8(ws, dst, exclude).dst, work_dir=ws.work_dir, progress=advance,
-        )
+        return [full]
+    ranked = rank_float_chains(ws, reports[0].dst)
     full.note = f"missed the budget; chains that help most in float: {describe(ranked, 3)}"
 
     def attempt(count: int) -> Candidate:
         exclude = tuple(node for chain in ranked[:count] for node in chain.nodes)
         with ws.steps.step(f"Quantizing with {count} chain(s), {len(exclude)} layers, in float"):
             reports = _int8_corrected(ws, ws.work_dir / f"model.int8-mixed{count}.onnx", exclude)
-        candidate = Candidate(
+        return Candidate(
             f"int8-mixed-{count}", "int8-mixed", reports[-1].dst,
             evaluate(ws, reports[-1].dst, f"INT8 with {len(exclude)} layers in float"), reports, excluded_nodes=exclude,
             note=f"{count} layer chain(s) ({len(exclude)} layers) kept in float, chosen by output SNR gain",
         )
-        tried.append(candidate)
-        return candidate
 
-    # Fewer float chains run faster: double until one passes, then bisect for the fewest.
+    return [full, *search_mixed(ws, len(ranked), attempt)]
+
+
+def rank_float_chains(ws: Workspace, full_int8: Path | None = None) -> list[ChainSensitivity]:
+    """The reference's layer chains, best first by how much keeping each in float raises the
+    output SNR of ONNX Runtime INT8 (``full_int8``, quantized here when not given). Cheap: the
+    calibration ranges are cached, so every trial is one re-quantization."""
+    import onnx
+
+    if full_int8 is None:
+        with ws.steps.step("Quantizing the ONNX reference to INT8 to measure each layer chain's error"):
+            full_int8 = _int8(ws, ws.work_dir / "model.int8-ranking.onnx").dst
+    chains = candidate_chains(float_chains(onnx.load(str(ws.reference), load_external_data=False)))
+    with ws.steps.step(f"Measuring the INT8 error of {len(chains)} layer chains", total=len(chains)) as advance:
+        return rank_chains(
+            ws.reference, full_int8, chains, ws.calibration,
+            quantize=lambda exclude, dst: _int8(ws, dst, exclude).dst, work_dir=ws.work_dir, progress=advance,
+        )
+
+
+def search_mixed(ws: Workspace, chain_count: int, attempt: Callable[[int], Candidate]) -> list[Candidate]:
+    """Try ``attempt(k)`` (the best ``k`` chains in float) for k = 1, 2, 4, ... until one meets
+    the budget, then bisect for the fewest (fewer float layers run faster). Every try is returned."""
+    tried: list[Candidate] = []
+
+    def passes(count: int) -> bool:
+        tried.append(attempt(count))
+        return tried[-1].passed(ws.max_drop)
+
     missed = 0
-    for count in exclusion_steps(len(ranked)):
-        if attempt(count).passed(ws.max_drop):
+    for count in exclusion_steps(chain_count):
+        if passes(count):
             while (middle := refine(missed, count)) is not None:
-                if attempt(middle).passed(ws.max_drop):
+                if passes(middle):
                     count = middle
                 else:
                     missed = middle

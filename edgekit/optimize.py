@@ -39,6 +39,7 @@ from edgekit.tflite_candidates import (
     TfliteSource,
     build_quantized,
     build_tflite,
+    build_tflite_mixed,
     int8_source,
     torch_program,
 )
@@ -248,7 +249,7 @@ def _tflite_candidates(ws: Workspace, profile: TargetProfile, precisions: list[s
     if source_format == "tflite":
         candidates = build_fp32(ws, note="the TFLite model as given")
     else:
-        full = TfliteSource(torch_program(ws))
+        full = TfliteSource(torch_program(ws), ws.reference)
         candidates = build_tflite(ws, full, "fp32")
     fp32 = candidates[0].path
     if "fp16" in precisions:
@@ -257,7 +258,11 @@ def _tflite_candidates(ws: Workspace, profile: TargetProfile, precisions: list[s
         if source_format == "tflite":
             candidates.extend(build_quantized(ws, fp32, "int8", int8_only=int8_only))
         else:  # from the torch program: PT2E static INT8 agrees better than quantizing the TFLite file
-            candidates.extend(build_tflite(ws, int8_source(ws, full), "int8", int8_only=int8_only))
+            source = int8_source(ws, full)
+            int8 = build_tflite(ws, source, "int8", int8_only=int8_only)
+            candidates.extend(int8)
+            if not int8_only and not int8[0].passed(ws.max_drop):
+                candidates.extend(build_tflite_mixed(ws, source, int8[0]))
         if not int8_only:
             candidates.extend(build_quantized(ws, fp32, "int8-dynamic"))
     if int8_only:

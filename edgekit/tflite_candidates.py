@@ -18,6 +18,8 @@ exactly as the ONNX Runtime candidates are.
   A detector whose decoder has a splitter (:mod:`edgekit.heads`) is cut at its raw heads
   first, with NHWC head outputs; its tail runs in the agent's decoder and is put back for
   validation, so it is judged on the same detections as the original.
+- ``int8-mixed-K`` (targets that run float operators): when ``int8`` misses the budget, the
+  K layer chains INT8 hurts most stay float, K searched as on the ONNX Runtime path.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from converters.base import PassReport
 from converters.routes import find_route
 from converters.tflite_check import float_operators
 from device_agent.runtimes import create_runtime
-from edgekit.candidates import Candidate, Workspace, evaluate
+from converters.onnx_torch import weight_attributes
+from edgekit.candidates import Candidate, Workspace, evaluate, rank_float_chains, search_mixed
 from edgekit.heads import SPLITTERS, HeadSplit
+from edgekit.sensitivity import describe
 from edgekit.model_io import in_layout
 
 TFLITE_PRECISIONS = ("fp32", "fp16", "int8")
@@ -44,6 +48,7 @@ class TfliteSource:
     """What the last edge converts: a program, and the head split it was cut with (if any)."""
 
     program: Path
+    onnx: Path  # the ONNX model the program was converted from (layer names for mixed precision)
     split: HeadSplit | None = None
 
 
@@ -64,14 +69,18 @@ def int8_source(ws: Workspace, full: TfliteSource) -> TfliteSource:
         return full
     with ws.steps.step(f"Cutting the {ws.task.decoder} detector before its decode tail"):
         split = splitter(ws.reference, ws.task, ws.work_dir / "heads.onnx", ws.calibration[0][:1])
-    return TfliteSource(torch_program(ws, split.path, "heads"), split)
+    return TfliteSource(torch_program(ws, split.path, "heads"), split.path, split)
 
 
-def build_tflite(ws: Workspace, source: TfliteSource, precision: str, *, int8_only: bool = False) -> list[Candidate]:
-    """One TFLite candidate at ``precision``, converted, validated and (``int8_only``) checked for float ops."""
+def build_tflite(ws: Workspace, source: TfliteSource, precision: str, *, int8_only: bool = False,
+                 float_nodes: tuple[str, ...] = (), name: str | None = None) -> list[Candidate]:
+    """One TFLite candidate at ``precision``, converted, validated and (``int8_only``) checked for float ops.
+
+    ``float_nodes`` (int8): ONNX nodes of ``source.onnx`` to keep in float, a mixed-precision candidate."""
     route = find_route("onnx", "tflite")
     convert = PASSES[route[-1].key]
-    dst = ws.work_dir / f"model.{precision}.tflite"
+    name = name or precision
+    dst = ws.work_dir / f"model.{name}.tflite"
     split = source.split
     heads = {"nhwc_outputs": list(range(len(split.heads)))} if split else {}
     if precision == "fp32":
@@ -79,14 +88,39 @@ def build_tflite(ws: Workspace, source: TfliteSource, precision: str, *, int8_on
             report = convert(source.program, dst, precision="fp32", **heads)
     else:
         calibration = np.asarray(ws.calibration[0], dtype=np.float32)
-        with ws.steps.step(f"Converting to TFLite INT8 ({len(calibration)} calibration samples, int8 I/O)"):
-            report = convert(source.program, dst, precision="int8", calibration=calibration, **heads)
+        attributes = weight_attributes(source.onnx) if float_nodes else {}
+        float_layers = [attributes[n] for n in float_nodes if n in attributes]  # a split model lacks its tail's layers
+        mixed = f", {len(float_layers)} layers in float" if float_layers else ""
+        with ws.steps.step(f"Converting to TFLite INT8 ({len(calibration)} calibration samples, int8 I/O{mixed})"):
+            report = convert(source.program, dst, precision="int8", calibration=calibration, float_layers=float_layers,
+                             **heads)
     if split:
         report.details["head_split"] = split.details()
     note = f"LiteRT {precision}, NHWC input" + (f"; cut at {len(split.heads)} heads, tail decoded on the CPU" if split else "")
-    agreement = evaluate(ws, dst, f"TFLite {precision.upper()}", adapt=split.to_reference if split else None)
-    candidate = Candidate(precision, precision, dst, agreement, [report], note=note, task=split.task if split else None)
+    agreement = evaluate(ws, dst, f"TFLite {name.upper()}", adapt=split.to_reference if split else None)
+    candidate = Candidate(name, precision, dst, agreement, [report], note=note, task=split.task if split else None,
+                          excluded_nodes=float_nodes)
     return [_check_integer(candidate, int8_only)]
+
+
+def build_tflite_mixed(ws: Workspace, source: TfliteSource, full: Candidate) -> list[Candidate]:
+    """INT8 that missed the budget, again with the layer chains INT8 hurts most kept in float.
+
+    The chains are ranked on the ONNX reference with ONNX Runtime INT8 (a re-quantization per
+    chain, seconds each, where a TFLite conversion takes half a minute); the same chains are then
+    kept float in the PT2E quantizer. For targets that run float operators (not an int8-only NPU).
+    """
+    ranked = rank_float_chains(ws)
+    full.note += f"; missed the budget; chains that help most in float: {describe(ranked, 3)}"
+
+    def attempt(count: int) -> Candidate:
+        nodes = tuple(node for chain in ranked[:count] for node in chain.nodes)
+        candidate = build_tflite(ws, source, "int8", float_nodes=nodes, name=f"int8-mixed-{count}")[0]
+        candidate.precision = "int8-mixed"
+        candidate.note += f"; {count} layer chain(s) ({len(nodes)} layers) kept in float, chosen by output SNR gain"
+        return candidate
+
+    return search_mixed(ws, len(ranked), attempt)
 
 
 def build_quantized(ws: Workspace, fp32: Path, name: str, *, int8_only: bool = False) -> list[Candidate]:

@@ -120,20 +120,74 @@ def test_tflite_input_that_cannot_be_optimized_is_refused_clearly(float_tflite: 
     assert not any((tmp_path / n).exists() for n in "abc")
 
 
-def test_camera_npu_gets_a_full_integer_efficientnet(zoo, photo_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The pretrained EfficientNet-Lite0 (ReLU6, residual adds): every operator integer, int8 in and out."""
+#: top-1 agreement points vs the ONNX original on the 64 held-out photos. A CPU target may keep
+#: layers in float, so it meets a tight budget; an int8-only NPU cannot. Full-integer
+#: EfficientNet-Lite0 agrees 81-88 % on these photos (ONNX Runtime INT8 without fallbacks
+#: 84-86 %): the flips are near-ties, top-2 logit gaps of 0.1-0.6 against an output step of 0.06.
+CLASSIFIER_BUDGET = {"rpi5": 5.0, "camera-npu-int8": 20.0}
+
+
+@pytest.fixture(scope="module")
+def classifier_bundles(zoo, photo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:  # type: ignore[no-untyped-def]
+    """The pretrained EfficientNet-Lite0 (ONNX; ReLU6, residual adds) to INT8 TFLite for rpi5 and the NPU camera."""
+    model = zoo("efficientnet-lite0")
+    root = tmp_path_factory.mktemp("classifier")
+    return {target: optimize(model.onnx_path, target=target, output=root / target, precision="int8", calib=photo_dir,
+                             preprocess=model.preprocess, labels=model.task.labels, task="classification",
+                             max_drop=budget).bundle
+            for target, budget in CLASSIFIER_BUDGET.items()}
+
+
+def test_an_onnx_classifier_meets_a_tight_budget_on_rpi5_with_chains_in_float(classifier_bundles: dict[str, Path]) -> None:
+    """Full INT8 misses 5 points; the layer chains INT8 hurts most stay float until the budget is met."""
+    from converters.tflite_check import float_operators
+    from device_agent.bundle import load_bundle
+
+    bundle = load_bundle(classifier_bundles["rpi5"])
+    m = bundle.manifest
+    assert m.precision == "int8-mixed" and m.model.format == "tflite" and m.inputs[0].layout == "NHWC"
+    assert float_operators(bundle.model_path)  # really mixed: some operators stay float on the CPU
+    assert m.validation is not None and m.validation.passed and m.validation.optimized >= 100 - CLASSIFIER_BUDGET["rpi5"]
+    report = json.loads((bundle.root / "report.json").read_text())
+    names = {c["name"]: c for c in report["candidates"]}
+    assert not names["int8"]["passed"] and "chains that help most in float" in names["int8"]["note"]
+    mixed = [c for c in report["candidates"] if c["name"].startswith("int8-mixed-")]
+    winner = names[report["winner"]]
+    assert winner in mixed and winner["passes"][0]["float_layers"] == len(winner["excluded_nodes"]) > 0
+    assert winner["size_bytes"] < 0.5 * names["fp32"]["size_bytes"]  # most weights are int8
+    # the fewest chains that pass: one chain fewer missed the budget
+    count = int(report["winner"].rsplit("-", 1)[1])
+    assert count == 1 or not names[f"int8-mixed-{count - 1}"]["passed"]
+
+
+def test_camera_npu_gets_a_full_integer_efficientnet(classifier_bundles: dict[str, Path]) -> None:
+    """Every operator integer, int8 in and out, within the NPU budget; no float fallback is tried."""
     from converters.tflite_check import float_operators
 
-    model = zoo("efficientnet-lite0")
-    result = optimize(model.onnx_path, target="camera-npu-int8", output=tmp_path / "npu", calib=photo_dir,
-                      preprocess=model.preprocess, labels=model.task.labels, task="classification", max_drop=100,
-                      max_samples=60)
-    manifest = json.loads((result.bundle / "manifest.json").read_text())
+    bundle = classifier_bundles["camera-npu-int8"]
+    manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["precision"] == "int8" and manifest["target"]["name"] == "camera-npu-int8"
     assert manifest["inputs"][0]["dtype"] == "int8" and manifest["outputs"][0]["dtype"] == "int8"
-    assert float_operators(result.bundle / manifest["model"]["file"]) == []
-    fp32 = next(c for c in result.report["candidates"] if c["name"] == "fp32")
+    assert float_operators(bundle / manifest["model"]["file"]) == []
+    assert manifest["validation"]["passed"] and manifest["validation"]["optimized"] >= 100 - CLASSIFIER_BUDGET["camera-npu-int8"]
+    report = json.loads((bundle / "report.json").read_text())
+    assert {c["name"] for c in report["candidates"]} == {"fp32", "int8"}  # no mixed precision on an int8-only NPU
+    fp32 = next(c for c in report["candidates"] if c["name"] == "fp32")
     assert "integer models only" in fp32["blocker"]  # timed as the reference, never shipped
+
+
+def test_the_agent_runs_both_classifier_bundles_on_a_video(classifier_bundles: dict[str, Path], video_file: Path,
+                                                           broker: Broker, tmp_path: Path) -> None:
+    for target, bundle in classifier_bundles.items():
+        collector = Collector(broker)
+        agent = Agent(load_config(write_config(tmp_path / target, bundle, video_file, broker)))  # golden self test first
+        assert agent.run(max_frames=20) == 0
+        assert collector.wait_for(lambda c: len(c.received("/results")) >= 20, timeout=10), target
+        results = collector.received("/results")
+        assert {r["model"]["precision"] for r in results} == {json.loads((bundle / "manifest.json").read_text())["precision"]}
+        top = [r["result"]["classifications"][0] for r in results]
+        assert all(0 <= t["score"] <= 1 and t["label"] for t in top), target
+        collector.close()
 
 
 DETECTOR_BUDGET = 10.0  # detection F1 points vs the PyTorch original, on the held-out photos
