@@ -8,7 +8,8 @@ TFLite FP32 file with ai-edge-quantizer: FP16 weights, static INT8 and dynamic-r
 Every variant is timed interleaved on this machine (ONNX Runtime for .onnx, LiteRT with
 XNNPACK for .tflite, same threads) and compared with the FP32 reference on the same held-out
 real photos (top-1 agreement, or detection F1 at IoU 0.5; random-weight models agree by
-chance only, see the note in the output).
+chance only, see the note in the output). For classifiers, also the mixed INT8 a CPU target
+falls back to: the 2 layer chains INT8 hurts most kept in float.
 
     python benchmarks/tflite.py [--models mobilenetv2 efficientnet-lite0 yolov8n-nudenet] [--threads 2]
 
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 from rich.console import Console
 from rich.table import Table
 
@@ -34,16 +36,19 @@ from converters import PASSES
 from converters.errors import ConversionError
 from converters.onnx_int8 import quantize_int8_static
 from converters.onnx_prepare import prepare_onnx
+from converters.onnx_torch import weight_attributes
 from converters.routes import find_route
 from converters.tflite_check import float_operators
 from edgekit import samples
 from edgekit.calibration import load_calibration
 from edgekit.heads import SPLITTERS
 from edgekit.measure import compare_latency, run_all
+from edgekit.sensitivity import candidate_chains, float_chains, rank_chains
 from edgekit.validation import compare_outputs
 from edgekit.zoo import build_model
 
 RESULTS = Path(__file__).parent / "results"
+MIXED_CHAINS = 2  # layer chains kept in float in the mixed variant, ranked by ONNX Runtime INT8 output SNR
 
 
 def bench_model(name: str, work: Path, photos: Path, *, threads: int, console: Console) -> dict[str, Any]:
@@ -77,6 +82,18 @@ def bench_model(name: str, work: Path, photos: Path, *, threads: int, console: C
             calibration=calib if precision == "int8" else None,
             nhwc_outputs=list(range(len(split.heads))) if cut and split else ()).dst
         seconds[f"tflite {precision}"] = time.perf_counter() - started
+    if split is None:  # what a CPU target ships when full INT8 misses a tight budget
+        console.log(f"{name}: TFLite int8 with the {MIXED_CHAINS} most sensitive layer chains in float")
+        started = time.perf_counter()
+        chains = rank_chains(fp32, variants["onnx int8"], candidate_chains(float_chains(onnx.load(str(fp32)))), [calib],
+                             quantize=lambda exclude, dst: quantize_int8_static(
+                                 fp32, dst, calibration=[calib], input_names=_input_names(fp32), nodes_to_exclude=exclude,
+                                 calibration_cache=work / f"{name}.ranges.json").dst, work_dir=work)
+        attributes = weight_attributes(fp32)
+        layers = [attributes[n] for c in chains[:MIXED_CHAINS] for n in c.nodes if n in attributes]
+        variants["tflite int8-mixed"] = PASSES[route[-1].key](program, work / f"{name}.int8-mixed.tflite", precision="int8",
+                                                              calibration=calib, float_layers=layers).dst
+        seconds["tflite int8-mixed"] = time.perf_counter() - started
     tflite_fp32 = variants["tflite fp32"]
     for label, key, options in (("tflite fp16", "tflite->tflite-fp16", {}),
                                 ("tflite int8 (aeq)", "tflite->tflite-int8",
