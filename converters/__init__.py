@@ -12,6 +12,7 @@ from converters import (  # noqa: F401  (register passes)
     onnx_int8,
     onnx_nncf,
     onnx_prepare,
+    onnx_prune,
     onnx_torch,
     tflite_quantize,
     torch_onnx,

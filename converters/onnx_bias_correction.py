@@ -31,7 +31,7 @@ def _modules() -> tuple[Any, Any, Any]:
     return onnx, ort, numpy_helper
 
 
-def _session(onnx: Any, ort: Any, model: Any, outputs: Sequence[str]) -> Any:
+def probe_session(onnx: Any, ort: Any, model: Any, outputs: Sequence[str]) -> Any:
     """An ORT session of ``model`` that also exposes ``outputs``.
 
     A new session per correction step: feeding the biases as inputs instead would keep one
@@ -96,13 +96,13 @@ def correct_bias(
         count = min(max_samples, len(calibration[0]))
         feeds = [{name: arr[i : i + 1] for name, arr in zip(input_names, calibration)} for i in range(count)]
         float_outputs = sorted({layer[2] for layer in layers})
-        reference_means = _channel_mean(_session(onnx, ort, float_model, float_outputs), float_outputs, feeds)
+        reference_means = _channel_mean(probe_session(onnx, ort, float_model, float_outputs), float_outputs, feeds)
         size = 1 if stages is None else max(1, -(-len(layers) // stages))
         shifts = []
         for start in range(0, len(layers), size):
             stage = layers[start : start + size]
             names = [layer[1] for layer in stage]
-            current = _channel_mean(_session(onnx, ort, quantized, names), names, feeds)
+            current = _channel_mean(probe_session(onnx, ort, quantized, names), names, feeds)
             for _, out_q, out_f, bias_init, scale_init in stage:
                 bias = numpy_helper.to_array(bias_init).astype(np.int64)
                 scale = numpy_helper.to_array(scale_init).astype(np.float64)
