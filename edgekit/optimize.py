@@ -9,6 +9,7 @@ time them side by side on this machine, keep the winner, and write the bundle.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from converters import PASSES
 from converters.errors import ConversionError
 from converters.onnx_prepare import prepare_onnx
 from device_agent.bench.cost import model_cost
@@ -106,8 +108,9 @@ def optimize(
         raise UsageError(f"--precision {precision!r} is not one of: auto, int8, fp16, fp32")
     if not 0.0 <= max_drop <= 100.0:
         raise UsageError(f"--max-drop {max_drop} is out of range; expected percentage points between 0 and 100")
-    if prune is not None:
-        raise UsageError("--prune is not available yet: structured pruning is planned (issue 7); run without it")
+    if prune is not None and not 0.0 < prune < 1.0:
+        raise UsageError(f"--prune {prune} is out of range; expected the fraction of MACs to remove, between 0 and 1 "
+                         "(exclusive), e.g. 0.3")
     profile = get_target(target)
     if precision != "auto" and precision not in profile.precisions and precision != "fp32":
         raise UsageError(
@@ -123,7 +126,7 @@ def optimize(
             return _run(
                 model, profile=profile, out=out, work=work, staging=staging, steps=steps, precision=precision,
                 calib=calib, max_drop=max_drop, task=task, decoder=decoder, labels=labels, anchors=anchors, preprocess=preprocess,
-                input_shapes=input_shapes, example_input=example_input, name=name, version=version,
+                input_shapes=input_shapes, example_input=example_input, prune=prune, name=name, version=version,
                 max_samples=max_samples, threads=profile.threads if threads is None else threads, started=started,
             )
     except ConversionError as exc:
@@ -136,11 +139,15 @@ def optimize(
 
 def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: Path, steps: Steps,
          precision: str, calib: str | Path | None, max_drop: float, task: str | None, decoder: str | None,
-         labels: Any, anchors: Any, preprocess: Any, input_shapes: Any, example_input: Any, name: str | None, version: str,
+         labels: Any, anchors: Any, preprocess: Any, input_shapes: Any, example_input: Any, prune: float | None,
+         name: str | None, version: str,
          max_samples: int, threads: int, started: float) -> OptimizeResult:
     with steps.step("Loading the model"):
         source = bring_model(model, work, example_input=example_input)
     if source.format == "tflite":
+        if prune is not None:
+            raise UsageError(f"--prune works on ONNX and PyTorch models; {source.file_name} is a TFLite model: "
+                             "give the model it was converted from")
         reference, prepared, runtime = _tflite_reference(source, profile, work, threads)
     else:
         with steps.step("Checking and simplifying the ONNX graph"):
@@ -166,12 +173,12 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
                    task_spec, max_drop, steps, threads)
     asked = profile.precisions if precision == "auto" else [precision]
     wanted = ["fp32", *[p for p in asked if p != "fp32"]]  # fp32 is the reference every speedup is against
-    candidates: list[Candidate] = []
-    if profile.runtime == "tflite":
-        candidates = _tflite_candidates(ws, profile, [p for p in wanted if p in TFLITE_PRECISIONS], source.format)
-    else:
-        for key in wanted:
-            candidates.extend(BUILDERS[key](ws))
+    if prune is None:
+        candidates = _candidates(ws, profile, wanted, source.format)
+    elif precision == "auto":  # pruned or not, whatever is fastest within the budget
+        candidates = [*_candidates(ws, profile, wanted, source.format), *_pruned_candidates(ws, profile, wanted, prune)]
+    else:  # the pruned model at the asked precision; the unpruned fp32 stays the speed reference
+        candidates = [*_candidates(ws, profile, ["fp32"], source.format), *_pruned_candidates(ws, profile, wanted, prune)]
     _require_passing(candidates, precision, max_drop)
     finalists = _finalists(candidates, max_drop, precision)
     # Every candidate is timed, in one interleaved run, so the report shows what each try
@@ -269,6 +276,31 @@ def _tflite_candidates(ws: Workspace, profile: TargetProfile, precisions: list[s
         for c in candidates:
             if c.precision == "fp32":
                 c.blocker = f"target {profile.name!r} runs integer models only (int8 input and output)"
+    return candidates
+
+
+def _candidates(ws: Workspace, profile: TargetProfile, wanted: list[str], source_format: str) -> list[Candidate]:
+    if profile.runtime == "tflite":
+        return _tflite_candidates(ws, profile, [p for p in wanted if p in TFLITE_PRECISIONS], source_format)
+    return [c for key in wanted for c in BUILDERS[key](ws)]
+
+
+def _pruned_candidates(ws: Workspace, profile: TargetProfile, wanted: list[str], ratio: float) -> list[Candidate]:
+    """The same candidates again from the model with ``ratio`` of its MACs pruned (``onnx-prune``),
+    each validated against the original, so the search weighs pruning against everything else."""
+    calibration = np.asarray(ws.calibration[0], dtype=np.float32)
+    with ws.steps.step(f"Pruning {ratio:.0%} of the MACs (damage of each channel group, least-squares recovery)",
+                       total=1) as advance:
+        report = PASSES["onnx-prune"](ws.reference, ws.work_dir / "model.pruned.onnx", ratio=ratio,
+                                      calibration=calibration, progress=advance)
+    work_dir = ws.work_dir / "pruned"
+    work_dir.mkdir(exist_ok=True)
+    pruned = dataclasses.replace(ws, reference=report.dst, work_dir=work_dir, pruning=report, _check=None)
+    candidates = _candidates(pruned, profile, wanted, "onnx")
+    kept = f"pruned: {report.details['macs_removed']:.0%} of MACs removed"
+    for c in candidates:
+        c.name, c.passes = f"{c.name}-pruned", [report, *c.passes]
+        c.note = f"{kept}; {c.note}" if c.note and c.note != "pruned" else kept
     return candidates
 
 

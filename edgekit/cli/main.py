@@ -85,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--preprocess", help="preset (imagenet, yolo, tf, unit) or a .json/.toml file of preprocess fields")
     opt.add_argument("--input-shape", type=_shape_arg, action="append", default=[], metavar="NAME:DIMS",
                      help="static shape for a dynamic input, e.g. images:1,3,640,640 (repeatable)")
-    opt.add_argument("--prune", type=float, help="fraction of FLOPs to remove by structured pruning (planned)")
+    opt.add_argument("--prune", type=float, metavar="RATIO",
+                     help="also try the model with this fraction of its MACs removed by structured channel pruning "
+                          "(0-1, e.g. 0.3): channels ranked on the calibration data, the next layers re-fitted by least "
+                          "squares, no training. With --precision auto the pruned candidates compete with the unpruned ones; "
+                          "with a fixed precision the pruned model at that precision is built")
     opt.add_argument("--name", help="bundle name (default: the model file's stem)")
     opt.add_argument("--bundle-version", default="1", help="bundle version string (default 1)")
     opt.add_argument("--threads", type=int, help="inference threads for timing (default: the target's)")
