@@ -58,8 +58,8 @@ def _modules() -> tuple[Any, Any]:
 class _Layer:
     """A consumer's geometry: how its weight reads the group's channels and where rows are sampled."""
 
-    def __init__(self, g: Graph, group: ChannelGroup) -> None:
-        node = g.nodes[group.consumer]
+    def __init__(self, g: Graph, name: str) -> None:
+        node = g.nodes[name]
         weight = g.const(node.input[1])
         assert weight is not None
         self.gemm = node.op_type == "Gemm"
@@ -211,11 +211,11 @@ def _ridge(x: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray) -> tupl
     return w.astype(np.float32), (mean_y - w @ mean_x).astype(np.float32)
 
 
-def _set_consumer(onnx: Any, model: Any, group: ChannelGroup, weight: np.ndarray, bias: np.ndarray) -> None:
-    """Write a consumer's new weight (in the layout it had) and bias (added if it had none)."""
+def _set_weights(onnx: Any, model: Any, layer: str, weight: np.ndarray, bias: np.ndarray) -> None:
+    """Write a layer's new weight (in the layout it had) and bias (added if it had none)."""
     from onnx import numpy_helper
 
-    node = next(n for n in model.graph.node if n.name == group.consumer)
+    node = next(n for n in model.graph.node if n.name == layer)
     inits = {i.name: i for i in model.graph.initializer}
     old = numpy_helper.to_array(inits[node.input[1]])
     if node.op_type == "Gemm" and not any(a.name == "transB" and a.i for a in node.attribute):
@@ -226,7 +226,7 @@ def _set_consumer(onnx: Any, model: Any, group: ChannelGroup, weight: np.ndarray
         inits[node.input[2]].CopyFrom(numpy_helper.from_array(bias.reshape(old_bias.shape).astype(old_bias.dtype),
                                                               node.input[2]))
     else:
-        name = f"{group.consumer}_pruned_bias"
+        name = f"{layer}_pruned_bias"
         model.graph.initializer.append(numpy_helper.from_array(bias.astype(old.dtype), name))
         while len(node.input) < 2:
             node.input.append("")
@@ -272,7 +272,7 @@ def _curves(onnx: Any, ort: Any, model: Any, input_name: str, check: np.ndarray,
             trial = _copy(onnx, model)
             remove_channels(trial, group, keep)
             weight, bias = _fit(layer, np.arange(layer.weight.shape[0]), keep, x[:, keep], y, x, refit)
-            _set_consumer(onnx, trial, group, weight, bias)
+            _set_weights(onnx, trial, group.consumer, weight, bias)
             damage.append(_damage(reference, _outputs(onnx, ort, trial, input_name, check)))
         curves.append(Curve(counts, damage))
         if progress:
@@ -355,7 +355,7 @@ def prune_onnx(
             raise ConversionError(f"onnx-prune: {src.name} has no channel group that can be pruned alone "
                                   f"({len(groups)} dense convolutions: {'; '.join(reasons[:4]) or 'none'})")
         graph = Graph(model)
-        layers = [_Layer(graph, g) for g in prunable]
+        layers = [_Layer(graph, g.consumer) for g in prunable]
         fit, check = samples[: len(samples) * 2 // 3], samples[len(samples) * 2 // 3 :]
         per_sample = max(1, rows // len(fit))
         original = _collect(onnx, ort, model, input_name, fit, [_probe(g, layer) for g, layer in zip(prunable, layers)],
@@ -370,19 +370,22 @@ def prune_onnx(
         pruned, removed, kept = _prune_to(onnx, model, prunable, orders, curves, ratio, before.macs, multiple=multiple,
                                           name=src.name, groups_total=len(groups))
         outputs_kept = {g.producer: keep for g, keep, count in zip(prunable, kept, removed) if count}
+        consumers = {g.consumer: k for k, (g, count) in enumerate(zip(prunable, removed)) if count}
         refitted = 0
-        for k, (group, layer, keep) in enumerate(zip(prunable, layers, kept)):
-            if removed[k] == 0:
-                continue
-            x_orig, y_orig = original[k]
-            # the consumer may itself have lost output channels, as the producer of a later group
-            outs = outputs_kept.get(group.consumer, np.arange(layer.weight.shape[0]))
-            x_now = x_orig[:, keep]
-            if recover and layer.refittable:  # fed what the pruned model now computes
-                ((x_now, _),) = _collect(onnx, ort, pruned, input_name, fit, [_probe(group, layer)], [layer], per_sample, seed)
-                refitted += 1
-            weight, bias = _fit(layer, outs, keep, x_now, y_orig, x_orig, recover)
-            _set_consumer(onnx, pruned, group, weight, bias)
+        for node in model.graph.node:  # graph order: every fit sees the layers before it already fitted
+            if node.name in consumers:
+                k = consumers[node.name]
+                group, layer, keep = prunable[k], layers[k], kept[k]
+                x_orig, y_orig = original[k]
+                # the consumer may itself have lost output channels, as the producer of a later group
+                outs = outputs_kept.get(group.consumer, np.arange(layer.weight.shape[0]))
+                x_now = x_orig[:, keep]
+                if recover and layer.refittable:  # fed what the pruned model now computes
+                    ((x_now, _),) = _collect(onnx, ort, pruned, input_name, fit, [_probe(group, layer)], [layer],
+                                             per_sample, seed)
+                    refitted += 1
+                weight, bias = _fit(layer, outs, keep, x_now, y_orig, x_orig, recover)
+                _set_weights(onnx, pruned, group.consumer, weight, bias)
         onnx.checker.check_model(pruned)
         dst.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(pruned, str(dst))

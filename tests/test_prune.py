@@ -10,11 +10,11 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
-from converters import PASSES, ConversionError  # noqa: E402
-from converters.prune_groups import find_groups  # noqa: E402
-from device_agent.bench.cost import model_cost  # noqa: E402
+from converters import PASSES, ConversionError
+from converters.prune_groups import find_groups
+from device_agent.bench.cost import model_cost
 
 
 def _branchy(path: Path) -> Path:
