@@ -139,6 +139,26 @@ def _obs_order(x: np.ndarray, layer: _Layer, count: int) -> np.ndarray:
     return np.concatenate([np.asarray(order, dtype=np.int64), rest])
 
 
+def _residual_target(onnx: Any, ort: Any, graph: Graph, model: Any, pruned: Any, layer_input: str, layer: _Layer,
+                     input_name: str, samples: np.ndarray, rows_per_sample: int, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    """For a consumer whose output is added to a skip connection: its inputs, and the target that makes
+    the *sum* match the original's, ``original sum - skip as the pruned model now has it``. The
+    skip carries the error of every pruned block before; this is where it can be taken out."""
+    add = graph.sole_consumer(layer.output)
+    if not layer.refittable or layer.gemm or add is None or add.op_type != "Add" or len(add.input) != 2:
+        return None
+    skip = add.input[1] if add.input[0] == layer.output else add.input[0]
+    if skip in graph.inits or graph.shapes.get(skip) != graph.shapes.get(layer.output):
+        return None  # a bias-like constant or a broadcast: not a skip connection
+    total = add.output[0]
+    (x_now, _), (skip_now, _) = _collect(onnx, ort, pruned, input_name, samples, [(layer_input, total), (skip, total)],
+                                         [layer, layer], rows_per_sample, seed)
+    ((_, total_orig),) = _collect(onnx, ort, model, input_name, samples, [(skip, total)], [layer], rows_per_sample, seed)
+    assert total_orig is not None
+    return x_now, total_orig - skip_now
+
+
 def _probe(group: ChannelGroup, layer: _Layer) -> tuple[str, str | None]:
     """What to sample for a group: the consumer's input and output, or, for a Gemm after a global
     mean, the tensor before the mean alone (its targets are computed from it)."""
@@ -321,7 +341,7 @@ def prune_onnx(
     recover: bool = True,
     multiple: int = 8,
     min_keep: float = 0.25,
-    max_samples: int = 64,
+    max_samples: int = 128,
     rows: int = 16384,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
@@ -383,6 +403,10 @@ def prune_onnx(
                 if recover and layer.refittable:  # fed what the pruned model now computes
                     ((x_now, _),) = _collect(onnx, ort, pruned, input_name, fit, [_probe(group, layer)], [layer],
                                              per_sample, seed)
+                    residual = _residual_target(onnx, ort, graph, model, pruned, group.consumer_input, layer,
+                                                input_name, fit, per_sample, seed)
+                    if residual is not None:
+                        x_now, y_orig = residual
                     refitted += 1
                 weight, bias = _fit(layer, outs, keep, x_now, y_orig, x_orig, recover)
                 _set_weights(onnx, pruned, group.consumer, weight, bias)

@@ -145,6 +145,40 @@ def weight_attributes(model: onnx.ModelProto | Path | str) -> dict[str, str]:
             if len(step.refs) > 1 and (ref := step.refs[1]) is not None and ref.on_module}
 
 
+def write_parameters(module: OnnxModule, model: onnx.ModelProto) -> int:
+    """Copy the (trained) weights and biases of ``module``, built from ``model`` by :func:`onnx_to_torch`,
+    back into ``model``'s initializers, undoing what the build did to them (a Gemm's transposition and
+    alpha/beta, a MatMul's transposition). Returns how many initializers were written."""
+    onnx, _ = _import_onnx()
+    numpy_helper = onnx.numpy_helper
+    inits = {i.name: i for i in model.graph.initializer}
+    params = dict(module.named_parameters())
+    written = 0
+    for step in module.steps:
+        node = step.node
+        for i, ref in enumerate(step.refs):
+            name = node.inputs[i] if i < len(node.inputs) else ""
+            if ref is None or not ref.on_module or name not in inits or ref.key not in params:
+                continue
+            value = params[ref.key].detach().cpu().numpy()
+            old = numpy_helper.to_array(inits[name])
+            if node.op_type == "Gemm" and i == 1 and 1 in node.prepared:
+                value = value / np.asarray(node.attr("alpha", 1.0), value.dtype)
+                value = value if node.attr("transB", 0) else value.T
+            elif node.op_type == "Gemm" and i == 2 and 2 in node.prepared:
+                if old.shape != (value.shape[0],):
+                    continue  # a broadcast bias: written as a vector, it would change shape
+                value = value / np.asarray(node.attr("beta", 1.0), value.dtype)
+            elif node.op_type == "MatMul" and i == 1 and 1 in node.prepared:
+                value = value.T
+            if value.shape != old.shape:
+                raise ConversionError(f"write_parameters: {node.name!r} input {i} ({name!r}) is {list(old.shape)} in "
+                                      f"the ONNX model and {list(value.shape)} in the module")
+            inits[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value.astype(old.dtype)), name))
+            written += 1
+    return written
+
+
 def _build(torch: Any, onnx: Any, ops: Any, model: Any, opset: int,
            inputs: list[tuple[str, list[int], int]]) -> OnnxModule:
     """Walk the graph once: fold constant nodes, turn the others into steps of the module."""

@@ -30,6 +30,7 @@ from edgekit.bundle_writer import check_destination, scratch_dir, write_bundle
 from edgekit.calibration import load_calibration
 from edgekit.candidates import BUILDERS, Candidate, Workspace, build_fp32
 from edgekit.errors import EdgeKitError, ModelInputError, OptimizeFailed, UsageError
+from edgekit.finetune import FineTune, finetune_onnx
 from edgekit.measure import compare_latency, run_all
 from edgekit.model_io import adapt_feeds, in_layout
 from edgekit.modelspec import resolve_preprocess, resolve_task, tensor_specs
@@ -91,6 +92,7 @@ def optimize(
     input_shapes: Mapping[str, Sequence[int]] | None = None,
     example_input: Any = None,
     prune: float | None = None,
+    finetune: FineTune | None = None,
     name: str | None = None,
     version: str = "1",
     max_samples: int = 500,
@@ -108,6 +110,8 @@ def optimize(
         raise UsageError(f"--precision {precision!r} is not one of: auto, int8, fp16, fp32")
     if not 0.0 <= max_drop <= 100.0:
         raise UsageError(f"--max-drop {max_drop} is out of range; expected percentage points between 0 and 100")
+    if finetune is not None and prune is None:
+        raise UsageError("finetune is the fine-tuning hook of a pruned model; give prune=RATIO too")
     if prune is not None and not 0.0 < prune < 1.0:
         raise UsageError(f"--prune {prune} is out of range; expected the fraction of MACs to remove, between 0 and 1 "
                          "(exclusive), e.g. 0.3")
@@ -126,7 +130,8 @@ def optimize(
             return _run(
                 model, profile=profile, out=out, work=work, staging=staging, steps=steps, precision=precision,
                 calib=calib, max_drop=max_drop, task=task, decoder=decoder, labels=labels, anchors=anchors, preprocess=preprocess,
-                input_shapes=input_shapes, example_input=example_input, prune=prune, name=name, version=version,
+                input_shapes=input_shapes, example_input=example_input, prune=prune, finetune=finetune, name=name,
+                version=version,
                 max_samples=max_samples, threads=profile.threads if threads is None else threads, started=started,
             )
     except ConversionError as exc:
@@ -140,7 +145,7 @@ def optimize(
 def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: Path, steps: Steps,
          precision: str, calib: str | Path | None, max_drop: float, task: str | None, decoder: str | None,
          labels: Any, anchors: Any, preprocess: Any, input_shapes: Any, example_input: Any, prune: float | None,
-         name: str | None, version: str,
+         finetune: FineTune | None, name: str | None, version: str,
          max_samples: int, threads: int, started: float) -> OptimizeResult:
     with steps.step("Loading the model"):
         source = bring_model(model, work, example_input=example_input)
@@ -176,9 +181,10 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
     if prune is None:
         candidates = _candidates(ws, profile, wanted, source.format)
     elif precision == "auto":  # pruned or not, whatever is fastest within the budget
-        candidates = [*_candidates(ws, profile, wanted, source.format), *_pruned_candidates(ws, profile, wanted, prune)]
+        candidates = [*_candidates(ws, profile, wanted, source.format), *_pruned_candidates(ws, profile, wanted, prune, finetune)]
     else:  # the pruned model at the asked precision; the unpruned fp32 stays the speed reference
-        candidates = [*_candidates(ws, profile, ["fp32"], source.format), *_pruned_candidates(ws, profile, wanted, prune)]
+        candidates = [*_candidates(ws, profile, ["fp32"], source.format),
+                      *_pruned_candidates(ws, profile, wanted, prune, finetune)]
     _require_passing(candidates, precision, max_drop)
     finalists = _finalists(candidates, max_drop, precision)
     # Every candidate is timed, in one interleaved run, so the report shows what each try
@@ -285,21 +291,28 @@ def _candidates(ws: Workspace, profile: TargetProfile, wanted: list[str], source
     return [c for key in wanted for c in BUILDERS[key](ws)]
 
 
-def _pruned_candidates(ws: Workspace, profile: TargetProfile, wanted: list[str], ratio: float) -> list[Candidate]:
+def _pruned_candidates(ws: Workspace, profile: TargetProfile, wanted: list[str], ratio: float,
+                       finetune: FineTune | None) -> list[Candidate]:
     """The same candidates again from the model with ``ratio`` of its MACs pruned (``onnx-prune``),
-    each validated against the original, so the search weighs pruning against everything else."""
+    fine-tuned with the user's data and loss when given, each validated against the original, so
+    the search weighs pruning against everything else."""
     calibration = np.asarray(ws.calibration[0], dtype=np.float32)
     with ws.steps.step(f"Pruning {ratio:.0%} of the MACs (damage of each channel group, least-squares recovery)",
                        total=1) as advance:
         report = PASSES["onnx-prune"](ws.reference, ws.work_dir / "model.pruned.onnx", ratio=ratio,
                                       calibration=calibration, progress=advance)
+    reports = [report]
+    if finetune is not None:
+        with ws.steps.step(f"Fine-tuning the pruned model ({finetune.epochs} epochs, your data and loss)",
+                           total=finetune.epochs) as advance:
+            reports.append(finetune_onnx(report.dst, ws.work_dir / "model.finetuned.onnx", finetune, progress=advance))
     work_dir = ws.work_dir / "pruned"
     work_dir.mkdir(exist_ok=True)
-    pruned = dataclasses.replace(ws, reference=report.dst, work_dir=work_dir, pruning=report, _check=None)
+    pruned = dataclasses.replace(ws, reference=reports[-1].dst, work_dir=work_dir, pruning=report, _check=None)
     candidates = _candidates(pruned, profile, wanted, "onnx")
     kept = f"pruned: {report.details['macs_removed']:.0%} of MACs removed"
     for c in candidates:
-        c.name, c.passes = f"{c.name}-pruned", [report, *c.passes]
+        c.name, c.passes = f"{c.name}-pruned", [*reports, *c.passes]
         c.note = f"{kept}; {c.note}" if c.note and c.note != "pruned" else kept
     return candidates
 

@@ -155,3 +155,48 @@ def test_optimize_refuses_a_bad_prune_ratio(zoo, photo_dir: Path, tmp_path: Path
     with pytest.raises(UsageError, match=r"--prune 1.3 is out of range; expected the fraction of MACs to remove"):
         optimize(zoo("efficientnet-lite0").onnx_path, target="x86-cpu", output=tmp_path / "b", prune=1.3, calib=photo_dir)
     assert not (tmp_path / "b").exists()
+
+
+def test_trained_weights_go_back_into_the_onnx_model(tmp_path: Path) -> None:
+    """write_parameters undoes what onnx_to_torch did to weights (a Gemm's layout): untouched, nothing moves."""
+    torch = pytest.importorskip("torch")
+    from converters.onnx_torch import onnx_to_torch, write_parameters
+
+    model = onnx.load(str(_branchy(tmp_path / "m.onnx")))
+    before = {i.name: numpy_helper.to_array(i).copy() for i in model.graph.initializer}
+    module = onnx_to_torch(model)
+    assert write_parameters(module, model) == len(before) == 12  # every weight and bias
+    for init in model.graph.initializer:
+        np.testing.assert_array_equal(numpy_helper.to_array(init), before[init.name])
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(1.0)
+    write_parameters(module, model)
+    after = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    np.testing.assert_allclose(after["wf"], before["wf"] + 1.0, rtol=1e-6)  # the Gemm's [N, K] weight, same layout
+    np.testing.assert_allclose(after["wdw"], before["wdw"] + 1.0, rtol=1e-6)
+
+
+def test_the_fine_tuning_hook_trains_the_pruned_model_with_the_users_loss(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from edgekit.errors import UsageError
+    from edgekit.finetune import FineTune
+    from edgekit.optimize import optimize
+
+    src = _branchy(tmp_path / "m.onnx")
+    x = np.random.default_rng(2).uniform(-1, 1, (40, 3, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "calib.npy", x)
+    teacher = _run(src, x)  # the user's "labels" here: the original's outputs (distillation, no labels needed)
+    loader = [(x[i : i + 8], teacher[i : i + 8]) for i in range(0, len(x), 8)]
+    spec = FineTune(loader, lambda out, target: torch.nn.functional.mse_loss(out, target), epochs=6, lr=3e-3)
+    result = optimize(src, target="x86-cpu", output=tmp_path / "b", precision="fp32", prune=0.3, finetune=spec,
+                      calib=tmp_path / "calib.npy", max_drop=100)
+    names = {c["name"]: c for c in result.report["candidates"]}
+    passes = names["fp32-pruned"]["passes"]
+    assert [p["name"] for p in passes[:2]] == ["onnx-prune", "finetune"]
+    losses = passes[1]["loss_per_epoch"]
+    assert len(losses) == 6 and losses[-1] < 0.8 * losses[0]  # it learned
+    with pytest.raises(UsageError, match="give prune=RATIO too"):
+        optimize(src, target="x86-cpu", output=tmp_path / "c", finetune=spec, calib=tmp_path / "calib.npy")
+    with pytest.raises(UsageError, match="epochs 0 must be at least 1"):
+        FineTune(loader, lambda out, target: out.sum(), epochs=0)
