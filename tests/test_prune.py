@@ -200,3 +200,44 @@ def test_the_fine_tuning_hook_trains_the_pruned_model_with_the_users_loss(tmp_pa
         optimize(src, target="x86-cpu", output=tmp_path / "c", finetune=spec, calib=tmp_path / "calib.npy")
     with pytest.raises(UsageError, match="epochs 0 must be at least 1"):
         FineTune(loader, lambda out, target: out.sum(), epochs=0)
+
+
+def test_a_pytorch_model_is_pruned_and_quantized_for_rpi5_and_the_agent_runs_it(photo_dir: Path, video_file: Path,
+                                                                                 broker, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A PyTorch module in (exported to ONNX, then pruned as one), full-integer TFLite INT8 out."""
+    torch = pytest.importorskip("torch")
+    from device_agent.agent import Agent
+    from device_agent.config import load_config
+    from device_agent.manifest import PreprocessSpec
+    from edgekit.optimize import optimize
+    from tests.mqtt_broker import Collector
+    from tests.test_agent import write_config
+
+    class Block(torch.nn.Module):  # type: ignore[misc]
+        def __init__(self, c: int, expand: int) -> None:
+            super().__init__()
+            self.body = torch.nn.Sequential(
+                torch.nn.Conv2d(c, c * expand, 1), torch.nn.BatchNorm2d(c * expand), torch.nn.ReLU6(),
+                torch.nn.Conv2d(c * expand, c * expand, 3, padding=1, groups=c * expand), torch.nn.ReLU6(),
+                torch.nn.Conv2d(c * expand, c, 1))
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return x + self.body(x)
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.ReLU6(), Block(16, 6), Block(16, 6),
+                              torch.nn.Conv2d(16, 64, 1), torch.nn.ReLU6(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    spec = PreprocessSpec(size_wh=(96, 96), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    result = optimize(net, example_input=torch.zeros(1, 3, 96, 96), target="rpi5", output=tmp_path / "b", precision="int8",
+                      prune=0.3, calib=photo_dir, preprocess=spec, task="classification", max_drop=100, max_samples=80)
+    names = {c["name"]: c for c in result.report["candidates"]}
+    assert result.winner == "int8-pruned" and result.manifest.model.format == "tflite"
+    passes = [p["name"] for p in names["int8-pruned"]["passes"]]
+    assert passes[0] == "onnx-prune" and "torch->tflite" in passes
+    assert names["int8-pruned"]["passes"][0]["macs_removed"] >= 0.3 * 0.99
+    collector = Collector(broker)
+    agent = Agent(load_config(write_config(tmp_path / "agent", result.bundle, video_file, broker)))  # golden self test
+    assert agent.run(max_frames=20) == 0
+    assert collector.wait_for(lambda c: len(c.received("/results")) >= 20, timeout=10)
+    collector.close()
