@@ -13,6 +13,7 @@ from converters import (  # noqa: F401  (register passes)
     onnx_nncf,
     onnx_prepare,
     onnx_prune,
+    onnx_sparsity,
     onnx_torch,
     tflite_quantize,
     torch_onnx,

@@ -41,7 +41,7 @@ class Workspace:
     max_drop: float
     steps: Steps
     threads: int = 0
-    pruning: PassReport | None = None  # set when ``reference`` is a pruned model: validated against the original
+    pruning: PassReport | None = None  # set when ``reference`` is derived (pruned, sparse): validated against the original
     _check: tuple[list[np.ndarray], list[list[np.ndarray]]] | None = field(default=None, repr=False)
 
     def check_set(self) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
@@ -102,9 +102,9 @@ def evaluate(ws: Workspace, path: Path, label: str,
 
 def build_fp32(ws: Workspace, note: str = "the prepared original") -> list[Candidate]:
     """The reference itself: it agrees with itself, and every speedup is measured against it.
-    A pruned reference is a model of its own, validated against the original like any other."""
+    A derived reference (pruned, sparse) is a model of its own, validated against the original like any other."""
     if ws.pruning is not None:
-        return [Candidate("fp32", "fp32", ws.reference, evaluate(ws, ws.reference, "pruned FP32"), note="pruned")]
+        return [Candidate("fp32", "fp32", ws.reference, evaluate(ws, ws.reference, "derived FP32"), note="derived")]
     agreement = compare_outputs(ws.task, ws.reference_outputs, ws.reference_outputs)
     return [Candidate("fp32", "fp32", ws.reference, agreement, note=note)]
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from converters import PASSES
+from converters.base import PassReport
 from converters.errors import ConversionError
 from converters.onnx_prepare import prepare_onnx
 from device_agent.bench.cost import model_cost
@@ -93,6 +94,7 @@ def optimize(
     example_input: Any = None,
     prune: float | None = None,
     finetune: FineTune | None = None,
+    sparsity: float | None = None,
     name: str | None = None,
     version: str = "1",
     max_samples: int = 500,
@@ -112,6 +114,9 @@ def optimize(
         raise UsageError(f"--max-drop {max_drop} is out of range; expected percentage points between 0 and 100")
     if finetune is not None and prune is None:
         raise UsageError("finetune is the fine-tuning hook of a pruned model; give prune=RATIO too")
+    if sparsity is not None and not 0.0 < sparsity < 1.0:
+        raise UsageError(f"--sparsity {sparsity} is out of range; expected the fraction of weights to zero, between 0 "
+                         "and 1 (exclusive), e.g. 0.5")
     if prune is not None and not 0.0 < prune < 1.0:
         raise UsageError(f"--prune {prune} is out of range; expected the fraction of MACs to remove, between 0 and 1 "
                          "(exclusive), e.g. 0.3")
@@ -130,8 +135,8 @@ def optimize(
             return _run(
                 model, profile=profile, out=out, work=work, staging=staging, steps=steps, precision=precision,
                 calib=calib, max_drop=max_drop, task=task, decoder=decoder, labels=labels, anchors=anchors, preprocess=preprocess,
-                input_shapes=input_shapes, example_input=example_input, prune=prune, finetune=finetune, name=name,
-                version=version,
+                input_shapes=input_shapes, example_input=example_input, prune=prune, finetune=finetune, sparsity=sparsity,
+                name=name, version=version,
                 max_samples=max_samples, threads=profile.threads if threads is None else threads, started=started,
             )
     except ConversionError as exc:
@@ -145,14 +150,14 @@ def optimize(
 def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: Path, steps: Steps,
          precision: str, calib: str | Path | None, max_drop: float, task: str | None, decoder: str | None,
          labels: Any, anchors: Any, preprocess: Any, input_shapes: Any, example_input: Any, prune: float | None,
-         finetune: FineTune | None, name: str | None, version: str,
+         finetune: FineTune | None, sparsity: float | None, name: str | None, version: str,
          max_samples: int, threads: int, started: float) -> OptimizeResult:
     with steps.step("Loading the model"):
         source = bring_model(model, work, example_input=example_input)
     if source.format == "tflite":
-        if prune is not None:
-            raise UsageError(f"--prune works on ONNX and PyTorch models; {source.file_name} is a TFLite model: "
-                             "give the model it was converted from")
+        if prune is not None or sparsity is not None:
+            raise UsageError(f"--prune and --sparsity work on ONNX and PyTorch models; {source.file_name} is a TFLite "
+                             "model: give the model it was converted from")
         reference, prepared, runtime = _tflite_reference(source, profile, work, threads)
     else:
         with steps.step("Checking and simplifying the ONNX graph"):
@@ -178,13 +183,14 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
                    task_spec, max_drop, steps, threads)
     asked = profile.precisions if precision == "auto" else [precision]
     wanted = ["fp32", *[p for p in asked if p != "fp32"]]  # fp32 is the reference every speedup is against
-    if prune is None:
+    if prune is None and sparsity is None:
         candidates = _candidates(ws, profile, wanted, source.format)
-    elif precision == "auto":  # pruned or not, whatever is fastest within the budget
-        candidates = [*_candidates(ws, profile, wanted, source.format), *_pruned_candidates(ws, profile, wanted, prune, finetune)]
-    else:  # the pruned model at the asked precision; the unpruned fp32 stays the speed reference
+    elif precision == "auto" and sparsity is None:  # pruned or not, whatever is fastest within the budget
+        candidates = [*_candidates(ws, profile, wanted, source.format),
+                      *_derived_candidates(ws, profile, wanted, prune, finetune, sparsity)]
+    else:  # what was asked for (sparsity is for size: it never wins on speed); the original fp32 is the speed reference
         candidates = [*_candidates(ws, profile, ["fp32"], source.format),
-                      *_pruned_candidates(ws, profile, wanted, prune, finetune)]
+                      *_derived_candidates(ws, profile, wanted, prune, finetune, sparsity)]
     _require_passing(candidates, precision, max_drop)
     finalists = _finalists(candidates, max_drop, precision)
     # Every candidate is timed, in one interleaved run, so the report shows what each try
@@ -291,29 +297,42 @@ def _candidates(ws: Workspace, profile: TargetProfile, wanted: list[str], source
     return [c for key in wanted for c in BUILDERS[key](ws)]
 
 
-def _pruned_candidates(ws: Workspace, profile: TargetProfile, wanted: list[str], ratio: float,
-                       finetune: FineTune | None) -> list[Candidate]:
-    """The same candidates again from the model with ``ratio`` of its MACs pruned (``onnx-prune``),
-    fine-tuned with the user's data and loss when given, each validated against the original, so
-    the search weighs pruning against everything else."""
-    calibration = np.asarray(ws.calibration[0], dtype=np.float32)
-    with ws.steps.step(f"Pruning {ratio:.0%} of the MACs (damage of each channel group, least-squares recovery)",
-                       total=1) as advance:
-        report = PASSES["onnx-prune"](ws.reference, ws.work_dir / "model.pruned.onnx", ratio=ratio,
-                                      calibration=calibration, progress=advance)
-    reports = [report]
-    if finetune is not None:
-        with ws.steps.step(f"Fine-tuning the pruned model ({finetune.epochs} epochs, your data and loss)",
-                           total=finetune.epochs) as advance:
-            reports.append(finetune_onnx(report.dst, ws.work_dir / "model.finetuned.onnx", finetune, progress=advance))
-    work_dir = ws.work_dir / "pruned"
+def _derived_candidates(ws: Workspace, profile: TargetProfile, wanted: list[str], prune: float | None,
+                        finetune: FineTune | None, sparsity: float | None) -> list[Candidate]:
+    """The same candidates again from a model derived from the reference: ``prune`` of its MACs
+    pruned (``onnx-prune``) and fine-tuned with the user's data and loss when given, then
+    ``sparsity`` of its weights zeroed (``onnx-sparsity``). Each is validated against the
+    *original*, so the search weighs the change against everything else."""
+    reports: list[PassReport] = []
+    notes, suffix = [], ""
+    if prune is not None:
+        calibration = np.asarray(ws.calibration[0], dtype=np.float32)
+        with ws.steps.step(f"Pruning {prune:.0%} of the MACs (damage of each channel group, least-squares recovery)",
+                           total=1) as advance:
+            reports.append(PASSES["onnx-prune"](ws.reference, ws.work_dir / "model.pruned.onnx", ratio=prune,
+                                                calibration=calibration, progress=advance))
+        notes.append(f"pruned: {reports[-1].details['macs_removed']:.0%} of MACs removed")
+        suffix += "-pruned"
+        if finetune is not None:
+            with ws.steps.step(f"Fine-tuning the pruned model ({finetune.epochs} epochs, your data and loss)",
+                               total=finetune.epochs) as advance:
+                reports.append(finetune_onnx(reports[-1].dst, ws.work_dir / "model.finetuned.onnx", finetune,
+                                             progress=advance))
+    if sparsity is not None:
+        source = reports[-1].dst if reports else ws.reference
+        with ws.steps.step(f"Zeroing {sparsity:.0%} of the weights (NNCF magnitude sparsity)"):
+            reports.append(PASSES["onnx-sparsity"](source, ws.work_dir / "model.sparse.onnx", ratio=sparsity))
+        d = reports[-1].details
+        notes.append(f"{d['weights_zero']:.0%} of weights zero: {d['deflated_before'] / 1e6:.1f} -> "
+                     f"{d['deflated_after'] / 1e6:.1f} MB compressed (download size only, no speedup)")
+        suffix += "-sparse"
+    work_dir = ws.work_dir / suffix.strip("-")
     work_dir.mkdir(exist_ok=True)
-    pruned = dataclasses.replace(ws, reference=reports[-1].dst, work_dir=work_dir, pruning=report, _check=None)
-    candidates = _candidates(pruned, profile, wanted, "onnx")
-    kept = f"pruned: {report.details['macs_removed']:.0%} of MACs removed"
+    derived = dataclasses.replace(ws, reference=reports[-1].dst, work_dir=work_dir, pruning=reports[0], _check=None)
+    candidates = _candidates(derived, profile, wanted, "onnx")
     for c in candidates:
-        c.name, c.passes = f"{c.name}-pruned", [*reports, *c.passes]
-        c.note = f"{kept}; {c.note}" if c.note and c.note != "pruned" else kept
+        c.name, c.passes = f"{c.name}{suffix}", [*reports, *c.passes]
+        c.note = "; ".join([*notes, *([c.note] if c.note and c.note != "derived" else [])])
     return candidates
 
 

@@ -241,3 +241,26 @@ def test_a_pytorch_model_is_pruned_and_quantized_for_rpi5_and_the_agent_runs_it(
     assert agent.run(max_frames=20) == 0
     assert collector.wait_for(lambda c: len(c.received("/results")) >= 20, timeout=10)
     collector.close()
+
+
+def test_magnitude_sparsity_shrinks_the_compressed_download_only(tmp_path: Path) -> None:
+    """NNCF's unstructured sparsity: half the weights zero, the same .onnx size, a smaller deflated one."""
+    pytest.importorskip("nncf")
+    from edgekit.errors import UsageError
+    from edgekit.optimize import optimize
+
+    src = _branchy(tmp_path / "m.onnx")
+    report = PASSES["onnx-sparsity"](src, tmp_path / "s.onnx", ratio=0.5)
+    d = report.details
+    assert d["layers"] == 7 and abs(d["weights_zero"] - 0.5) < 0.02  # global: 50 % of all conv/gemm weights
+    assert d["bytes_after"] == d["bytes_before"] and d["deflated_after"] < 0.8 * d["deflated_before"]
+    x = np.random.default_rng(3).uniform(-1, 1, (4, 3, 16, 16)).astype(np.float32)
+    assert _run(tmp_path / "s.onnx", x).shape == (4, 10)
+    np.save(tmp_path / "calib.npy", np.random.default_rng(4).uniform(-1, 1, (40, 3, 16, 16)).astype(np.float32))
+    result = optimize(src, target="x86-cpu", output=tmp_path / "b", precision="auto", sparsity=0.5,
+                      calib=tmp_path / "calib.npy", max_drop=100)
+    names = {c["name"]: c for c in result.report["candidates"]}
+    assert {"fp32", "fp32-sparse"} <= set(names) and "fp32-pruned" not in names
+    assert "download size only, no speedup" in names["fp32-sparse"]["note"]
+    with pytest.raises(UsageError, match=r"--sparsity 1.0 is out of range"):
+        optimize(src, target="x86-cpu", output=tmp_path / "c", sparsity=1.0, calib=tmp_path / "calib.npy")

@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--preprocess", help="preset (imagenet, yolo, tf, unit) or a .json/.toml file of preprocess fields")
     opt.add_argument("--input-shape", type=_shape_arg, action="append", default=[], metavar="NAME:DIMS",
                      help="static shape for a dynamic input, e.g. images:1,3,640,640 (repeatable)")
+    opt.add_argument("--sparsity", type=float, metavar="RATIO",
+                     help="zero this fraction of the smallest weights (NNCF magnitude sparsity, 0-1): a smaller "
+                          "compressed download, not a faster model; the report gives the deflated size before and after")
     opt.add_argument("--prune", type=float, metavar="RATIO",
                      help="also try the model with this fraction of its MACs removed by structured channel pruning "
                           "(0-1, e.g. 0.3): channels ranked on the calibration data, the next layers re-fitted by least "
@@ -141,8 +144,8 @@ def _optimize(args: argparse.Namespace, out: Console, err: Console) -> int:
     result = optimize(
         args.model, target=args.target, output=args.output, precision=args.precision, calib=args.calib,
         max_drop=args.max_drop, task=args.task, decoder=args.decoder, labels=args.labels, anchors=args.anchors,
-        preprocess=args.preprocess, input_shapes=dict(args.input_shape), prune=args.prune, name=args.name,
-        version=args.bundle_version, threads=args.threads, progress=not args.json or err.is_terminal,
+        preprocess=args.preprocess, input_shapes=dict(args.input_shape), prune=args.prune, sparsity=args.sparsity,
+        name=args.name, version=args.bundle_version, threads=args.threads, progress=not args.json or err.is_terminal,
     )
     if args.json:
         print(json.dumps(result.to_json(), default=str))
