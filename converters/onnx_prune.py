@@ -214,13 +214,13 @@ def _fit(layer: _Layer, rows: np.ndarray, keep: np.ndarray, x: np.ndarray, y: np
     removed channels' mean (``x_orig``, all channels) is folded into the bias."""
     w = layer.weight.reshape(layer.weight.shape[0], layer.weight.shape[1], -1)[rows]
     if refit and layer.refittable and y is not None:
-        return _ridge(x, y[:, rows], w[:, keep, 0], layer.bias[rows])
+        return _ridge(x, y[:, rows], w[:, keep, 0])
     gone = np.setdiff1d(np.arange(w.shape[1]), keep)
     bias = layer.bias[rows] + w[:, gone].sum(axis=2) @ x_orig[:, gone].mean(axis=0)
     return w[:, keep].reshape(len(rows), -1), bias.astype(np.float32)
 
 
-def _ridge(x: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _ridge(x: np.ndarray, y: np.ndarray, w0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """min |[x 1] [W b]^T - y|^2 + lam |W - w0|^2: the consumer's new weight [out, in] and bias."""
     x64, y64 = x.astype(np.float64), y.astype(np.float64)
     mean_x, mean_y = x64.mean(axis=0), y64.mean(axis=0)
@@ -248,8 +248,7 @@ def _set_weights(onnx: Any, model: Any, layer: str, weight: np.ndarray, bias: np
     else:
         name = f"{layer}_pruned_bias"
         model.graph.initializer.append(numpy_helper.from_array(bias.astype(old.dtype), name))
-        while len(node.input) < 2:
-            node.input.append("")
+        del node.input[2:]  # an empty bias slot, if any, is replaced
         node.input.append(name)
 
 
@@ -368,13 +367,13 @@ def prune_onnx(
         if len(samples) < 8:
             raise ConversionError(f"onnx-prune: {len(samples)} calibration samples; at least 8 are needed to rank channels")
         before = model_cost(src)
-        groups = find_groups(model)
+        graph = Graph(model)
+        groups = find_groups(graph)
         prunable = [g for g in groups if g.prunable]
         if not prunable:
             reasons = sorted({g.skipped for g in groups})
             raise ConversionError(f"onnx-prune: {src.name} has no channel group that can be pruned alone "
                                   f"({len(groups)} dense convolutions: {'; '.join(reasons[:4]) or 'none'})")
-        graph = Graph(model)
         layers = [_Layer(graph, g.consumer) for g in prunable]
         fit, check = samples[: len(samples) * 2 // 3], samples[len(samples) * 2 // 3 :]
         per_sample = max(1, rows // len(fit))
@@ -401,12 +400,13 @@ def prune_onnx(
                 outs = outputs_kept.get(group.consumer, np.arange(layer.weight.shape[0]))
                 x_now = x_orig[:, keep]
                 if recover and layer.refittable:  # fed what the pruned model now computes
-                    ((x_now, _),) = _collect(onnx, ort, pruned, input_name, fit, [_probe(group, layer)], [layer],
-                                             per_sample, seed)
                     residual = _residual_target(onnx, ort, graph, model, pruned, group.consumer_input, layer,
                                                 input_name, fit, per_sample, seed)
                     if residual is not None:
                         x_now, y_orig = residual
+                    else:
+                        ((x_now, _),) = _collect(onnx, ort, pruned, input_name, fit, [_probe(group, layer)], [layer],
+                                                 per_sample, seed)
                     refitted += 1
                 weight, bias = _fit(layer, outs, keep, x_now, y_orig, x_orig, recover)
                 _set_weights(onnx, pruned, group.consumer, weight, bias)

@@ -18,6 +18,7 @@ network the expansion channels inside each block, where most MACs are, are free)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,7 @@ class Graph:
     """Indexes of an ONNX graph: nodes by name, consumers by tensor, initializers by name."""
 
     def __init__(self, model: Any) -> None:
-        from onnx import numpy_helper, shape_inference
+        from onnx import numpy_helper
 
         self.model = model
         self.nodes = {n.name: n for n in model.graph.node}
@@ -61,9 +62,18 @@ class Graph:
         self.inits = {i.name: i for i in model.graph.initializer}
         self.outputs = {o.name for o in model.graph.output}
         self.to_array = numpy_helper.to_array
-        inferred = shape_inference.infer_shapes(model)
-        self.shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-                       for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+
+    @cached_property
+    def shapes(self) -> dict[str, list[int]]:
+        """Every tensor's shape, by ONNX shape inference (on first use: editing needs none)."""
+        from onnx import shape_inference
+
+        inferred = shape_inference.infer_shapes(self.model)
+        return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+                for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
+
+    def readers(self, tensor: str) -> int:
+        return len(self.consumers.get(tensor, []))
 
     def const(self, name: str) -> np.ndarray | None:
         return self.to_array(self.inits[name]) if name in self.inits else None
@@ -96,10 +106,10 @@ def _is_depthwise(g: Graph, node: Any, channels: int) -> bool:
             and weight.shape[1] == 1)
 
 
-def find_groups(model: Any) -> list[ChannelGroup]:
+def find_groups(model: Any | Graph) -> list[ChannelGroup]:
     """Every dense ``Conv``'s channel group, prunable or not (with the reason), in graph order."""
-    g = Graph(model)
-    return [_trace(g, node) for node in model.graph.node if _is_dense_conv(g, node)]
+    g = model if isinstance(model, Graph) else Graph(model)
+    return [_trace(g, node) for node in g.model.graph.node if _is_dense_conv(g, node)]
 
 
 def _trace(g: Graph, producer: Any) -> ChannelGroup:
@@ -166,18 +176,11 @@ def remove_channels(model: Any, group: ChannelGroup, keep: np.ndarray) -> None:
     """Cut ``model`` (in place) down to the ``keep`` channels of ``group``, everywhere along it."""
     from onnx import helper, numpy_helper
 
-    g = Graph.__new__(Graph)  # only what editing needs: no shape inference here
-    g.model, g.nodes = model, {n.name: n for n in model.graph.node}
-    g.inits = {i.name: i for i in model.graph.initializer}
-    g.to_array = numpy_helper.to_array
-    owners: dict[str, int] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            owners[name] = owners.get(name, 0) + 1
+    g = Graph(model)
 
     def cut(name: str, axis: int) -> None:
-        if owners.get(name, 0) != 1:
-            raise ValueError(f"initializer {name!r} is shared by {owners.get(name, 0)} nodes; cannot cut it for one")
+        if g.readers(name) != 1:
+            raise ValueError(f"initializer {name!r} is shared by {g.readers(name)} nodes; cannot cut it for one")
         array = np.take(g.to_array(g.inits[name]), keep, axis=axis)
         g.inits[name].CopyFrom(numpy_helper.from_array(np.ascontiguousarray(array), name))
 
@@ -198,7 +201,7 @@ def remove_channels(model: Any, group: ChannelGroup, keep: np.ndarray) -> None:
                 if a.name == "group":
                     a.CopyFrom(helper.make_attribute("group", len(keep)))
     consumer = g.nodes[group.consumer]
-    transposed = consumer.op_type == "Gemm" and Graph.attr(g, consumer, "transB", 0)
+    transposed = consumer.op_type == "Gemm" and g.attr(consumer, "transB", 0)
     cut(consumer.input[1], 0 if consumer.op_type == "Gemm" and not transposed else 1)
     if group.reshape:
         shape_name = g.nodes[group.reshape].input[1]

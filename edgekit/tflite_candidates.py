@@ -31,14 +31,20 @@ import numpy as np
 
 from converters import PASSES
 from converters.base import PassReport
+from converters.onnx_torch import weight_attributes
 from converters.routes import find_route
 from converters.tflite_check import float_operators
 from device_agent.runtimes import create_runtime
-from converters.onnx_torch import weight_attributes
-from edgekit.candidates import Candidate, Workspace, evaluate, rank_float_chains, search_mixed
+from edgekit.candidates import (
+    Candidate,
+    Workspace,
+    evaluate,
+    rank_float_chains,
+    search_mixed,
+)
 from edgekit.heads import SPLITTERS, HeadSplit
-from edgekit.sensitivity import describe
 from edgekit.model_io import in_layout
+from edgekit.sensitivity import describe
 
 TFLITE_PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -73,10 +79,12 @@ def int8_source(ws: Workspace, full: TfliteSource) -> TfliteSource:
 
 
 def build_tflite(ws: Workspace, source: TfliteSource, precision: str, *, int8_only: bool = False,
-                 float_nodes: tuple[str, ...] = (), name: str | None = None) -> list[Candidate]:
+                 float_nodes: tuple[str, ...] = (), attributes: dict[str, str] | None = None,
+                 name: str | None = None) -> list[Candidate]:
     """One TFLite candidate at ``precision``, converted, validated and (``int8_only``) checked for float ops.
 
-    ``float_nodes`` (int8): ONNX nodes of ``source.onnx`` to keep in float, a mixed-precision candidate."""
+    ``float_nodes`` (int8): ONNX nodes of ``source.onnx`` to keep in float, a mixed-precision candidate;
+    ``attributes``: :func:`weight_attributes` of ``source.onnx``, when the caller has it already."""
     route = find_route("onnx", "tflite")
     convert = PASSES[route[-1].key]
     name = name or precision
@@ -88,7 +96,9 @@ def build_tflite(ws: Workspace, source: TfliteSource, precision: str, *, int8_on
             report = convert(source.program, dst, precision="fp32", **heads)
     else:
         calibration = np.asarray(ws.calibration[0], dtype=np.float32)
-        attributes = weight_attributes(source.onnx) if float_nodes else {}
+        if float_nodes and attributes is None:
+            attributes = weight_attributes(source.onnx)
+        attributes = attributes or {}
         float_layers = [attributes[n] for n in float_nodes if n in attributes]  # a split model lacks its tail's layers
         mixed = f", {len(float_layers)} layers in float" if float_layers else ""
         with ws.steps.step(f"Converting to TFLite INT8 ({len(calibration)} calibration samples, int8 I/O{mixed})"):
@@ -111,11 +121,13 @@ def build_tflite_mixed(ws: Workspace, source: TfliteSource, full: Candidate) -> 
     kept float in the PT2E quantizer. For targets that run float operators (not an int8-only NPU).
     """
     ranked = rank_float_chains(ws)
+    attributes = weight_attributes(source.onnx)  # once for every attempt: it rebuilds the module
     full.note += f"; missed the budget; chains that help most in float: {describe(ranked, 3)}"
 
     def attempt(count: int) -> Candidate:
         nodes = tuple(node for chain in ranked[:count] for node in chain.nodes)
-        candidate = build_tflite(ws, source, "int8", float_nodes=nodes, name=f"int8-mixed-{count}")[0]
+        candidate = build_tflite(ws, source, "int8", float_nodes=nodes, attributes=attributes,
+                                 name=f"int8-mixed-{count}")[0]
         candidate.precision = "int8-mixed"
         candidate.note += f"; {count} layer chain(s) ({len(nodes)} layers) kept in float, chosen by output SNR gain"
         return candidate
