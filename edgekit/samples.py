@@ -86,6 +86,28 @@ def _matplotlib_photos() -> list[tuple[str, np.ndarray]]:
     return [] if image is None else [("grace_hopper", image)]
 
 
+def folder_photos(folder: Path | str, names: Sequence[str] | None = None) -> list[tuple[str, np.ndarray]]:
+    """The images in ``folder`` (``names``: those files; default: every .jpg/.png, sorted) as
+    ``(stem, HxWx3 uint8 BGR)``: more distinct photos for a benchmark, e.g. the natural photos
+    among OpenCV's samples (Debian ``opencv-doc``). Unreadable files are an error when named,
+    and left out (with images under 64 pixels a side) when not."""
+    cv2 = _cv2()
+    folder = Path(folder)
+    paths = [folder / n for n in names] if names is not None else sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    found = []
+    for path in paths:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None and names is not None:
+            raise CalibrationError(f"{path} is missing or not an image OpenCV can read; expected one of the "
+                                   f"photos {list(names)}")
+        if image is not None and min(image.shape[:2]) >= 64:
+            found.append((path.stem, image))
+    if not found:
+        raise CalibrationError(f"{folder} holds no readable .jpg or .png photos")
+    return found
+
+
 @lru_cache(maxsize=1)
 def _cached_photos() -> tuple[tuple[str, np.ndarray], ...]:
     seen: set[str] = set()
@@ -140,16 +162,21 @@ def _augment(image: np.ndarray, rng: np.random.Generator, *, max_side_px: int) -
     return out
 
 
-def write_image_folder(dst: Path | str, *, count: int = 200, max_side_px: int = 640, seed: int = 0) -> list[Path]:
+def write_image_folder(dst: Path | str, *, count: int = 200, max_side_px: int = 640, seed: int = 0,
+                       source: Sequence[tuple[str, np.ndarray]] | None = None) -> list[Path]:
     """Write ``count`` JPEGs of augmented real photos into ``dst``; return their paths.
 
-    The photos are used in turn (shuffled once by ``seed``), so every one is represented.
-    The same seed gives byte-identical files. Names look like ``chelsea_0007.jpg``.
+    The photos (``source``, by default :func:`photos`) are used in turn (shuffled once by
+    ``seed``), so every one is represented; pass a subset to keep some photos out of a
+    calibration set entirely. The same seed gives byte-identical files. Names look like
+    ``chelsea_0007.jpg``.
     """
     if count < 1:
         raise CalibrationError(f"count must be at least 1, got {count}")
     cv2 = _cv2()
-    source = photos()
+    source = photos() if source is None else list(source)
+    if not source:
+        raise CalibrationError("no photos to write: the source given is empty")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(source))
     dst = Path(dst)

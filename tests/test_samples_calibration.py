@@ -56,6 +56,28 @@ def test_image_folder_is_readable_and_deterministic(tmp_path: Path) -> None:
         assert image is not None and max(image.shape[:2]) <= 640
 
 
+
+def test_image_folder_from_a_subset_of_photos_holds_only_those(tmp_path: Path) -> None:
+    kept = [p for p in samples.photos() if p[0] in ("coffee", "chelsea")]
+    written = samples.write_image_folder(tmp_path / "subset", count=6, source=kept)
+    assert sorted({p.stem.rsplit("_", 1)[0] for p in written}) == ["chelsea", "coffee"]
+    with pytest.raises(CalibrationError, match="empty"):
+        samples.write_image_folder(tmp_path / "none", count=2, source=[])
+
+
+def test_folder_photos_reads_named_files_and_names_a_missing_one(tmp_path: Path) -> None:
+    (name, image), *_ = samples.photos()
+    cv2.imwrite(str(tmp_path / "one.png"), image)
+    cv2.imwrite(str(tmp_path / "tiny.png"), image[:20, :20])  # too small to be a photo: left out
+    (tmp_path / "notes.txt").write_text("not an image")
+    found = samples.folder_photos(tmp_path)
+    assert [n for n, _ in found] == ["one"] and np.array_equal(found[0][1], image), name
+    with pytest.raises(CalibrationError, match=r"gone\.jpg is missing"):
+        samples.folder_photos(tmp_path, ["one.png", "gone.jpg"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CalibrationError, match="no readable"):
+        samples.folder_photos(tmp_path / "empty")
+
 def test_video_has_the_right_frame_count(video: Path) -> None:
     cap = cv2.VideoCapture(str(video))
     frames = 0
