@@ -5,9 +5,16 @@ the unpruned FP32 model (ONNX Runtime, all variants timed interleaved on this ma
 threads), the speedup the MAC reduction alone would predict, and the top-1 agreement with the
 unpruned model on held-out real photos. "without LS" only folds the removed channels' means
 into the next layer's bias; "with LS" re-fits the next layer by least squares on the
-calibration activations. No training and no labels in either.
+calibration activations. No training and no labels in either. An ONNX Runtime INT8 row is the
+yardstick: how far a change every user accepts moves the same predictions.
 
-    python benchmarks/prune.py [--models efficientnet-lite0] [--ratios 0.2 0.3 0.5] [--threads 2]
+Agreement is measured twice. "new crops": held-out crops of the photos the calibration crops
+came from (what a random split of one folder measures). "unseen photos": crops of photos kept
+out of calibration altogether (a third of the sample photos), i.e. content the pruning never
+saw. The gap between the two is how much the pruning specialised to its calibration images.
+
+    python benchmarks/prune.py [--models efficientnet-lite0 efficientnet-lite2] [--ratios 0.2 0.3 0.5]
+        [--opencv-samples /usr/share/doc/opencv-doc/examples/data] [--diversity 4 8 16]
 
 Writes benchmarks/results/prune.json and prints a table.
 """
@@ -23,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnx
 from rich.console import Console
 from rich.table import Table
 
@@ -37,15 +46,64 @@ from edgekit.validation import compare_outputs
 from edgekit.zoo import build_model
 
 RESULTS = Path(__file__).parent / "results"
+#: The photographs of things among OpenCV's sample images (Debian ``opencv-doc``,
+#: /usr/share/doc/opencv-doc/examples/data): no chessboards, text, logos or renders.
+OPENCV_PHOTOS = (
+    "HappyFish.jpg", "aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png",
+    "board.jpg", "box_in_scene.png", "building.jpg", "butterfly.jpg", "chicky_512.png", "ela_original.jpg",
+    "fruits.jpg", "graf1.png", "home.jpg", "leuvenA.jpg", "licenseplate_motion.jpg", "messi5.jpg", "orange.jpg",
+    "pca_test1.jpg", "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "starry_night.jpg", "stuff.jpg",
+)  # fmt: skip
 
 
-def bench_model(name: str, ratios: list[float], work: Path, photos: Path, *, threads: int, console: Console) -> dict[str, Any]:
+def split_photos(work: Path, pool: list[tuple[str, np.ndarray]], *, seed: int = 0) -> tuple[Path, Path, list[str]]:
+    """Crops of two thirds of the photos (calibration and "new crops"), and crops of the other
+    third (the "unseen photos"), in two folders; and the unseen photos' names."""
+    unseen = {pool[i][0] for i in np.random.default_rng(seed).permutation(len(pool))[: len(pool) // 3]}
+    seen_dir, unseen_dir = work / "photos-seen", work / "photos-unseen"
+    samples.write_image_folder(seen_dir, count=200, source=[p for p in pool if p[0] not in unseen], seed=seed)
+    samples.write_image_folder(unseen_dir, count=80, source=[p for p in pool if p[0] in unseen], seed=seed + 1)
+    return seen_dir, unseen_dir, sorted(unseen)
+
+
+def diversity(name: str, ratio: float, counts: list[int], work: Path, pool: list[tuple[str, np.ndarray]],
+              unseen_dir: Path, unseen_names: list[str], *, threads: int, console: Console) -> list[dict[str, Any]]:
+    """Agreement on the unseen photos when the same number of calibration crops (120) come from
+    ``counts`` distinct photos, and from all of them: how much the pruning's generalisation
+    owes to variety."""
     zoo = build_model(name, Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bench-models")
     fp32 = prepare_onnx(zoo.onnx_path, work / f"{name}.fp32.onnx").dst
     shape = (1, 3, zoo.preprocess.size_wh[1], zoo.preprocess.size_wh[0])
-    calib, held_out = load_calibration(photos, preprocess=zoo.preprocess, input_shape=shape).split()
-    variants: dict[str, Path] = {"unpruned": fp32}
-    facts: dict[str, dict[str, Any]] = {"unpruned": {"ratio": 0.0, "recovery": "-", "seconds": 0.0}}
+    unseen = load_calibration(unseen_dir, preprocess=zoo.preprocess, input_shape=shape).inputs
+    reference = run_all(fp32, [unseen], threads=threads)
+    seen = [p for p in pool if p[0] not in set(unseen_names)]
+    seen = [seen[i] for i in np.random.default_rng(0).permutation(len(seen))]  # every subset a mix of sources
+    rows = []
+    for count in sorted({c for c in counts if 0 < c < len(seen)} | {len(seen)}):  # and all of them
+        folder = work / f"diversity-{count}"
+        samples.write_image_folder(folder, count=120, source=seen[:count], seed=count)
+        calib = load_calibration(folder, preprocess=zoo.preprocess, input_shape=shape).inputs
+        console.log(f"{name}: pruning {ratio:.0%} calibrated on {count} distinct photos")
+        pruned = PASSES["onnx-prune"](fp32, work / f"{name}.diversity-{count}.onnx", ratio=ratio, calibration=calib).dst
+        agreement = compare_outputs(zoo.task, reference, run_all(pruned, [unseen], threads=threads))
+        rows.append({"model": name, "ratio": ratio, "distinct_photos": count, "calibration_samples": len(calib),
+                     "top1_agreement_unseen": round(agreement.optimized, 2),
+                     "mean_cosine_unseen": round(float(agreement.details.get("mean_cosine", float("nan"))), 4)})
+    return rows
+
+
+def bench_model(name: str, ratios: list[float], work: Path, photos: tuple[Path, Path], *, threads: int,
+                console: Console) -> dict[str, Any]:
+    zoo = build_model(name, Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bench-models")
+    fp32 = prepare_onnx(zoo.onnx_path, work / f"{name}.fp32.onnx").dst
+    shape = (1, 3, zoo.preprocess.size_wh[1], zoo.preprocess.size_wh[0])
+    calib, held_out = load_calibration(photos[0], preprocess=zoo.preprocess, input_shape=shape).split()
+    unseen = load_calibration(photos[1], preprocess=zoo.preprocess, input_shape=shape).inputs
+    input_name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
+    int8 = PASSES["onnx-int8-static"](fp32, work / f"{name}.int8.onnx", calibration=[calib], input_names=[input_name]).dst
+    variants: dict[str, Path] = {"unpruned": fp32, "INT8 (reference)": int8}
+    facts: dict[str, dict[str, Any]] = {"unpruned": {"ratio": 0.0, "recovery": "-", "seconds": 0.0},
+                                        "INT8 (reference)": {"ratio": 0.0, "recovery": "-", "seconds": 0.0}}
     for ratio in ratios:
         for recover in (False, True):
             label = f"{ratio:.0%} {'with' if recover else 'without'} LS"
@@ -63,6 +121,7 @@ def bench_model(name: str, ratios: list[float], work: Path, photos: Path, *, thr
     console.log(f"{name}: timing {len(variants)} variants interleaved")
     latency = compare_latency(variants, [held_out[:1]], threads=threads, budget_s=10.0, max_rounds=400)
     reference = run_all(fp32, [held_out], threads=threads)
+    reference_unseen = run_all(fp32, [unseen], threads=threads)
     base = model_cost(fp32)
     rows = []
     for label, fact in facts.items():
@@ -72,6 +131,7 @@ def bench_model(name: str, ratios: list[float], work: Path, photos: Path, *, thr
         path = variants[label]
         cost = model_cost(path)
         agreement = compare_outputs(zoo.task, reference, run_all(path, [held_out], threads=threads))
+        unseen_agreement = compare_outputs(zoo.task, reference_unseen, run_all(path, [unseen], threads=threads))
         rows.append({
             "variant": label, **{k: v for k, v in fact.items() if k != "channels"},
             "macs_m": round(cost.macs / 1e6, 1), "macs_removed": round(1 - cost.macs / base.macs, 3),
@@ -79,40 +139,67 @@ def bench_model(name: str, ratios: list[float], work: Path, photos: Path, *, thr
             "speedup": round(latency["unpruned"].p50_ms / latency[label].p50_ms, 3),
             "mac_speedup": round(base.macs / cost.macs, 3), "top1_agreement": round(agreement.optimized, 2),
             "mean_cosine": round(float(agreement.details.get("mean_cosine", float("nan"))), 4),
+            "top1_agreement_unseen": round(unseen_agreement.optimized, 2),
+            "mean_cosine_unseen": round(float(unseen_agreement.details.get("mean_cosine", float("nan"))), 4),
             "channels": fact.get("channels", {}),
         })
-    return {"model": name, "pretrained": zoo.pretrained, "held_out": len(held_out), "calibration": len(calib), "rows": rows}
+    return {"model": name, "pretrained": zoo.pretrained, "held_out": len(held_out), "unseen": len(unseen),
+            "calibration": len(calib), "rows": rows}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["efficientnet-lite0"])
+    parser.add_argument("--models", nargs="+", default=["efficientnet-lite0", "efficientnet-lite2"])
     parser.add_argument("--ratios", nargs="+", type=float, default=[0.2, 0.3, 0.5])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--opencv-samples", type=Path, metavar="DIR",
+                        help="add the photographs among OpenCV's sample images to the pool: DIR is "
+                             "/usr/share/doc/opencv-doc/examples/data once Debian's opencv-doc is installed")
+    parser.add_argument("--diversity", nargs="*", type=int, default=[4, 8, 16], metavar="N",
+                        help="also prune the first model calibrated on N distinct photos each, and on all "
+                             "the calibration photos (give no N to skip)")
+    parser.add_argument("--diversity-ratio", type=float, default=0.3)
     args = parser.parse_args()
     console = Console(stderr=True)
     results: dict[str, Any] = {"machine": platform.platform(), "threads": args.threads, "models": []}
     with tempfile.TemporaryDirectory(prefix="edgekit-prune-bench-") as tmp:
         work = Path(tmp)
-        photos = work / "photos"
-        samples.write_image_folder(photos, count=200)
+        pool = samples.photos() + (samples.folder_photos(args.opencv_samples, OPENCV_PHOTOS) if args.opencv_samples else [])
+        results["photos"] = len(pool)
+        *photos, results["unseen_photos"] = split_photos(work, pool)
         for name in args.models:
-            results["models"].append(bench_model(name, args.ratios, work, photos, threads=args.threads, console=console))
+            results["models"].append(bench_model(name, args.ratios, work, (photos[0], photos[1]), threads=args.threads,
+                                                 console=console))
+        results["diversity"] = (diversity(args.models[0], args.diversity_ratio, args.diversity, work, pool, photos[1],
+                                          results["unseen_photos"], threads=args.threads, console=console)
+                                if args.diversity else [])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "prune.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = Table(title=f"onnx-prune, ONNX Runtime FP32, {args.threads} threads, interleaved timing, agreement on held-out photos")
-    for col in ("model", "variant", "MMACs", "removed", "Mparams", "p50 ms", "speedup", "MAC ratio", "top-1 agree %", "cosine"):
+    table = Table(title=f"onnx-prune, ONNX Runtime FP32, {args.threads} threads, interleaved timing; top-1 agreement "
+                        f"on new crops of the calibration photos and on {len(results['unseen_photos'])} unseen photos of {results['photos']}")
+    for col in ("model", "variant", "MMACs", "removed", "Mparams", "p50 ms", "speedup", "MAC ratio", "agree new crops %",
+                "agree unseen %", "cosine unseen"):
         table.add_column(col, justify="left" if col in ("model", "variant") else "right")
     for model in results["models"]:
         label = model["model"] + ("" if model["pretrained"] else " (random)")
         for row in model["rows"]:
             if "failed" in row:
-                table.add_row(label, row["variant"], "failed", row["failed"][:60], *[""] * 6)
+                table.add_row(label, row["variant"], "failed", row["failed"][:60], *[""] * 7)
                 continue
             table.add_row(label, row["variant"], f"{row['macs_m']:.0f}", f"{row['macs_removed']:.0%}", f"{row['params_m']:.2f}",
                           f"{row['p50_ms']:.2f}", f"{row['speedup']:.2f}x", f"{row['mac_speedup']:.2f}x",
-                          f"{row['top1_agreement']:.1f}", f"{row['mean_cosine']:.3f}")
+                          f"{row['top1_agreement']:.1f}", f"{row['top1_agreement_unseen']:.1f}",
+                          f"{row['mean_cosine_unseen']:.3f}")
     Console(width=max(120, Console().width)).print(table)
+    if results["diversity"]:
+        spread = Table(title=f"the same number of calibration crops from more distinct photos "
+                             f"({results['diversity'][0]['model']}, {args.diversity_ratio:.0%} of MACs, with LS)")
+        for col in ("distinct calibration photos", "calibration crops", "agree unseen %", "cosine unseen"):
+            spread.add_column(col, justify="right")
+        for row in results["diversity"]:
+            spread.add_row(str(row["distinct_photos"]), str(row["calibration_samples"]),
+                           f"{row['top1_agreement_unseen']:.1f}", f"{row['mean_cosine_unseen']:.3f}")
+        Console(width=max(120, Console().width)).print(spread)
     print(f"wrote {RESULTS / 'prune.json'}")
 
 

@@ -311,7 +311,9 @@ def _derived_candidates(ws: Workspace, profile: TargetProfile, wanted: list[str]
                            total=1) as advance:
             reports.append(PASSES["onnx-prune"](ws.reference, ws.work_dir / "model.pruned.onnx", ratio=prune,
                                                 calibration=calibration, progress=advance))
-        notes.append(f"pruned: {reports[-1].details['macs_removed']:.0%} of MACs removed")
+        # the pruning fits what its calibration samples show: say how many, so a reader can weigh it
+        notes.append(f"pruned: {reports[-1].details['macs_removed']:.0%} of MACs removed, "
+                     f"fitted to {reports[-1].details['samples']} calibration samples")
         suffix += "-pruned"
         if finetune is not None:
             with ws.steps.step(f"Fine-tuning the pruned model ({finetune.epochs} epochs, your data and loss)",
