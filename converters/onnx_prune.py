@@ -139,23 +139,27 @@ def _obs_order(x: np.ndarray, layer: _Layer, count: int) -> np.ndarray:
     return np.concatenate([np.asarray(order, dtype=np.int64), rest])
 
 
-def _residual_target(onnx: Any, ort: Any, graph: Graph, model: Any, pruned: Any, layer_input: str, layer: _Layer,
-                     input_name: str, samples: np.ndarray, rows_per_sample: int, seed: int
-                     ) -> tuple[np.ndarray, np.ndarray] | None:
-    """For a consumer whose output is added to a skip connection: its inputs, and the target that makes
-    the *sum* match the original's, ``original sum - skip as the pruned model now has it``. The
-    skip carries the error of every pruned block before; this is where it can be taken out."""
+def _skip(graph: Graph, layer: _Layer) -> tuple[str, str] | None:
+    """For a refittable consumer whose output is added to a skip connection: the skip tensor and the sum."""
     add = graph.sole_consumer(layer.output)
     if not layer.refittable or layer.gemm or add is None or add.op_type != "Add" or len(add.input) != 2:
         return None
     skip = add.input[1] if add.input[0] == layer.output else add.input[0]
     if skip in graph.inits or graph.shapes.get(skip) != graph.shapes.get(layer.output):
         return None  # a bias-like constant or a broadcast: not a skip connection
-    total = add.output[0]
-    (x_now, _), (skip_now, _) = _collect(onnx, ort, pruned, input_name, samples, [(layer_input, total), (skip, total)],
+    return skip, add.output[0]
+
+
+def _residual_target(onnx: Any, ort: Any, pruned: Any, layer_input: str, layer: _Layer, skip: tuple[str, str],
+                     total_orig: np.ndarray, input_name: str, samples: np.ndarray, rows_per_sample: int, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """For a consumer whose output is added to a skip connection: its inputs, and the target that makes
+    the *sum* match the original's (``total_orig``, sampled at the same positions),
+    ``original sum - skip as the pruned model now has it``. The skip carries the error of every
+    pruned block before; this is where it can be taken out."""
+    skip_name, total = skip
+    (x_now, _), (skip_now, _) = _collect(onnx, ort, pruned, input_name, samples, [(layer_input, total), (skip_name, total)],
                                          [layer, layer], rows_per_sample, seed)
-    ((_, total_orig),) = _collect(onnx, ort, model, input_name, samples, [(skip, total)], [layer], rows_per_sample, seed)
-    assert total_orig is not None
     return x_now, total_orig - skip_now
 
 
@@ -377,8 +381,14 @@ def prune_onnx(
         layers = [_Layer(graph, g.consumer) for g in prunable]
         fit, check = samples[: len(samples) * 2 // 3], samples[len(samples) * 2 // 3 :]
         per_sample = max(1, rows // len(fit))
-        original = _collect(onnx, ort, model, input_name, fit, [_probe(g, layer) for g, layer in zip(prunable, layers)],
-                            layers, per_sample, seed)
+        # the original's sums after residual consumers are sampled in the same run, for the re-fits' targets
+        skips = [_skip(graph, layer) if recover else None for layer in layers]
+        residual_layers = [layer for layer, skip in zip(layers, skips) if skip]
+        collected = _collect(onnx, ort, model, input_name, fit,
+                             [*(_probe(g, layer) for g, layer in zip(prunable, layers)), *(s for s in skips if s)],
+                             [*layers, *residual_layers], per_sample, seed)
+        original, sums = collected[: len(prunable)], iter(collected[len(prunable) :])
+        totals = [next(sums)[1] if skip else None for skip in skips]
         # a Gemm after a global mean is fitted per position (the mean is linear): many more rows than images
         original = [(x, x @ layer.weight.T + layer.bias if g.pooled_input else y)
                     for (x, y), g, layer in zip(original, prunable, layers)]
@@ -400,10 +410,10 @@ def prune_onnx(
                 outs = outputs_kept.get(group.consumer, np.arange(layer.weight.shape[0]))
                 x_now = x_orig[:, keep]
                 if recover and layer.refittable:  # fed what the pruned model now computes
-                    residual = _residual_target(onnx, ort, graph, model, pruned, group.consumer_input, layer,
-                                                input_name, fit, per_sample, seed)
-                    if residual is not None:
-                        x_now, y_orig = residual
+                    skip, total_orig = skips[k], totals[k]
+                    if skip is not None and total_orig is not None:
+                        x_now, y_orig = _residual_target(onnx, ort, pruned, group.consumer_input, layer, skip, total_orig,
+                                                         input_name, fit, per_sample, seed)
                     else:
                         ((x_now, _),) = _collect(onnx, ort, pruned, input_name, fit, [_probe(group, layer)], [layer],
                                                  per_sample, seed)
