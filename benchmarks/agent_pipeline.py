@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -38,11 +37,13 @@ def free_port() -> int:
 
 
 def build_bundle(work: Path) -> Path:
+    from benchlib import models_dir
+
     from edgekit import samples
     from edgekit.optimize import optimize
     from edgekit.zoo import build_model
 
-    model = build_model("efficientnet-lite0", Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache/edgekit")) / "bench-models")
+    model = build_model("efficientnet-lite0", models_dir())
     samples.write_image_folder(work / "calib", count=120, seed=3)
     return optimize(model.onnx_path, target="x86-cpu", output=work / "bundle", precision="int8", calib=work / "calib",
                     preprocess=model.preprocess, labels=model.task.labels, task="classification", max_drop=100).bundle

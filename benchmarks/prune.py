@@ -23,27 +23,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import tempfile
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
+from benchlib import cosine, prepare
 from rich.console import Console
 from rich.table import Table
 
 from converters import PASSES
 from converters.errors import ConversionError
-from converters.onnx_prepare import prepare_onnx
 from device_agent.bench.cost import model_cost
 from edgekit import samples
-from edgekit.calibration import load_calibration
 from edgekit.measure import compare_latency, run_all
 from edgekit.validation import compare_outputs
-from edgekit.zoo import build_model
 
 RESULTS = Path(__file__).parent / "results"
 #: The photographs of things among OpenCV's sample images (Debian ``opencv-doc``,
@@ -67,40 +64,37 @@ def split_photos(work: Path, pool: list[tuple[str, np.ndarray]], *, seed: int = 
 
 
 def diversity(name: str, ratio: float, counts: list[int], work: Path, pool: list[tuple[str, np.ndarray]],
-              unseen_dir: Path, unseen_names: list[str], *, threads: int, console: Console) -> list[dict[str, Any]]:
+              unseen_dir: Path, unseen_names: Collection[str], *, threads: int, console: Console) -> list[dict[str, Any]]:
     """Agreement on the unseen photos when the same number of calibration crops (120) come from
     ``counts`` distinct photos, and from all of them: how much the pruning's generalisation
     owes to variety."""
-    zoo = build_model(name, Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bench-models")
-    fp32 = prepare_onnx(zoo.onnx_path, work / f"{name}.fp32.onnx").dst
-    shape = (1, 3, zoo.preprocess.size_wh[1], zoo.preprocess.size_wh[0])
-    unseen = load_calibration(unseen_dir, preprocess=zoo.preprocess, input_shape=shape).inputs
-    reference = run_all(fp32, [unseen], threads=threads)
-    seen = [p for p in pool if p[0] not in set(unseen_names)]
+    model = prepare(name, work)
+    unseen = model.load(unseen_dir).inputs
+    reference = run_all(model.fp32, [unseen], threads=threads)
+    seen = [p for p in pool if p[0] not in unseen_names]
     seen = [seen[i] for i in np.random.default_rng(0).permutation(len(seen))]  # every subset a mix of sources
     rows = []
     for count in sorted({c for c in counts if 0 < c < len(seen)} | {len(seen)}):  # and all of them
         folder = work / f"diversity-{count}"
         samples.write_image_folder(folder, count=120, source=seen[:count], seed=count)
-        calib = load_calibration(folder, preprocess=zoo.preprocess, input_shape=shape).inputs
+        calib = model.load(folder).inputs
         console.log(f"{name}: pruning {ratio:.0%} calibrated on {count} distinct photos")
-        pruned = PASSES["onnx-prune"](fp32, work / f"{name}.diversity-{count}.onnx", ratio=ratio, calibration=calib).dst
-        agreement = compare_outputs(zoo.task, reference, run_all(pruned, [unseen], threads=threads))
+        pruned = PASSES["onnx-prune"](model.fp32, work / f"{name}.diversity-{count}.onnx", ratio=ratio,
+                                      calibration=calib).dst
+        agreement = compare_outputs(model.zoo.task, reference, run_all(pruned, [unseen], threads=threads))
         rows.append({"model": name, "ratio": ratio, "distinct_photos": count, "calibration_samples": len(calib),
-                     "top1_agreement_unseen": round(agreement.optimized, 2),
-                     "mean_cosine_unseen": round(float(agreement.details.get("mean_cosine", float("nan"))), 4)})
+                     "top1_agreement_unseen": round(agreement.optimized, 2), "mean_cosine_unseen": cosine(agreement)})
     return rows
 
 
 def bench_model(name: str, ratios: list[float], work: Path, photos: tuple[Path, Path], *, threads: int,
                 console: Console) -> dict[str, Any]:
-    zoo = build_model(name, Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bench-models")
-    fp32 = prepare_onnx(zoo.onnx_path, work / f"{name}.fp32.onnx").dst
-    shape = (1, 3, zoo.preprocess.size_wh[1], zoo.preprocess.size_wh[0])
-    calib, held_out = load_calibration(photos[0], preprocess=zoo.preprocess, input_shape=shape).split()
-    unseen = load_calibration(photos[1], preprocess=zoo.preprocess, input_shape=shape).inputs
-    input_name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
-    int8 = PASSES["onnx-int8-static"](fp32, work / f"{name}.int8.onnx", calibration=[calib], input_names=[input_name]).dst
+    model = prepare(name, work)
+    zoo, fp32 = model.zoo, model.fp32
+    calib, held_out = model.load(photos[0]).split()
+    unseen = model.load(photos[1]).inputs
+    int8 = PASSES["onnx-int8-static"](fp32, work / f"{name}.int8.onnx", calibration=[calib],
+                                      input_names=[model.input_name]).dst
     variants: dict[str, Path] = {"unpruned": fp32, "INT8 (reference)": int8}
     facts: dict[str, dict[str, Any]] = {"unpruned": {"ratio": 0.0, "recovery": "-", "seconds": 0.0},
                                         "INT8 (reference)": {"ratio": 0.0, "recovery": "-", "seconds": 0.0}}
@@ -138,9 +132,8 @@ def bench_model(name: str, ratios: list[float], work: Path, photos: tuple[Path, 
             "params_m": round(cost.params / 1e6, 2), "p50_ms": round(latency[label].p50_ms, 3),
             "speedup": round(latency["unpruned"].p50_ms / latency[label].p50_ms, 3),
             "mac_speedup": round(base.macs / cost.macs, 3), "top1_agreement": round(agreement.optimized, 2),
-            "mean_cosine": round(float(agreement.details.get("mean_cosine", float("nan"))), 4),
-            "top1_agreement_unseen": round(unseen_agreement.optimized, 2),
-            "mean_cosine_unseen": round(float(unseen_agreement.details.get("mean_cosine", float("nan"))), 4),
+            "mean_cosine": cosine(agreement), "top1_agreement_unseen": round(unseen_agreement.optimized, 2),
+            "mean_cosine_unseen": cosine(unseen_agreement),
             "channels": fact.get("channels", {}),
         })
     return {"model": name, "pretrained": zoo.pretrained, "held_out": len(held_out), "unseen": len(unseen),

@@ -20,30 +20,25 @@ import tempfile
 import time
 from pathlib import Path
 
-import onnx
+from benchlib import prepare
 from rich.console import Console
 from rich.table import Table
 
 from converters.onnx_int8 import quantize_int8_static, quantized_compute_nodes
 from converters.onnx_nncf import quantize_nncf
-from converters.onnx_prepare import prepare_onnx
 from edgekit import samples
-from edgekit.calibration import load_calibration
 from edgekit.errors import OptimizeFailed
 from edgekit.measure import compare_latency, run_all
 from edgekit.optimize import optimize
 from edgekit.validation import compare_outputs
-from edgekit.zoo import build_model
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def bench_model(name: str, work: Path, photos: Path, *, budget_s: float, console: Console) -> dict:
-    zoo = build_model(name, Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bench-models")
-    fp32 = prepare_onnx(zoo.onnx_path, work / f"{name}.fp32.onnx").dst
-    shape = (1, 3, zoo.preprocess.size_wh[1], zoo.preprocess.size_wh[0])
-    calib, held_out = load_calibration(photos, preprocess=zoo.preprocess, input_shape=shape).split()
-    input_name = onnx.load(str(fp32)).graph.input[0].name
+    model = prepare(name, work)
+    zoo, fp32, input_name = model.zoo, model.fp32, model.input_name
+    calib, held_out = model.load(photos).split()
     variants: dict[str, Path] = {"fp32": fp32}
     seconds: dict[str, float] = {}
     start = time.perf_counter()

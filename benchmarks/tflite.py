@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import tempfile
 import time
@@ -29,39 +28,36 @@ from typing import Any
 
 import numpy as np
 import onnx
+from benchlib import prepare
 from rich.console import Console
 from rich.table import Table
 
 from converters import PASSES
 from converters.errors import ConversionError
 from converters.onnx_int8 import quantize_int8_static
-from converters.onnx_prepare import prepare_onnx
 from converters.onnx_torch import weight_attributes
 from converters.routes import find_route
 from converters.tflite_check import float_operators
 from edgekit import samples
-from edgekit.calibration import load_calibration
 from edgekit.heads import SPLITTERS
 from edgekit.measure import compare_latency, run_all
 from edgekit.sensitivity import candidate_chains, float_chains, rank_chains
 from edgekit.validation import compare_outputs
-from edgekit.zoo import build_model
 
 RESULTS = Path(__file__).parent / "results"
 MIXED_CHAINS = 2  # layer chains kept in float in the mixed variant, ranked by ONNX Runtime INT8 output SNR
 
 
 def bench_model(name: str, work: Path, photos: Path, *, threads: int, console: Console) -> dict[str, Any]:
-    zoo = build_model(name, Path(os.environ.get("EDGEKIT_CACHE", Path.home() / ".cache" / "edgekit")) / "bench-models")
-    fp32 = prepare_onnx(zoo.onnx_path, work / f"{name}.fp32.onnx").dst
-    shape = (1, 3, zoo.preprocess.size_wh[1], zoo.preprocess.size_wh[0])
-    calib, held_out = load_calibration(photos, preprocess=zoo.preprocess, input_shape=shape).split()
+    model = prepare(name, work)
+    zoo, fp32 = model.zoo, model.fp32
+    calib, held_out = model.load(photos).split()
     variants: dict[str, Path] = {"onnx fp32": fp32}
     seconds: dict[str, float] = {}
     failures: dict[str, str] = {}
     started = time.perf_counter()
     variants["onnx int8"] = quantize_int8_static(fp32, work / f"{name}.int8.onnx", calibration=[calib],
-                                                 input_names=_input_names(fp32)).dst
+                                                 input_names=[model.input_name]).dst
     seconds["onnx int8"] = time.perf_counter() - started
     route = find_route("onnx", "tflite")
     started = time.perf_counter()
@@ -87,7 +83,7 @@ def bench_model(name: str, work: Path, photos: Path, *, threads: int, console: C
         started = time.perf_counter()
         chains = rank_chains(fp32, variants["onnx int8"], candidate_chains(float_chains(onnx.load(str(fp32)))), [calib],
                              quantize=lambda exclude, dst: quantize_int8_static(
-                                 fp32, dst, calibration=[calib], input_names=_input_names(fp32), nodes_to_exclude=exclude,
+                                 fp32, dst, calibration=[calib], input_names=[model.input_name], nodes_to_exclude=exclude,
                                  calibration_cache=work / f"{name}.ranges.json").dst, work_dir=work)
         attributes = weight_attributes(fp32)
         layers = [attributes[n] for c in chains[:MIXED_CHAINS] for n in c.nodes if n in attributes]
@@ -128,12 +124,6 @@ def bench_model(name: str, work: Path, photos: Path, *, threads: int, console: C
     rows.extend({"variant": label, "failed": why} for label, why in failures.items())
     return {"model": name, "pretrained": zoo.pretrained, "held_out": len(held_out), "calibration": len(calib),
             "onnx_to_torch_s": round(seconds["onnx->torch"], 1), "rows": rows}
-
-
-def _input_names(path: Path) -> list[str]:
-    import onnx
-
-    return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
 
 
 def main() -> None:
