@@ -33,6 +33,7 @@ from device_agent.committer import Committer
 from device_agent.config import AgentConfig, mqtt_password
 from device_agent.decoders import decode
 from device_agent.errors import AgentError, BundleError, PreprocessError
+from device_agent.logs import Totals, shutdown_line, startup_line, summary_line
 from device_agent.outbox import Outbox
 from device_agent.policy import PublishPolicy
 from device_agent.preprocess import FrameTransform, dequantize, preprocess, quantize
@@ -64,7 +65,8 @@ class StageTimes:
         out = {}
         for stage, values in self.samples.items():
             arr = np.asarray(values)
-            out[stage] = {q: round(float(np.percentile(arr, p)), 3) for q, p in (("p50", 50), ("p90", 90), ("p99", 99))}
+            out[stage] = {q: round(float(np.percentile(arr, p)), 3)
+                          for q, p in (("p50", 50), ("p90", 90), ("p95", 95), ("p99", 99))}
         return out
 
 
@@ -129,6 +131,7 @@ class Agent:
         self.frames_done = 0
         self.results_published = 0
         self._clock = clock
+        self.stop_reason = "not started"
         self._cpu = CpuMeter()
         self._handlers: dict[str, Callable[[Any], None]] = {"bench": self._bench}  # one per name in COMMANDS
 
@@ -142,8 +145,7 @@ class Agent:
             log.warning("outbox full: dropped seq %d..%d (%d rows, %s)", gap.first_seq, gap.last_seq, gap.count, gap.reason)
         self.publisher.notify()
 
-    def _on_state(self, change: StateChange) -> None:
-        log.info("source %s: %s -> %s (%s)", change.source, change.old.name, change.new.name, change.reason)
+    def _on_state(self, change: StateChange) -> None:  # the runner has logged it; published, not logged again
         self._emit("events", {"kind": "camera", "source": change.source, "from": change.old.name.lower(),
                               "to": change.new.name.lower(), "reason": change.reason, "attempt": change.attempt})
 
@@ -298,6 +300,7 @@ class Agent:
     def run(self, *, max_frames: int | None = None, flush_timeout_s: float = 10.0) -> int:
         """Run until stopped, until every source has ended, or after ``max_frames``."""
         self._started = self._clock()
+        self.stop_reason = "stop requested"
         manifest = self.bundle.manifest
         self.publisher.start()
         self.committer.start()
@@ -307,8 +310,10 @@ class Agent:
                               "sha256": manifest.model.sha256, "precision": manifest.precision})
         for source in self.sources:
             source.start()
+        log.info(self._startup_line())
         self.systemd.ready(f"running {manifest.name} v{manifest.version} on {len(self.sources)} source(s)")
         next_metrics = self._clock() + self.config.publish.metrics_interval_s
+        last_summary = self._totals()
         try:
             while not self.stop_event.is_set():
                 self.systemd.watchdog()  # fed from the main loop only: a hung loop gets the agent restarted
@@ -317,14 +322,21 @@ class Agent:
                     busy |= self.process(source)
                 busy |= self.take_commands()  # between frames; process() waits at most 50 ms per source
                 if max_frames is not None and self.frames_done >= max_frames:
+                    self.stop_reason = f"{max_frames} frames done (--max-frames)"
                     break
                 if not busy and all(s.state is SourceState.STOPPED for s in self.sources):
+                    self.stop_reason = "every source has ended"
                     log.info("every source has ended")
                     break
                 self.publisher.check()  # refused credentials end the run with a clear error
                 if self._clock() >= next_metrics:
                     self._metrics()
                     next_metrics = self._clock() + self.config.publish.metrics_interval_s
+                if self._clock() - last_summary.at_s >= self.config.log.summary_interval_s:
+                    last_summary = self._log_summary(last_summary)
+        except BaseException as exc:
+            self.stop_reason = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             self.systemd.stopping()
             for source in self.sources:
@@ -335,7 +347,33 @@ class Agent:
             self._flush(flush_timeout_s)
             self.publisher.stop(timeout=5.0)
             self.systemd.close()
+            left = self.outbox.depth()
+            log.log(logging.WARNING if left else logging.INFO,
+                    shutdown_line(reason=self.stop_reason, started_s=self._started, now=self._totals(), outbox_left=left))
         return 0
+
+    # -- what the log says ------------------------------------------------------------------
+    def _startup_line(self) -> str:
+        manifest, mqtt = self.bundle.manifest, self.config.mqtt
+        return startup_line(agent_version=__version__, bundle=manifest.name, version=manifest.version,
+                            precision=manifest.precision, runtime=manifest.target.runtime,
+                            providers=self.runtime.providers, threads=self.threads,
+                            sources=[f"{s.name}={s.uri}" for s in self.sources],
+                            broker=f"{mqtt.host}:{mqtt.port}{' (TLS)' if mqtt.tls else ''}")
+
+    def _totals(self) -> Totals:
+        return Totals(at_s=self._clock(), frames=self.frames_done, published=self.results_published)
+
+    def _link(self) -> str:
+        if self.publisher.connected:
+            return "connected"
+        return f"disconnected ({self.publisher.last_error})" if self.publisher.last_error else "connecting"
+
+    def _log_summary(self, previous: Totals) -> Totals:
+        now = self._totals()
+        log.info(summary_line(previous=previous, now=now, latency_ms=self.times.summary().get("infer", {}),
+                              outbox_depth=self.outbox.depth(), link=self._link()))
+        return now
 
     def _flush(self, timeout_s: float) -> None:
         """Give the publisher up to ``timeout_s`` to connect and drain; what is left stays on disk."""
@@ -344,12 +382,12 @@ class Agent:
             log.warning("no broker within %.0f s", timeout_s)
         while self.outbox.depth() > 0 and time.monotonic() < deadline and self.publisher.connected:
             time.sleep(0.05)
-        if self.outbox.depth():
-            log.warning("%d message(s) stay in the outbox for the next start", self.outbox.depth())
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: object) -> None:
-            log.info("signal %d: stopping", signum)
+            name = signal.Signals(signum).name
+            log.info("%s: stopping", name)
+            self.stop_reason = name
             self.stop_event.set()
 
         signal.signal(signal.SIGTERM, stop)

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="agent config file (TOML)")
     run.add_argument("--max-frames", type=int, help="stop after this many frames (tests, demos)")
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--log-format", choices=["text", "json"],
+                     help="text lines, or one JSON object per line for log shippers (default: the config's [log] "
+                     "format, else text)")
 
     check = sub.add_parser(
         "check-config",
@@ -166,13 +169,15 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import logging
-
+    from device_agent import logs
     from device_agent.agent import Agent
     from device_agent.config import load_config
 
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    agent = Agent(load_config(args.config))
+    logs.configure(args.log_level, args.log_format or "text")
+    config = load_config(args.config)
+    if args.log_format is None and config.log.format != "text":
+        logs.configure(args.log_level, config.log.format)
+    agent = Agent(config)
     agent.install_signal_handlers()
     return agent.run(max_frames=args.max_frames)
 

@@ -78,6 +78,15 @@ class PublishConfig(_Table):
     metrics_interval_s: float = Field(default=10.0, gt=0, description="heartbeat period on the metrics topic")
 
 
+class LogConfig(_Table):
+    format: Literal["text", "json"] = Field(
+        default="text", description="text lines, or one JSON object per line for log shippers (--log-format wins)"
+    )
+    summary_interval_s: float = Field(
+        default=60.0, gt=0, description="seconds between summary lines (fps, latency, published, outbox, broker)"
+    )
+
+
 class RuleConfig(_Table):
     name: str
     label: str = Field(description="class label that triggers the rule")
@@ -102,6 +111,7 @@ class AgentConfig(_Table):
     mqtt: MqttConfig = MqttConfig()
     outbox: OutboxConfig = OutboxConfig()
     publish: PublishConfig = PublishConfig()
+    log: LogConfig = LogConfig()
     rules: list[RuleConfig] = Field(default_factory=list)
     threads: int | None = Field(default=None, ge=0, description="inference threads (default: the bundle's target)")
 
