@@ -42,7 +42,7 @@ from device_agent.publisher import MqttSettings, Publisher
 from device_agent.rules import Rule
 from device_agent.runtimes import Runtime, create_runtime
 from device_agent.sources.runner import SourceRunner
-from device_agent.sources.types import SourceState, StateChange
+from device_agent.sources.types import SourceState, SourceStoppedError, StateChange
 from device_agent.system import CpuMeter, rss_mb, temperature_c
 
 log = logging.getLogger("edgekit.agent")
@@ -298,7 +298,12 @@ class Agent:
         return True
 
     def run(self, *, max_frames: int | None = None, flush_timeout_s: float = 10.0) -> int:
-        """Run until stopped, until every source has ended, or after ``max_frames``."""
+        """Run until stopped, until every source has ended, or after ``max_frames``; 0 then.
+
+        Only finite sources (files, folders) end; a live one is retried forever. A source that
+        stopped any other way raises :class:`SourceStoppedError`, so the process exits non-zero
+        and systemd (``Restart=on-failure``) restarts it.
+        """
         self._started = self._clock()
         self.stop_reason = "stop requested"
         manifest = self.bundle.manifest
@@ -324,7 +329,11 @@ class Agent:
                 if max_frames is not None and self.frames_done >= max_frames:
                     self.stop_reason = f"{max_frames} frames done (--max-frames)"
                     break
-                if not busy and all(s.state is SourceState.STOPPED for s in self.sources):
+                stopped = [s for s in self.sources if s.state is SourceState.STOPPED]
+                if any(not s.ended for s in stopped):  # a live source never stops by itself: its supervisor died
+                    raise SourceStoppedError(f"source(s) {', '.join(s.name for s in stopped if not s.ended)} stopped "
+                                             "without reaching the end of a finite stream; exiting non-zero to be restarted")
+                if not busy and len(stopped) == len(self.sources):  # only finite sources that reached their end
                     self.stop_reason = "every source has ended"
                     log.info("every source has ended")
                     break

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from device_agent.config_errors import explain
 from device_agent.errors import AgentError
+from device_agent.sources.types import DEFAULT_STALL_AFTER_S, default_read_timeout_s
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,8 +36,33 @@ class SourceConfig(_Table):
     name: str | None = Field(default=None, description="name used in results and events (default: source-N)")
     loop: bool = Field(default=False, description="restart a video file or folder at its end")
     fps: float | None = Field(default=None, gt=0, description="pacing for files; absent: as fast as inference allows")
-    read_timeout_s: float = Field(default=5.0, gt=0, description="give up on an open or read after this long")
-    stall_after_s: float = Field(default=5.0, gt=0, description="no good frame for this long: stalled, reconnect")
+    # stall_after_s comes first: read_timeout_s is derived from it and checked against it.
+    stall_after_s: float = Field(
+        default=DEFAULT_STALL_AFTER_S, gt=0,
+        description="no good frame for this long: stalled, reconnect (a live source is retried forever)",
+    )
+    read_timeout_s: float = Field(
+        default=None, validate_default=True, gt=0,
+        description="give up on an open or read after this long; default stall_after_s + 2 s, and it must be "
+        "longer than stall_after_s so a stall is detected before a read gives up",
+    )
+
+    @field_validator("read_timeout_s", mode="before")
+    @classmethod
+    def _default_after_stall(cls, value: object, info: ValidationInfo) -> object:
+        if value is not None:
+            return value
+        # An invalid stall_after_s is reported on its own key; derive from the default meanwhile.
+        return default_read_timeout_s(info.data.get("stall_after_s", DEFAULT_STALL_AFTER_S))
+
+    @field_validator("read_timeout_s")
+    @classmethod
+    def _longer_than_stall(cls, value: float, info: ValidationInfo) -> float:
+        stall = info.data.get("stall_after_s")
+        if stall is not None and not value > stall:
+            raise ValueError(f"must be longer than stall_after_s ({stall:g}), so that a stall is detected before a "
+                             "read gives up; leave it unset for stall_after_s + 2 s")
+        return value
 
 
 class TlsConfig(_Table):

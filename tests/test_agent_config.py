@@ -46,14 +46,30 @@ def test_the_design_example_loads_with_paths_relative_to_the_file(tmp_path: Path
         (lambda t: t.replace('device_id = "cam-01"', 'device_id = "cam 01!"'), r"key 'device_id': String should match pattern"),
         (lambda t: t + "\n[[rules]]\nname = 'r'\nlabel = 'person'\nzone = [[0, 0], [1, 1]]\n", r"key 'rules.0.zone': Value error, a zone needs at least 3 points"),
         (lambda t: t.replace("[mqtt]", "[mqtt\n"), r"not valid TOML"),
+        (lambda t: t.replace("fps = 10", "fps = 10\nstall_after_s = 5\nread_timeout_s = 5"),
+         r"key 'sources.0.read_timeout_s': Value error, must be longer than stall_after_s \(5\)"),
     ],
-    ids=["wrong-type", "unknown-key", "negative-fps", "bad-device-id", "short-zone", "bad-toml"],
+    ids=["wrong-type", "unknown-key", "negative-fps", "bad-device-id", "short-zone", "bad-toml", "read-before-stall"],
 )
 def test_mistakes_point_at_the_key(tmp_path: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
     file = tmp_path / "agent.toml"
     file.write_text(edit(MINIMAL))
     with pytest.raises(ConfigError, match=message):
         load_config(file)
+
+
+def test_read_timeout_follows_the_stall_limit(tmp_path: Path) -> None:
+    """A stall must be detected (3 s by default, under 5 s) before a read gives up, so the read
+    timeout is derived from the stall limit unless it is given, and then it must be longer."""
+    file = tmp_path / "agent.toml"
+    file.write_text(MINIMAL)
+    source = load_config(file).sources[0]
+    assert (source.stall_after_s, source.read_timeout_s) == (3.0, 5.0)
+    file.write_text(MINIMAL.replace("fps = 10", "fps = 10\nstall_after_s = 10"))
+    source = load_config(file).sources[0]
+    assert (source.stall_after_s, source.read_timeout_s) == (10.0, 12.0)
+    file.write_text(MINIMAL.replace("fps = 10", "fps = 10\nread_timeout_s = 20"))
+    assert load_config(file).sources[0].read_timeout_s == 20.0
 
 
 def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -154,6 +154,7 @@ def test_short_file_streams_then_stops_at_end_of_stream(runners: list[SourceRunn
     runner.start()
     frames = drain(runner)
     assert runner.state is S.STOPPED
+    assert runner.ended  # a finite source's end: the one way a runner stops by itself
     assert events.states() == [S.STREAMING, S.STOPPED]
     assert [(c.old, c.new) for c in events.changes] == [(S.STARTING, S.STREAMING), (S.STREAMING, S.STOPPED)]
     assert events.changes[-1].reason == "end of stream"
@@ -319,7 +320,7 @@ def _free_port() -> int:
 
 
 def test_rtsp_on_a_closed_port_reconnects_with_growing_backoff(runners: list[SourceRunner]) -> None:
-    runner, events = make(runners, f"rtsp://127.0.0.1:{_free_port()}/stream", read_timeout_s=1.0,
+    runner, events = make(runners, f"rtsp://127.0.0.1:{_free_port()}/stream", read_timeout_s=1.0, stall_after_s=0.5,
                           backoff_initial_s=0.05, backoff_max_s=10.0)  # fmt: skip
     start = time.monotonic()
     runner.start()
@@ -361,7 +362,7 @@ def silent_server() -> Iterator[int]:
 
 
 def test_rtsp_server_that_never_answers_is_abandoned_and_retried(runners: list[SourceRunner], silent_server: int) -> None:
-    runner, events = make(runners, f"rtsp://127.0.0.1:{silent_server}/stream", read_timeout_s=0.5,
+    runner, events = make(runners, f"rtsp://127.0.0.1:{silent_server}/stream", read_timeout_s=0.5, stall_after_s=0.3,
                           backoff_initial_s=0.1, backoff_max_s=1.0)  # fmt: skip
     start = time.monotonic()
     runner.start()
@@ -416,6 +417,47 @@ def test_watchdog_marks_a_frozen_camera_stalled_and_reconnects(runners: list[Sou
     assert ids == sorted(set(ids))  # ids keep increasing across the reconnect
     assert runner.stats()["reconnects"] >= 1
     assert runner.stop(timeout=2.0)
+
+
+@register_source("test-ending-live")
+class EndingLiveSource:
+    """Real frames from a video file, then ``None`` forever: what OpenCV's read gives for a camera
+    whose connection dropped or whose read timed out."""
+
+    finite: ClassVar[bool] = False
+
+    def __init__(self, spec: SourceSpec) -> None:
+        self.spec = spec
+
+    def open(self) -> None:
+        self.cap = cv2.VideoCapture(self.spec.uri)
+
+    def read(self) -> np.ndarray | None:
+        ok, image = self.cap.read()
+        return image if ok else None
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+def test_a_live_source_whose_read_gives_nothing_reconnects_and_never_ends(runners: list[SourceRunner], clip: Path) -> None:
+    runner, events = make(runners, clip, kind="test-ending-live", backoff_initial_s=0.05, backoff_max_s=0.2)
+    assert not runner.finite
+    runner.start()
+    assert wait_for(lambda: len(events.reconnects()) >= 3, timeout=5.0), events.changes
+    assert S.STOPPED not in events.states() and not runner.ended, "a live source must never end by itself"
+    assert events.states()[:2] == [S.STREAMING, S.RECONNECTING]
+    assert events.reconnects()[0].reason.startswith("read failed: the live stream gave no frame")
+    assert runner.stats()["frames_read"] >= 20  # it reconnected and streamed the clip again
+    assert runner.stop(timeout=2.0) and runner.state is S.STOPPED and not runner.ended
+
+
+def test_read_timeout_is_derived_from_the_stall_limit_and_must_exceed_it(clip: Path) -> None:
+    runner = SourceRunner(str(clip), name="cam")
+    assert (runner.stall_after_s, runner.read_timeout_s) == (3.0, 5.0)
+    assert SourceRunner(str(clip), name="cam", stall_after_s=0.5).read_timeout_s == 2.5
+    with pytest.raises(SourceError, match=r"read_timeout_s \(3 s\) must be longer than stall_after_s \(3 s\)"):
+        SourceRunner(str(clip), name="cam", read_timeout_s=3.0)
 
 
 def test_a_listener_that_raises_does_not_stop_the_source(runners: list[SourceRunner], clip: Path) -> None:

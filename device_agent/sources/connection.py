@@ -1,7 +1,8 @@
 """One connection to a source: a daemon thread that owns one backend from open to close.
 
 It opens the backend, reads, paces files to ``fps`` in real time, loops files and folders by
-reopening them, and hands each image to ``deliver``. An open or read that hangs (OpenCV can
+reopening them, and hands each image to ``deliver``. Only a finite backend (a file or folder)
+can end with "eos"; a live one whose read gives nothing ends with "error", so it is reconnected. An open or read that hangs (OpenCV can
 block on a dead RTSP server) hangs only this thread: the supervisor abandons it by setting
 ``cancelled``, and the backend is closed if the call ever returns.
 """
@@ -41,7 +42,7 @@ class Connection(threading.Thread):
         self._deliver, self._wake, self._wait_taken = deliver, wake, wait_taken
         self.cancelled = threading.Event()
         self.opened_ns: int | None = None
-        self.outcome: str | None = None  # "eos" or "error" once the thread is done
+        self.outcome: str | None = None  # "eos" (only a finite source) or "error" once the thread is done
         self.reason = ""
         self.frames = 0
         self.first_frame_ns = 0
@@ -67,7 +68,14 @@ class Connection(threading.Thread):
             while not self.cancelled.is_set():
                 image = backend.read()
                 if image is None:
-                    if not (backend.finite and self.loop):
+                    if self.cancelled.is_set():
+                        return  # abandoned while the read waited out its timeout: just close the backend
+                    if not backend.finite:
+                        # A live camera has no end: a read that gives nothing timed out, lost the
+                        # connection or could not decode, and the runner must reconnect, not stop.
+                        return self._finish("error", "read failed: the live stream gave no frame (timed out, "
+                                            "closed or undecodable)")
+                    if not self.loop:
                         return self._finish("eos")
                     if in_pass == 0:
                         return self._finish("error", "a pass over the source gave no frame; not looping an empty source")

@@ -11,6 +11,16 @@ Two kinds of thread, so that nothing the camera does can block the supervisor:
   publishes RECONNECTING with the attempt number and waits a capped, jittered exponential
   backoff before the next connection. Only this thread changes state, so ``on_state`` sees
   changes in order.
+
+Only a finite source (file, folder) without ``loop`` ends. A live source (camera, stream) is
+retried forever, however it fails: a read that gives nothing is a read error, not an end.
+
+The two timeouts are ordered, not independent: the read (and open) timeout defaults to the stall
+limit plus :data:`READ_TIMEOUT_MARGIN_S` and must be longer than it. So a camera that stops
+sending is seen by the watchdog as a stall (after ``stall_after_s``, 3 s by default, reported as
+STALLED) before its read gives up; the read timeout then only ends the abandoned connection's
+thread and closes its capture, which keeps threads and descriptors from piling up across
+reconnects. (With both at 5 s, the read timed out first and the camera looked finished.)
 """
 
 from __future__ import annotations
@@ -27,7 +37,16 @@ import numpy as np
 from device_agent.sources.connection import Connection
 from device_agent.sources.latest import LatestFrame
 from device_agent.sources.registry import SourceSpec, open_source, source_kind
-from device_agent.sources.types import Frame, SourceError, SourceState, StateChange, transition
+from device_agent.sources.types import (
+    DEFAULT_STALL_AFTER_S,
+    READ_TIMEOUT_MARGIN_S,
+    Frame,
+    SourceError,
+    SourceState,
+    StateChange,
+    default_read_timeout_s,
+    transition,
+)
 
 log = logging.getLogger(__name__)
 _POLL_S = 0.05
@@ -38,9 +57,11 @@ class SourceRunner:
 
     ``fps`` paces files and folders in real time (absent: as fast as they decode); live
     sources run at the camera's rate. ``loop`` restarts a file or folder at its end; without
-    it the end of a file is STOPPED ("end of stream"), finished, with no reconnect.
-    ``read_timeout_s`` bounds an open (and, where the backend supports it, a read);
+    it the end of a file is STOPPED ("end of stream"), finished, with no reconnect. A live
+    source never ends: it reconnects until :meth:`stop`.
     ``stall_after_s`` without a good frame (at least two frame periods when paced) is a stall.
+    ``read_timeout_s`` bounds an open (and, where the backend supports it, a read); it defaults
+    to ``stall_after_s`` + 2 s and must be longer than ``stall_after_s`` (see the module docstring).
     Reconnect attempts are numbered from 1 and back off ``backoff_initial_s`` doubling up to
     ``backoff_max_s``; the count starts again only after a connection streamed for at least
     ``stall_after_s``.
@@ -53,8 +74,8 @@ class SourceRunner:
         name: str,
         loop: bool = False,
         fps: float | None = None,
-        read_timeout_s: float = 5.0,
-        stall_after_s: float = 5.0,
+        read_timeout_s: float | None = None,
+        stall_after_s: float = DEFAULT_STALL_AFTER_S,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         on_state: Callable[[StateChange], None] | None = None,
@@ -62,11 +83,19 @@ class SourceRunner:
         follow_consumer: bool = False,
         prepare: Callable[[np.ndarray], Any] | None = None,
     ) -> None:
+        if read_timeout_s is None:
+            read_timeout_s = default_read_timeout_s(stall_after_s)
         for key, value in (("read_timeout_s", read_timeout_s), ("stall_after_s", stall_after_s),
                            ("backoff_initial_s", backoff_initial_s), ("backoff_max_s", backoff_max_s),
                            ("fps", fps if fps is not None else 1.0)):  # fmt: skip
             if not value > 0:
                 raise SourceError(f"source {name!r}: {key} must be > 0, got {value}")
+        if not read_timeout_s > stall_after_s:
+            raise SourceError(
+                f"source {name!r}: read_timeout_s ({read_timeout_s:g} s) must be longer than stall_after_s "
+                f"({stall_after_s:g} s), so that a stall is detected before a read gives up; leave read_timeout_s "
+                f"unset for stall_after_s + {READ_TIMEOUT_MARGIN_S:g} s"
+            )
         self.name, self.uri, self.loop, self.fps = name, uri, loop, fps
         self.read_timeout_s, self.stall_after_s = read_timeout_s, stall_after_s
         self.backoff_initial_s, self.backoff_max_s = backoff_initial_s, max(backoff_initial_s, backoff_max_s)
@@ -79,7 +108,7 @@ class SourceRunner:
         self.prepare = prepare
         # Resolve the kind once: a bad URI fails here, and a file deleted later stays a file.
         self._spec = SourceSpec(uri, kind=kind or source_kind(uri), open_timeout_s=read_timeout_s, read_timeout_s=read_timeout_s)
-        open_source(self._spec)  # an unknown kind fails now, not in a thread
+        self.finite = open_source(self._spec).finite  # an unknown kind fails now, not in a thread
         self.frames = LatestFrame()
         self._lock = threading.Lock()
         self._state = SourceState.STARTING
@@ -90,6 +119,7 @@ class SourceRunner:
         self._last_frame_ns: int | None = None
         self._reconnects = 0
         self._rng = random.Random()
+        self.ended = False  # True once a finite source reached its end: the one way to stop by itself
 
     @property
     def kind(self) -> str:
@@ -174,9 +204,12 @@ class SourceRunner:
                 conn.cancelled.set()
                 if outcome == "stop":
                     break
-                if outcome == "eos":
+                if outcome == "eos" and self.finite:
+                    self.ended = True  # before STOPPED: whoever sees STOPPED must see why
                     self._set_state(SourceState.STOPPED, "end of stream")
                     break
+                if outcome == "eos":  # a live backend must never end the runner; reconnect instead
+                    reason = "the live stream reported its end"
                 # Only a connection that streamed for a while restarts the backoff; one that
                 # fails after a few frames each time (a half-corrupt file, a flapping camera)
                 # must not turn into a tight reconnect loop.

@@ -8,6 +8,11 @@ camera that silently reports "streaming" while it reconnects.
         │            │             │
         └──────> RECONNECTING <────┘      (RECONNECTING -> RECONNECTING: the next attempt)
     every state ──> STOPPED (terminal)
+
+STOPPED means one of two things only: a finite source (file, folder) without ``loop`` reached
+its end, or the owner stopped the runner. A live source never stops by itself: whatever it
+does (stalls, drops, refuses connections, sends garbage) it goes through STALLED and
+RECONNECTING and is retried forever, so an agent can never take a dead camera for a finished one.
 """
 
 from __future__ import annotations
@@ -30,6 +35,30 @@ class SourceStateError(SourceError):
     """A state change that the source's state machine does not allow (a bug in the caller)."""
 
 
+class SourceStoppedError(SourceError):
+    """A source stopped for good without reaching the end of a finite stream (its supervisor died).
+
+    The agent raises it so it exits non-zero and its service manager restarts it: exit 0 would
+    tell systemd (``Restart=on-failure``) that the agent is done.
+    """
+
+
+DEFAULT_STALL_AFTER_S = 3.0
+"""No good frame for this long: the source is STALLED and reconnected. 3 s keeps a stall's
+detection under 5 s including the watchdog's 50 ms poll, and is still 75 frame periods at 25 fps."""
+
+READ_TIMEOUT_MARGIN_S = 2.0
+"""The default read timeout is the stall limit plus this margin. A read must not give up before
+the stall watchdog fires, or a stall would be reported as a read error (or, before this rule, as
+the end of the stream); by the time the read times out, its connection is already abandoned and
+the timeout only ends that thread and closes its capture."""
+
+
+def default_read_timeout_s(stall_after_s: float) -> float:
+    """The read (and open) timeout that goes with a stall limit: ``stall_after_s`` + :data:`READ_TIMEOUT_MARGIN_S`."""
+    return stall_after_s + READ_TIMEOUT_MARGIN_S
+
+
 class SourceState(enum.Enum):
     """Where a source is in its life."""
 
@@ -37,7 +66,7 @@ class SourceState(enum.Enum):
     STREAMING = "streaming"  # frames arrive
     STALLED = "stalled"  # opened, but no good frame for longer than the stall limit
     RECONNECTING = "reconnecting"  # the connection failed; waiting out a backoff, then reopening
-    STOPPED = "stopped"  # finished (end of a file) or stopped by its owner; terminal
+    STOPPED = "stopped"  # finished (end of a finite file or folder) or stopped by its owner; terminal
 
 
 _S = SourceState
