@@ -118,7 +118,8 @@ class Agent:
         )
         self.sources = [
             SourceRunner(s.uri, name=config.source_name(i), loop=s.loop, fps=s.fps, read_timeout_s=s.read_timeout_s,
-                         stall_after_s=s.stall_after_s, on_state=self._on_state, follow_consumer=True,
+                         stall_after_s=s.stall_after_s, backoff_initial_s=s.backoff_initial_s,
+                         backoff_max_s=s.backoff_max_s, on_state=self._on_state, follow_consumer=True,
                          prepare=self._prepare)
             for i, s in enumerate(config.sources)
         ]

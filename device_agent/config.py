@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from device_agent.config_errors import explain
 from device_agent.errors import AgentError
+from device_agent.sources.runner import DEFAULT_BACKOFF_MAX_S
 from device_agent.sources.types import DEFAULT_STALL_AFTER_S, default_read_timeout_s
 
 if sys.version_info >= (3, 11):
@@ -45,6 +46,12 @@ class SourceConfig(_Table):
         default=None, validate_default=True, gt=0,
         description="give up on an open or read after this long; default stall_after_s + 2 s, and it must be "
         "longer than stall_after_s so a stall is detected before a read gives up",
+    )
+
+    backoff_initial_s: float = Field(default=0.5, gt=0, description="first wait before reconnecting; doubles per attempt")
+    backoff_max_s: float = Field(
+        default=DEFAULT_BACKOFF_MAX_S, gt=0,
+        description="longest wait between reconnect attempts: a camera that returns streams again within this",
     )
 
     @field_validator("read_timeout_s", mode="before")

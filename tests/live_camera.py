@@ -279,7 +279,7 @@ def cycle_kind(i: int) -> str:
     return {1: "drop-return", 3: "stall-return"}.get(i % 5, "stall-drop-return")
 
 
-def _wait_new_frame(runner: SourceRunner, since: float, timeout: float) -> float | None:
+def wait_new_frame(runner: SourceRunner, since: float, timeout: float) -> float | None:
     """Monotonic capture time of the first frame captured after ``since``; None on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -339,7 +339,7 @@ def runner_cycles(runner: SourceRunner, camera: LiveCamera, log: StateLog, *, cy
             pass  # nothing older than the return may count as recovered
         back = time.monotonic()
         camera.serve()
-        captured = _wait_new_frame(runner, back, recover_timeout_s)
+        captured = wait_new_frame(runner, back, recover_timeout_s)
         if captured is None or runner.state is SourceState.STOPPED:
             break
         figures.cycles += 1

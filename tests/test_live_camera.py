@@ -25,7 +25,7 @@ from device_agent.sources import SourceError, SourceRunner, SourceSpec, SourceSt
 from device_agent.sources.types import SourceStoppedError
 from edgekit import samples
 from edgekit.optimize import optimize
-from tests.live_camera import LiveCamera, StateLog, proc_figures, runner_cycles
+from tests.live_camera import LiveCamera, StateLog, proc_figures, runner_cycles, wait_new_frame
 from tests.mqtt_broker import Broker, Collector
 from tests.test_agent import write_config
 from tests.tinymodels import tiny_classifier
@@ -233,3 +233,26 @@ def test_agent_run_fails_when_a_live_source_stops_without_an_end(
     with pytest.raises(SourceStoppedError, match="source-0 stopped without reaching the end of a finite stream"):
         agent.run(flush_timeout_s=1.0)
     assert agent.frames_done > 0
+
+
+def test_a_camera_back_after_a_long_outage_streams_again_within_10_s_with_the_defaults(camera: LiveCamera) -> None:
+    """The backoff doubles while the camera is away; its default cap (5 s) is what bounds recovery."""
+    log = StateLog()
+    runner = SourceRunner(camera.url, name="cam", on_state=log).start()  # every limit at its default
+    try:
+        assert wait_new_frame(runner, time.monotonic(), 10.0) is not None
+        camera.drop()
+        time.sleep(16.0)  # long enough for the backoff to reach its cap (0.5, 1, 2, 4, 5, 5 s ...)
+        attempts = [c.attempt for _, c in log.changes if c.new is SourceState.RECONNECTING]
+        assert max(attempts) >= 5, attempts
+        assert max(c.retry_in_s or 0.0 for _, c in log.changes) <= 5.0
+        back = time.monotonic()
+        camera.serve()
+        captured = wait_new_frame(runner, back, 15.0)
+        assert captured is not None, "no frame within 15 s of the camera's return"
+        print(f"\nafter a 16 s outage ({max(attempts)} attempts): streaming again {captured - back:.2f} s after return")
+        assert captured - back < 10.0
+        assert runner.state is SourceState.STREAMING or log.wait(SourceState.STREAMING, after=0, timeout=1.0)
+    finally:
+        runner.stop(timeout=2.0)
+

@@ -49,6 +49,8 @@ from device_agent.sources.types import (
 )
 
 log = logging.getLogger(__name__)
+DEFAULT_BACKOFF_MAX_S = 5.0
+"""Longest wait between reconnect attempts: a camera back after a long outage streams within it."""
 _POLL_S = 0.05
 
 
@@ -64,7 +66,9 @@ class SourceRunner:
     to ``stall_after_s`` + 2 s and must be longer than ``stall_after_s`` (see the module docstring).
     Reconnect attempts are numbered from 1 and back off ``backoff_initial_s`` doubling up to
     ``backoff_max_s``; the count starts again only after a connection streamed for at least
-    ``stall_after_s``.
+    ``stall_after_s``. The cap is what bounds recovery: a camera that comes back after a long
+    outage streams again within ``backoff_max_s`` plus one open (5 s by default, so under 10 s;
+    a reconnect attempt every 5 s costs a dead camera one TCP connect).
     """
 
     def __init__(
@@ -77,7 +81,7 @@ class SourceRunner:
         read_timeout_s: float | None = None,
         stall_after_s: float = DEFAULT_STALL_AFTER_S,
         backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 30.0,
+        backoff_max_s: float = DEFAULT_BACKOFF_MAX_S,
         on_state: Callable[[StateChange], None] | None = None,
         kind: str | None = None,
         follow_consumer: bool = False,
