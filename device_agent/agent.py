@@ -139,7 +139,7 @@ class Agent:
 
     def _committed(self) -> None:
         for gap in self.outbox.take_gaps():  # the outbox wrote a pinned gap event for each drop
-            log.warning("outbox full: dropped seq %d..%d (%d rows, %s)", gap.first_seq, gap.last_seq, gap.count, gap.reason)
+            log.warning("outbox bounds (%s): dropped seq %s (%d rows)", gap.reason, gap.describe(), gap.count)
         self.publisher.notify()
 
     def _on_state(self, change: StateChange) -> None:

@@ -3,7 +3,9 @@
 A row is deleted only when the broker has acknowledged it (see :mod:`device_agent.publisher`),
 so a crash, a power cut or a dead broker loses nothing that was committed. The outbox is
 bounded by row count and age; what the bounds drop is reported as a :class:`Gap` with the
-exact ``seq`` range, so a consumer can tell "lost" from "late".
+exact ``seq`` ranges, so a consumer can tell "lost" from "late". The dropped rows are rarely
+one run of seqs: rows already acknowledged, and pinned gap events still waiting, sit between
+them, so a gap lists every run (``ranges``); ``first_seq``/``last_seq`` only bound them.
 
 Durability: WAL journal with ``synchronous=FULL``. Any committed transaction survives a
 SIGKILL of the process already with ``NORMAL`` (the WAL frames are written before COMMIT
@@ -28,7 +30,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -63,12 +65,23 @@ class OutboxRow:
 
 @dataclass(frozen=True)
 class Gap:
-    """Rows dropped by the outbox bounds: ``count`` rows with seq in ``[first_seq, last_seq]``."""
+    """Rows dropped by the outbox bounds: ``count`` rows, exactly the seqs in ``ranges``.
+
+    ``ranges`` holds inclusive ``(first, last)`` runs of consecutive dropped seqs, in order;
+    ``[first_seq, last_seq]`` bounds them and may include seqs that were delivered, or are
+    still waiting (a pinned gap event), so only ``ranges`` names what was lost. It is left out
+    of ``==`` so a gap written by hand as ``Gap(first, last, count, reason)`` still compares.
+    """
 
     first_seq: int
     last_seq: int
     count: int
     reason: str  # "overflow" or "age"
+    ranges: tuple[tuple[int, int], ...] = field(default=(), compare=False)
+
+    def describe(self) -> str:
+        """``3..4, 6..9`` (a run of one seq is written once)."""
+        return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in self.ranges)
 
 
 class _Corrupt(Exception):
@@ -325,13 +338,17 @@ class Outbox:
             return None
         cutoff, reason = max((aged or 0, "age"), (overflow or 0, "overflow"))
         with self._transaction():
-            first, last, count = self._conn.execute(
-                "SELECT min(seq), max(seq), count(*) FROM messages WHERE pinned = 0 AND seq <= ?", (cutoff,)
-            ).fetchone()
-            self._conn.execute("DELETE FROM messages WHERE pinned = 0 AND seq <= ?", (cutoff,))
+            # runs of consecutive seqs: seq - row_number() is constant along a run
+            ranges = tuple((a, b) for a, b in self._conn.execute(
+                "SELECT min(seq), max(seq) FROM (SELECT seq, seq - row_number() OVER (ORDER BY seq) AS run "
+                "FROM messages WHERE pinned = 0 AND seq <= ?) GROUP BY run ORDER BY 1", (cutoff,)
+            ).fetchall())
+            count = self._conn.execute("DELETE FROM messages WHERE pinned = 0 AND seq <= ?", (cutoff,)).rowcount
             self._depth -= count
-            gap = Gap(first_seq=first, last_seq=last, count=count, reason=reason)
+            first, last = ranges[0][0], ranges[-1][1]
+            gap = Gap(first_seq=first, last_seq=last, count=count, reason=reason, ranges=ranges)
             if self.gap_topic is not None:
                 self._insert_locked(self.gap_topic, {"kind": "gap", "first_seq": first, "last_seq": last,
-                                                     "count": count, "reason": reason}, qos=1, retain=False, pinned=True)
+                                                     "count": count, "ranges": [list(r) for r in ranges],
+                                                     "reason": reason}, qos=1, retain=False, pinned=True)
         return gap
