@@ -110,7 +110,7 @@ class Agent:
                          username=mqtt.username, password=mqtt_password(config),
                          tls_ca=_str(mqtt.tls.ca if mqtt.tls else None), tls_cert=_str(mqtt.tls.cert if mqtt.tls else None),
                          tls_key=_str(mqtt.tls.key if mqtt.tls else None), keepalive=mqtt.keepalive_s, protocol=mqtt.protocol),
-            self.outbox, device_id=config.device_id, topic_root=mqtt.topic_root,
+            self.outbox, device_id=config.device_id, topic_root=mqtt.topic_root, on_event=self._emit,
             status_body={"agent": __version__, "model": {"name": manifest.name, "version": manifest.version,
                                                           "precision": manifest.precision}},
         )
@@ -156,6 +156,7 @@ class Agent:
             "outbox_depth": self.outbox.depth(), "cpu_percent": round(self._cpu.percent(), 1),
             "rss_mb": round(rss_mb(), 1), "temperature_c": temperature_c(),
             "sources": {s.name: {"state": s.state.name.lower(), **s.stats()} for s in self.sources},
+            "mqtt": self.publisher.stats(),
         })
 
     # -- commands -----------------------------------------------------------------------
