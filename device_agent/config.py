@@ -78,6 +78,13 @@ class PublishConfig(_Table):
     metrics_interval_s: float = Field(default=10.0, gt=0, description="heartbeat period on the metrics topic")
 
 
+class CommandsConfig(_Table):
+    dedup_window_s: float = Field(
+        default=600.0, ge=0,
+        description="a request_id seen this many seconds back gets its earlier reply again, not a second run "
+                    "(kept in the outbox database, so across restarts); 0 turns this off")
+
+
 class RuleConfig(_Table):
     name: str
     label: str = Field(description="class label that triggers the rule")
@@ -102,6 +109,7 @@ class AgentConfig(_Table):
     mqtt: MqttConfig = MqttConfig()
     outbox: OutboxConfig = OutboxConfig()
     publish: PublishConfig = PublishConfig()
+    commands: CommandsConfig = CommandsConfig()
     rules: list[RuleConfig] = Field(default_factory=list)
     threads: int | None = Field(default=None, ge=0, description="inference threads (default: the bundle's target)")
 

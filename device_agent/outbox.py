@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS messages(
     seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL,
     qos INT NOT NULL, retain INT NOT NULL, created REAL NOT NULL, pinned INT NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests(
+    request_id TEXT PRIMARY KEY, command TEXT NOT NULL, received REAL NOT NULL, boot TEXT NOT NULL, reply TEXT);
+CREATE INDEX IF NOT EXISTS requests_received ON requests(received);
 """
 
 
@@ -82,6 +85,17 @@ class Gap:
     def describe(self) -> str:
         """``3..4, 6..9`` (a run of one seq is written once)."""
         return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in self.ranges)
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    """A command request the agent accepted earlier (see :meth:`Outbox.request_seen`)."""
+
+    request_id: str
+    command: str
+    received: float  # wall-clock time it was accepted
+    boot: str  # boot id of the agent that accepted it
+    reply: dict[str, Any] | None  # its final reply body; None: it never finished (the agent stopped while it ran)
 
 
 class _Corrupt(Exception):
@@ -304,6 +318,47 @@ class Outbox:
         with self._lock:
             gaps, self._gaps = self._gaps, []
         return gaps
+
+    # -- command requests (idempotency) -------------------------------------------------------
+    #
+    # Kept here, not in a second file, because a request and its reply must survive the same
+    # crashes: the accepted request is committed before the command runs, the final reply
+    # before it is queued for MQTT, so after any crash a repeated request_id either finds
+    # its reply or finds that it was interrupted, and never runs twice.
+
+    def request_seen(self, request_id: str, *, window_s: float) -> SeenRequest | None:
+        """The request accepted under ``request_id`` within the last ``window_s`` seconds, if any."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT command, received, boot, reply FROM requests WHERE request_id = ? AND received >= ?",
+                (request_id, time.time() - window_s),
+            ).fetchone()
+        if row is None:
+            return None
+        command, received, boot, reply = row
+        return SeenRequest(request_id, command, float(received), boot, None if reply is None else json.loads(reply))
+
+    def request_started(self, request_id: str, command: str, *, window_s: float) -> None:
+        """Commit that ``request_id`` was accepted (before it runs); forget requests older than ``window_s``."""
+        now = time.time()
+        try:
+            with self._lock, self._transaction():
+                self._conn.execute("DELETE FROM requests WHERE received < ?", (now - window_s,))
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO requests(request_id, command, received, boot, reply) VALUES (?,?,?,?,NULL)",
+                    (request_id, command, now, self.boot_id),
+                )
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot record command request {request_id!r} in {self.path}: {exc}") from exc
+
+    def request_finished(self, request_id: str, reply: dict[str, Any]) -> None:
+        """Commit the final reply of an accepted request; the first final reply stays (a later one is ignored)."""
+        try:
+            with self._lock, self._transaction():
+                self._conn.execute("UPDATE requests SET reply = ? WHERE request_id = ? AND reply IS NULL",
+                                   (json.dumps(reply, separators=(",", ":")), request_id))
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot record the reply to command request {request_id!r} in {self.path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -209,3 +209,25 @@ def test_gap_ranges_merge_a_run_and_split_at_every_acked_seq(tmp_path: Path) -> 
         gap = box.enforce_limits()
         assert gap is not None and gap.ranges == ((1, 4), (7, 11), (13, 18)) and gap.count == 15
         assert gap.describe() == "1..4, 7..11, 13..18"
+
+
+def test_command_requests_are_remembered_with_their_final_reply_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path, device_id="d") as box:
+        assert box.request_seen("r1", window_s=600) is None
+        box.request_started("r1", "bench", window_s=600)
+        seen = box.request_seen("r1", window_s=600)
+        assert seen is not None and seen.reply is None and seen.command == "bench" and seen.boot == box.boot_id
+        box.request_finished("r1", {"state": "done", "result": {"runs": 3}})
+        box.request_finished("r1", {"state": "error"})  # a later "final" reply never overwrites the first
+        first_boot = box.boot_id
+    with Outbox(path, device_id="d") as box:  # a restart
+        seen = box.request_seen("r1", window_s=600)
+        assert seen is not None and seen.reply == {"state": "done", "result": {"runs": 3}} and seen.boot == first_boot
+        assert box.request_seen("r1", window_s=0) is None  # outside the window: a new request
+        box.request_finished("never-started", {"state": "done"})  # only accepted requests are recorded
+        assert box.request_seen("never-started", window_s=600) is None
+        time.sleep(0.05)
+        box.request_started("r2", "bench", window_s=0.01)  # also forgets requests older than the window
+        assert box.request_seen("r1", window_s=600) is None and box.request_seen("r2", window_s=600) is not None
+        assert box.depth() == 0  # none of this is a message
