@@ -31,7 +31,18 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
-DYNSEC_PLUGIN = os.environ.get("MOSQUITTO_DYNSEC", "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+
+
+def _dynsec_plugin() -> str:
+    """Where Debian/Ubuntu, a local build or Homebrew put Mosquitto's dynamic-security plugin."""
+    name = "mosquitto_dynamic_security.so"
+    folders = [Path("/usr/lib") / f"{os.uname().machine}-linux-gnu", Path("/usr/lib"), Path("/usr/local/lib"),
+               Path("/opt/homebrew/lib")]
+    found = [folder / name for folder in folders if (folder / name).is_file()]
+    return os.environ.get("MOSQUITTO_DYNSEC") or str(found[0] if found else folders[0] / name)
+
+
+DYNSEC_PLUGIN = _dynsec_plugin()
 INSTALL_HINT = "install it with: sudo apt-get install mosquitto mosquitto-clients (or brew install mosquitto)"
 
 

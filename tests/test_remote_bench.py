@@ -95,6 +95,22 @@ def test_request_id_is_recovered_from_an_invalid_payload_when_it_can_be() -> Non
     assert request_id_of(json.dumps({"request_id": "x" * 65}).encode()) is None
 
 
+def test_a_busy_reply_ends_the_remote_wait_with_the_devices_reason() -> None:
+    import queue
+    from types import SimpleNamespace
+
+    from edgekit.remote import _exchange
+
+    events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+    events.put(("subscribed", []))
+    events.put(("message", json.dumps({"v": 1, "request_id": "r1", "state": "busy", "command": "bench", "device": DEVICE,
+                                       "seq": 7, "reason": "32 commands are already waiting"}).encode()))
+    client = SimpleNamespace(publish=lambda *_a, **_k: SimpleNamespace(mid=1))
+    with pytest.raises(RemoteError, match="device 'cam-01' is busy and did not run the bench command: 32 commands"):
+        _exchange(events, client, device=DEVICE, name="bench", request_id="r1", payload="{}", reply_topic="t",
+                  broker="b", timeout_s=5, notify=lambda _s: None)
+
+
 def test_every_command_field_is_described_and_unknown_keys_are_forbidden() -> None:
     for schema in COMMANDS.values():
         assert schema.model_config.get("extra") == "forbid"
