@@ -7,7 +7,11 @@ committed to the durable outbox before MQTT sees it; the publisher deletes it on
 Commands (:mod:`device_agent.commands`) are taken between frames, in this thread. A ``bench``
 runs the model in a fresh process while inference pauses, so the agent's own load does not
 disturb the numbers; the sources keep capturing (newest frame wins) and the publisher keeps
-sending, so nothing builds up meanwhile.
+sending, so nothing builds up meanwhile. A command is idempotent: its request_id is committed
+to the outbox database before it runs and its final reply before it is sent, so the same
+request_id within ``commands.dedup_window_s`` gets that reply again (``"replay": true``),
+also after a restart, and never a second run. No payload and no handler error stops the loop:
+each gets an error reply (when the request_id can be read) and always a ``command`` event.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from device_agent.config import AgentConfig, mqtt_password
 from device_agent.decoders import decode
 from device_agent.errors import AgentError, BundleError, PreprocessError
 from device_agent.logs import Totals, shutdown_line, startup_line, summary_line
-from device_agent.outbox import Outbox
+from device_agent.outbox import Outbox, SeenRequest
 from device_agent.policy import PublishPolicy
 from device_agent.preprocess import FrameTransform, dequantize, preprocess, quantize
 from device_agent.systemd import Notifier
@@ -49,6 +53,9 @@ log = logging.getLogger("edgekit.agent")
 
 BENCH_TIMEOUT_MARGIN_S = 120.0
 """Time a bench child gets beyond its expected run (load, warm-up, profile) before it is killed."""
+FINAL_STATES = frozenset({"done", "error", "refused"})
+"""Reply states that end a request: the one recorded and replayed for a repeated request_id
+(``running`` is interim; ``busy`` means it never ran, so the same request_id may be sent again)."""
 
 
 @dataclass
@@ -112,7 +119,7 @@ class Agent:
                          username=mqtt.username, password=mqtt_password(config),
                          tls_ca=_str(mqtt.tls.ca if mqtt.tls else None), tls_cert=_str(mqtt.tls.cert if mqtt.tls else None),
                          tls_key=_str(mqtt.tls.key if mqtt.tls else None), keepalive=mqtt.keepalive_s, protocol=mqtt.protocol),
-            self.outbox, device_id=config.device_id, topic_root=mqtt.topic_root,
+            self.outbox, device_id=config.device_id, topic_root=mqtt.topic_root, on_event=self._emit,
             status_body={"agent": __version__, "model": {"name": manifest.name, "version": manifest.version,
                                                           "precision": manifest.precision}},
         )
@@ -135,6 +142,7 @@ class Agent:
         self.stop_reason = "not started"
         self._cpu = CpuMeter()
         self._handlers: dict[str, Callable[[Any], None]] = {"bench": self._bench}  # one per name in COMMANDS
+        self._running: str | None = None  # request_id of the command being run, whose final reply is recorded
 
     # -- messages -------------------------------------------------------------------
     def _emit(self, kind: str, body: dict[str, Any]) -> None:
@@ -143,7 +151,7 @@ class Agent:
 
     def _committed(self) -> None:
         for gap in self.outbox.take_gaps():  # the outbox wrote a pinned gap event for each drop
-            log.warning("outbox full: dropped seq %d..%d (%d rows, %s)", gap.first_seq, gap.last_seq, gap.count, gap.reason)
+            log.warning("outbox bounds (%s): dropped seq %s (%d rows)", gap.reason, gap.describe(), gap.count)
         self.publisher.notify()
 
     def _on_state(self, change: StateChange) -> None:  # the runner has logged it; published, not logged again
@@ -159,11 +167,15 @@ class Agent:
             "outbox_depth": self.outbox.depth(), "cpu_percent": round(self._cpu.percent(), 1),
             "rss_mb": round(rss_mb(), 1), "temperature_c": temperature_c(),
             "sources": {s.name: {"state": s.state.name.lower(), **s.stats()} for s in self.sources},
+            "mqtt": self.publisher.stats(),
         })
 
     # -- commands -----------------------------------------------------------------------
     def _reply(self, request_id: str, command: str, state: str, **fields: Any) -> None:
-        self._emit(f"reply/{request_id}", {"v": 1, "request_id": request_id, "state": state, "command": command, **fields})
+        body = {"v": 1, "request_id": request_id, "state": state, "command": command, **fields}
+        if state in FINAL_STATES and request_id == self._running and self.config.commands.dedup_window_s > 0:
+            self.outbox.request_finished(request_id, body)  # committed before it is queued: a repeat finds it
+        self._emit(f"reply/{request_id}", body)
 
     def _reject(self, name: str, request_id: str | None, reason: str, *, state: str = "error") -> None:
         """A command that will not run: reply (when we know where) and always say so on ``events``."""
@@ -187,6 +199,7 @@ class Agent:
             self._command(name, payload, retained)
 
     def _command(self, name: str, payload: bytes, retained: bool) -> None:
+        """Validate, deduplicate and run one command; whatever the payload, the agent keeps running."""
         if retained:  # a retained command would run again at every reconnect
             self._reject(name, request_id_of(payload), "retained commands are never honoured", state="refused")
             return
@@ -195,7 +208,37 @@ class Agent:
         except CommandError as exc:
             self._reject(name, exc.request_id, f"{type(exc).__name__}: {exc}")
             return
-        self._handlers[name](command)
+        rid, window_s = command.request_id, self.config.commands.dedup_window_s
+        seen = self.outbox.request_seen(rid, window_s=window_s) if window_s > 0 else None
+        if seen is not None:
+            self._replay(name, seen)
+            return
+        if window_s > 0:
+            self.outbox.request_started(rid, name, window_s=window_s)  # committed before it runs
+        self._running = rid
+        try:
+            self._handlers[name](command)
+        except AgentError as exc:
+            self._reply(rid, name, "error", error=f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # the command edge: a handler's bug is answered and logged with its traceback
+            log.exception("command %r (request %s) failed", name, rid)
+            self._reply(rid, name, "error", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._running = None
+
+    def _replay(self, name: str, seen: SeenRequest) -> None:
+        """A request_id seen within the window: send its final reply again (marked ``replay``), never run it twice."""
+        rid = seen.request_id
+        reply = seen.reply
+        if reply is None:  # accepted, then the agent stopped before it finished: say so, once and for all
+            reply = {"v": 1, "request_id": rid, "state": "error", "command": seen.command,
+                     "error": f"request {rid} was interrupted: the agent stopped while running it (boot {seen.boot}); "
+                              "it is not run twice: send it again with a new request_id"}
+            self.outbox.request_finished(rid, reply)
+        log.info("command %r (request %s): already answered, replaying its %r reply", name, rid, reply.get("state"))
+        self._emit("events", {"kind": "command", "state": "replayed", "command": name, "request_id": rid,
+                              "first_received": seen.received})
+        self._emit(f"reply/{rid}", {**reply, "replay": True})
 
     def _bench(self, command: BenchCommand) -> None:
         rid, sha256 = command.request_id, self.bundle.manifest.model.sha256

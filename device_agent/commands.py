@@ -8,6 +8,15 @@ else is ever executed: an unknown name is an error that lists the allowed ones.
 The reply to a command goes to ``<root>/<device_id>/reply/<request_id>``, so ``request_id``
 is a single topic level of safe characters. :func:`request_id_of` recovers it from a
 payload that fails validation, so that even a bad command gets its error reply.
+
+Any bytes at all may arrive on a command topic, and a retained one arrives again at every
+start, so nothing here may raise anything but :class:`CommandError`. ``json.loads`` recurses
+once per nesting level: 50 KB of ``[[[[`` raised ``RecursionError`` out of the parser and
+took the agent down (at every restart, when retained). So the payload is first decoded as
+UTF-8 (the JSON wire encoding) and its nesting measured by a flat scan (:func:`_shape`,
+no recursion, ~30 ms for the largest accepted payload); only payloads at most
+:data:`MAX_DEPTH` deep reach ``json.loads``. The same scan reads a top-level
+``request_id`` without parsing, so even a too-deep command gets its error reply.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -25,8 +35,12 @@ from device_agent.errors import AgentError
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 MAX_PAYLOAD_BYTES = 64 * 1024
 """A command is a few hundred bytes; anything much larger is refused before it is parsed."""
+MAX_DEPTH = 32
+"""Deepest nesting of arrays/objects accepted; every command is flat (depth 1, a list value 2)."""
 
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]', re.DOTALL)
+"""A JSON string, or one structural character: enough to follow nesting without parsing."""
 
 
 class CommandError(AgentError):
@@ -97,34 +111,96 @@ class BenchCommand(Command):
         return duration_s
 
 
-def request_id_of(payload: bytes) -> str | None:
-    """The payload's ``request_id`` if it is readable and usable as a topic level, else None."""
+@dataclass(frozen=True)
+class _Read:
+    """A payload as far as it could be read: ``data`` when ``problem`` is None."""
+
+    data: Any
+    problem: str | None
+    request_id: str | None
+
+
+def _usable(request_id: object) -> str | None:
+    return request_id if isinstance(request_id, str) and _REQUEST_ID.fullmatch(request_id) else None
+
+
+def _shape(text: str) -> tuple[int, str | None]:
+    """The deepest nesting in ``text`` and the string value of its top-level ``request_id`` key, by a flat scan.
+
+    For text that ``json.loads`` accepts, the scan sees exactly the parser's strings, so the
+    parser never nests deeper than the depth returned; for other text it may count more,
+    never fewer, up to the point where the parser fails.
+    """
+    depth = deepest = 0
+    in_object = text.lstrip().startswith("{")  # only a top-level object has a top-level key
+    key: str | None = None
+    after_colon = False
+    request_id: str | None = None
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            after_colon = False
+        elif token in "]}":
+            depth -= 1
+        elif depth == 1 and token == ":":
+            after_colon = True
+        elif depth == 1 and token == ",":
+            key, after_colon = None, False
+        elif depth == 1 and in_object and token.startswith('"'):
+            if after_colon and key == '"request_id"':
+                request_id = token[1:-1]  # unescaped: a usable id has no escapes
+            elif not after_colon:
+                key = token
+            after_colon = False
+    return deepest, request_id
+
+
+def _read(payload: bytes) -> _Read:
+    """Decode one payload without ever raising: size, UTF-8, nesting depth, then JSON."""
     if len(payload) > MAX_PAYLOAD_BYTES:
-        return None
+        return _Read(None, f"payload is {len(payload)} bytes; at most {MAX_PAYLOAD_BYTES} are accepted", None)
     try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):  # JSONDecodeError is a ValueError
-        return None
-    rid = data.get("request_id") if isinstance(data, dict) else None
-    return rid if isinstance(rid, str) and _REQUEST_ID.fullmatch(rid) else None
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _Read(None, f"payload is not JSON: not UTF-8 ({exc.reason} at byte {exc.start})", None)
+    depth, scanned_id = _shape(text)
+    if depth > MAX_DEPTH:
+        return _Read(None, f"payload is nested {depth} levels deep; at most {MAX_DEPTH} are accepted",
+                     _usable(scanned_id))
+    try:
+        data = json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, and int() past its digit limit
+        return _Read(None, f"payload is not JSON: {exc}", None)
+    except RecursionError:  # the depth check rules this out; kept so it can never escape unnamed
+        return _Read(None, "payload is nested too deeply to parse", _usable(scanned_id))
+    return _Read(data, None, _usable(data.get("request_id")) if isinstance(data, dict) else None)
+
+
+def request_id_of(payload: bytes) -> str | None:
+    """The payload's ``request_id`` if it is readable and usable as a topic level, else None; never raises."""
+    return _read(payload).request_id
 
 
 def parse_command(name: str, payload: bytes) -> Command:
-    """Validate one command; raise :class:`CommandError` naming the command, the key and the value."""
+    """Validate one command; raise :class:`CommandError` naming the command, the key and the value.
+
+    Whatever the bytes, :class:`CommandError` is the only exception (the fuzz tests hold this).
+    """
     schema = COMMANDS.get(name)
-    request_id = request_id_of(payload)
+    read = _read(payload)
     if schema is None:
         allowed = ", ".join(sorted(COMMANDS))
-        raise CommandError(name, f"unknown command; the allowed commands are: {allowed}", request_id=request_id)
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise CommandError(name, f"payload is {len(payload)} bytes; at most {MAX_PAYLOAD_BYTES} are accepted")
-    try:
-        data: Any = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CommandError(name, f"payload is not JSON: {exc}") from None
+        raise CommandError(name, f"unknown command; the allowed commands are: {allowed}", request_id=read.request_id)
+    if read.problem is not None:
+        raise CommandError(name, read.problem, request_id=read.request_id)
+    data = read.data
     if not isinstance(data, dict):
         raise CommandError(name, f"payload must be a JSON object, got {type(data).__name__} {payload[:40]!r}")
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
-        raise CommandError(name, explain(exc), request_id=request_id) from None
+        raise CommandError(name, explain(exc), request_id=read.request_id) from None
+    except RecursionError:  # depth is bounded above; never let it escape unnamed
+        raise CommandError(name, "payload is nested too deeply to validate", request_id=read.request_id) from None

@@ -120,6 +120,13 @@ class LogConfig(_Table):
     )
 
 
+class CommandsConfig(_Table):
+    dedup_window_s: float = Field(
+        default=600.0, ge=0,
+        description="a request_id seen this many seconds back gets its earlier reply again, not a second run "
+                    "(kept in the outbox database, so across restarts); 0 turns this off")
+
+
 class RuleConfig(_Table):
     name: str
     label: str = Field(description="class label that triggers the rule")
@@ -145,6 +152,7 @@ class AgentConfig(_Table):
     outbox: OutboxConfig = OutboxConfig()
     publish: PublishConfig = PublishConfig()
     log: LogConfig = LogConfig()
+    commands: CommandsConfig = CommandsConfig()
     rules: list[RuleConfig] = Field(default_factory=list)
     threads: int | None = Field(default=None, ge=0, description="inference threads (default: the bundle's target)")
 

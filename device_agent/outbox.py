@@ -3,7 +3,9 @@
 A row is deleted only when the broker has acknowledged it (see :mod:`device_agent.publisher`),
 so a crash, a power cut or a dead broker loses nothing that was committed. The outbox is
 bounded by row count and age; what the bounds drop is reported as a :class:`Gap` with the
-exact ``seq`` range, so a consumer can tell "lost" from "late".
+exact ``seq`` ranges, so a consumer can tell "lost" from "late". The dropped rows are rarely
+one run of seqs: rows already acknowledged, and pinned gap events still waiting, sit between
+them, so a gap lists every run (``ranges``); ``first_seq``/``last_seq`` only bound them.
 
 Durability: WAL journal with ``synchronous=FULL``. Any committed transaction survives a
 SIGKILL of the process already with ``NORMAL`` (the WAL frames are written before COMMIT
@@ -28,7 +30,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,9 @@ CREATE TABLE IF NOT EXISTS messages(
     seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL,
     qos INT NOT NULL, retain INT NOT NULL, created REAL NOT NULL, pinned INT NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests(
+    request_id TEXT PRIMARY KEY, command TEXT NOT NULL, received REAL NOT NULL, boot TEXT NOT NULL, reply TEXT);
+CREATE INDEX IF NOT EXISTS requests_received ON requests(received);
 """
 
 
@@ -63,12 +68,34 @@ class OutboxRow:
 
 @dataclass(frozen=True)
 class Gap:
-    """Rows dropped by the outbox bounds: ``count`` rows with seq in ``[first_seq, last_seq]``."""
+    """Rows dropped by the outbox bounds: ``count`` rows, exactly the seqs in ``ranges``.
+
+    ``ranges`` holds inclusive ``(first, last)`` runs of consecutive dropped seqs, in order;
+    ``[first_seq, last_seq]`` bounds them and may include seqs that were delivered, or are
+    still waiting (a pinned gap event), so only ``ranges`` names what was lost. It is left out
+    of ``==`` so a gap written by hand as ``Gap(first, last, count, reason)`` still compares.
+    """
 
     first_seq: int
     last_seq: int
     count: int
     reason: str  # "overflow" or "age"
+    ranges: tuple[tuple[int, int], ...] = field(default=(), compare=False)
+
+    def describe(self) -> str:
+        """``3..4, 6..9`` (a run of one seq is written once)."""
+        return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in self.ranges)
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    """A command request the agent accepted earlier (see :meth:`Outbox.request_seen`)."""
+
+    request_id: str
+    command: str
+    received: float  # wall-clock time it was accepted
+    boot: str  # boot id of the agent that accepted it
+    reply: dict[str, Any] | None  # its final reply body; None: it never finished (the agent stopped while it ran)
 
 
 class _Corrupt(Exception):
@@ -292,6 +319,47 @@ class Outbox:
             gaps, self._gaps = self._gaps, []
         return gaps
 
+    # -- command requests (idempotency) -------------------------------------------------------
+    #
+    # Kept here, not in a second file, because a request and its reply must survive the same
+    # crashes: the accepted request is committed before the command runs, the final reply
+    # before it is queued for MQTT, so after any crash a repeated request_id either finds
+    # its reply or finds that it was interrupted, and never runs twice.
+
+    def request_seen(self, request_id: str, *, window_s: float) -> SeenRequest | None:
+        """The request accepted under ``request_id`` within the last ``window_s`` seconds, if any."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT command, received, boot, reply FROM requests WHERE request_id = ? AND received >= ?",
+                (request_id, time.time() - window_s),
+            ).fetchone()
+        if row is None:
+            return None
+        command, received, boot, reply = row
+        return SeenRequest(request_id, command, float(received), boot, None if reply is None else json.loads(reply))
+
+    def request_started(self, request_id: str, command: str, *, window_s: float) -> None:
+        """Commit that ``request_id`` was accepted (before it runs); forget requests older than ``window_s``."""
+        now = time.time()
+        try:
+            with self._lock, self._transaction():
+                self._conn.execute("DELETE FROM requests WHERE received < ?", (now - window_s,))
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO requests(request_id, command, received, boot, reply) VALUES (?,?,?,?,NULL)",
+                    (request_id, command, now, self.boot_id),
+                )
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot record command request {request_id!r} in {self.path}: {exc}") from exc
+
+    def request_finished(self, request_id: str, reply: dict[str, Any]) -> None:
+        """Commit the final reply of an accepted request; the first final reply stays (a later one is ignored)."""
+        try:
+            with self._lock, self._transaction():
+                self._conn.execute("UPDATE requests SET reply = ? WHERE request_id = ? AND reply IS NULL",
+                                   (json.dumps(reply, separators=(",", ":")), request_id))
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot record the reply to command request {request_id!r} in {self.path}: {exc}") from exc
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
@@ -325,13 +393,17 @@ class Outbox:
             return None
         cutoff, reason = max((aged or 0, "age"), (overflow or 0, "overflow"))
         with self._transaction():
-            first, last, count = self._conn.execute(
-                "SELECT min(seq), max(seq), count(*) FROM messages WHERE pinned = 0 AND seq <= ?", (cutoff,)
-            ).fetchone()
-            self._conn.execute("DELETE FROM messages WHERE pinned = 0 AND seq <= ?", (cutoff,))
+            # runs of consecutive seqs: seq - row_number() is constant along a run
+            ranges = tuple((a, b) for a, b in self._conn.execute(
+                "SELECT min(seq), max(seq) FROM (SELECT seq, seq - row_number() OVER (ORDER BY seq) AS run "
+                "FROM messages WHERE pinned = 0 AND seq <= ?) GROUP BY run ORDER BY 1", (cutoff,)
+            ).fetchall())
+            count = self._conn.execute("DELETE FROM messages WHERE pinned = 0 AND seq <= ?", (cutoff,)).rowcount
             self._depth -= count
-            gap = Gap(first_seq=first, last_seq=last, count=count, reason=reason)
+            first, last = ranges[0][0], ranges[-1][1]
+            gap = Gap(first_seq=first, last_seq=last, count=count, reason=reason, ranges=ranges)
             if self.gap_topic is not None:
                 self._insert_locked(self.gap_topic, {"kind": "gap", "first_seq": first, "last_seq": last,
-                                                     "count": count, "reason": reason}, qos=1, retain=False, pinned=True)
+                                                     "count": count, "ranges": [list(r) for r in ranges],
+                                                     "reason": reason}, qos=1, retain=False, pinned=True)
         return gap

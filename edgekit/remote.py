@@ -3,7 +3,7 @@
 The exchange (design.md, MQTT contract): subscribe to ``edgekit/v1/<device>/reply/<request_id>``
 first, then publish the command to ``edgekit/v1/<device>/cmd/<name>`` (QoS 1, never
 retained: an agent refuses retained commands). The device answers ``running``, then ``done``
-with a result, or ``error`` / ``refused`` with a message. Replies travel through the
+with a result, or ``error`` / ``refused`` / ``busy`` (too many commands waiting) with a message. Replies travel through the
 device's durable outbox, so one may arrive twice; they are deduplicated on ``(device, seq)``.
 
 :func:`remote_benchmark` is the benchmark a hosted device-profiling service would run, on the
@@ -179,10 +179,10 @@ def _exchange(events: queue.Queue[tuple[Any, ...]], client: Any, *, device: str,
                 notify("running")
             elif state == "done":
                 return reply
-            elif state in ("error", "refused"):
+            elif state in ("error", "refused", "busy"):
                 message = reply.get("error") or reply.get("reason") or "no reason given"
-                raise RemoteError(f"device {device!r} {'refused' if state == 'refused' else 'failed'} "
-                                  f"the {name} command: {message}")
+                verb = {"refused": "refused", "busy": "is busy and did not run"}.get(state, "failed")
+                raise RemoteError(f"device {device!r} {verb} the {name} command: {message}")
     if running:
         raise RemoteError(f"device {device!r} started the {name} command but sent no result on {reply_topic} "
                           f"within {timeout_s:g} s{last_problem}")

@@ -1,8 +1,10 @@
 """A real Mosquitto broker for tests, plus a subscriber that records what it receives.
 
 ``Broker`` runs ``mosquitto -c <generated conf>`` on a free 127.0.0.1 port in a temp dir, with
-optional password file, TLS (certificates made with the ``openssl`` CLI) and persistence.
-``stop()`` is a SIGKILL (a crash); ``start()`` again reuses the same port.
+optional password file, ACL file, TLS (certificates made with the ``openssl`` CLI),
+persistence, and the dynamic-security plugin (the one way Mosquitto 2.0 refuses a SUBACK:
+its acl_file only filters deliveries). ``stop()`` is a SIGKILL (a crash); ``start()`` again
+reuses the same port; ``freeze()``/``thaw()`` (SIGSTOP/SIGCONT) make a half-open link.
 
 Without mosquitto the fixtures skip with install instructions, except under ``CI=true``,
 where a missing broker is a failure: CI must not silently skip the reliability tests.
@@ -29,6 +31,18 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
+
+
+def _dynsec_plugin() -> str:
+    """Where Debian/Ubuntu, a local build or Homebrew put Mosquitto's dynamic-security plugin."""
+    name = "mosquitto_dynamic_security.so"
+    folders = [Path("/usr/lib") / f"{os.uname().machine}-linux-gnu", Path("/usr/lib"), Path("/usr/local/lib"),
+               Path("/opt/homebrew/lib")]
+    found = [folder / name for folder in folders if (folder / name).is_file()]
+    return os.environ.get("MOSQUITTO_DYNSEC") or str(found[0] if found else folders[0] / name)
+
+
+DYNSEC_PLUGIN = _dynsec_plugin()
 INSTALL_HINT = "install it with: sudo apt-get install mosquitto mosquitto-clients (or brew install mosquitto)"
 
 
@@ -91,7 +105,13 @@ class Broker:
         persistence: bool = False,
         use_mosquitto_passwd: bool = True,
         acl: str | None = None,
+        debug_log: bool = False,
+        dynsec: dict[str, Any] | None = None,
     ) -> None:
+        """``acl``: acl_file text (``user cam`` / ``topic write edgekit/v1/cam-01/results`` lines).
+        ``debug_log``: log every packet (``Denied PUBLISH from ...``, to count attempts).
+        ``dynsec``: ``{"users": {name: password}, "default": {"subscribe": False, ...}}`` runs the
+        dynamic-security plugin with those clients (no roles) and that ``defaultACLAccess``."""
         self.use_mosquitto_passwd = use_mosquitto_passwd
         self.binary = require_mosquitto()
         self.workdir = Path(workdir)
@@ -106,7 +126,7 @@ class Broker:
             f"listener {self.port} 127.0.0.1",
             f"allow_anonymous {'false' if users else 'true'}",
             f"log_dest file {self.log}",
-            "log_type error\nlog_type warning\nlog_type notice\nlog_type information",
+            "log_type all" if debug_log else "log_type error\nlog_type warning\nlog_type notice\nlog_type information",
             f"user {_current_user()}",
         ]
         if users:
@@ -117,6 +137,8 @@ class Broker:
         if acl is not None:  # mosquitto acl_file text, e.g. "topic readwrite edgekit/v1/#"
             (self.workdir / "acl").write_text(acl)
             lines.append(f"acl_file {self.workdir / 'acl'}")
+        if dynsec is not None:
+            lines += [f"plugin {DYNSEC_PLUGIN}", f"plugin_opt_config_file {self._dynsec_file(dynsec)}"]
         if persistence:
             lines += ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
         self.conf = self.workdir / "mosquitto.conf"
@@ -132,6 +154,21 @@ class Broker:
         else:  # same format, made here (checked against mosquitto 2.0.11 by the tests)
             path.write_text("".join(mosquitto_password_line(u, pw) + "\n" for u, pw in users.items()))
         path.chmod(0o600)
+        return path
+
+    def _dynsec_file(self, dynsec: dict[str, Any]) -> Path:
+        if not Path(DYNSEC_PLUGIN).is_file():
+            pytest.skip(f"the Mosquitto dynamic-security plugin is not installed ({DYNSEC_PLUGIN})")
+        clients = []
+        for user, password in dynsec.get("users", {}).items():
+            salt = os.urandom(12)
+            digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101, dklen=64)
+            clients.append({"username": user, "password": base64.b64encode(digest).decode(),
+                            "salt": base64.b64encode(salt).decode(), "iterations": 101, "roles": []})
+        default = {"publishClientSend": True, "publishClientReceive": True, "subscribe": True, "unsubscribe": True,
+                   **dynsec.get("default", {})}
+        path = self.workdir / "dynamic-security.json"
+        path.write_text(json.dumps({"clients": clients, "roles": [], "groups": [], "defaultACLAccess": default}))
         return path
 
     @property
@@ -161,6 +198,11 @@ class Broker:
         """SIGSTOP: connections stay open but nothing is read or acknowledged until ``stop()``."""
         assert self._proc is not None
         os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after ``freeze()``."""
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         """SIGKILL: no clean shutdown, no final persistence save."""

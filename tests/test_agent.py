@@ -133,10 +133,21 @@ def test_sigkilled_agent_delivers_what_it_committed_after_restart(
     config = write_config(tmp_path / "agent", lite0_bundle, video, broker, source_lines="fps = 10")
     broker.stop()  # no broker: everything stays in the outbox, then the agent dies
     agent = spawn_agent(config)
+    import sqlite3
+
+    def committed_rows() -> int:
+        try:
+            with sqlite3.connect(tmp_path / "agent" / "outbox.db") as db:
+                return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+        except sqlite3.Error:  # not created yet
+            return 0
+
+    deadline = time.monotonic() + 60  # start-up takes seconds on a loaded machine: wait for the rows, not a time
     time.sleep(6)
+    while committed_rows() <= 10 and time.monotonic() < deadline and agent.poll() is None:
+        time.sleep(0.2)
     agent.send_signal(signal.SIGKILL)
     agent.wait()
-    import sqlite3
 
     with sqlite3.connect(tmp_path / "agent" / "outbox.db") as db:
         committed = sorted(r[0] for r in db.execute("SELECT seq FROM messages"))
@@ -211,6 +222,7 @@ def test_unreachable_rtsp_camera_reports_states_without_hanging(lite0_bundle: Pa
     started = time.monotonic()
     assert agent.run() == 0
     assert time.monotonic() - started < 20
+    assert collector.wait_for(went_offline, timeout=10)  # everything the agent sent has arrived
     camera = [b for b in collector.received("/events") if b.get("kind") == "camera"]
     assert collector.wait_for(lambda c: any(b.get("to") == "reconnecting" for b in c.received("/events")), timeout=5)
     attempts = [b["attempt"] for b in collector.received("/events") if b.get("to") == "reconnecting"]

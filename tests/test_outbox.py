@@ -172,3 +172,62 @@ def test_group_commit_keeps_order_and_commits_everything_on_close(tmp_path: Path
         assert [json.loads(r.payload)["i"] for r in rows] == list(range(500))
         assert [r.seq for r in rows] == list(range(1, 501))
         assert 10 <= committer.batches < 500 and commits[-1] == 500  # batches of up to 50, one fsync each
+
+
+def test_a_gap_lists_exactly_the_dropped_seqs_not_pinned_or_acked_ones_between_them(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db", device_id="d", max_rows=3, gap_topic="t/events") as box:
+        for _ in range(4):  # seq 1 overflows: gap event seq 5, pinned, waits between the rows
+            box.add(TOPIC, {})
+        (first,) = box.take_gaps()
+        assert first.ranges == ((1, 1),)
+        box.add(TOPIC, {})  # seq 6; seq 2 overflows, gap event 7
+        assert [r.seq for r in box.pending()] == [3, 4, 5, 6, 7]
+        box.add(TOPIC, {})  # seq 8; seq 3 overflows, gap event 9
+        box.ack(6)  # delivered: not lost
+        box.add(TOPIC, {})  # seq 10: 4, 8, 10 unpinned
+        box.max_rows = 0
+        gap = box.enforce_limits()
+        assert gap is not None and gap.ranges == ((4, 4), (8, 8), (10, 10)) and gap.count == 3
+        assert (gap.first_seq, gap.last_seq) == (4, 10)  # the old bounds, kept for compatibility
+        assert gap.describe() == "4, 8, 10"
+        waiting = {r.seq for r in box.pending()}
+        assert waiting == {5, 7, 9, 11}  # the pinned gap events, none of them listed as lost
+        events = {json.loads(r.payload)["seq"]: json.loads(r.payload) for r in box.pending()}
+        assert events[11]["ranges"] == [[4, 4], [8, 8], [10, 10]] and events[11]["count"] == 3
+        listed = {s for e in events.values() for a, b in e["ranges"] for s in range(a, b + 1)}
+        assert listed == {1, 2, 3, 4, 8, 10}  # exactly the dropped seqs: not 5, 6, 7, 9 or 11
+        assert all(e["count"] == sum(b - a + 1 for a, b in e["ranges"]) for e in events.values())
+
+
+def test_gap_ranges_merge_a_run_and_split_at_every_acked_seq(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db", device_id="d", max_rows=100) as box:
+        for _ in range(20):
+            box.add(TOPIC, {})
+        for seq in (5, 6, 12):
+            box.ack(seq)
+        box.max_rows = 2
+        gap = box.enforce_limits()
+        assert gap is not None and gap.ranges == ((1, 4), (7, 11), (13, 18)) and gap.count == 15
+        assert gap.describe() == "1..4, 7..11, 13..18"
+
+
+def test_command_requests_are_remembered_with_their_final_reply_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path, device_id="d") as box:
+        assert box.request_seen("r1", window_s=600) is None
+        box.request_started("r1", "bench", window_s=600)
+        seen = box.request_seen("r1", window_s=600)
+        assert seen is not None and seen.reply is None and seen.command == "bench" and seen.boot == box.boot_id
+        box.request_finished("r1", {"state": "done", "result": {"runs": 3}})
+        box.request_finished("r1", {"state": "error"})  # a later "final" reply never overwrites the first
+        first_boot = box.boot_id
+    with Outbox(path, device_id="d") as box:  # a restart
+        seen = box.request_seen("r1", window_s=600)
+        assert seen is not None and seen.reply == {"state": "done", "result": {"runs": 3}} and seen.boot == first_boot
+        assert box.request_seen("r1", window_s=0) is None  # outside the window: a new request
+        box.request_finished("never-started", {"state": "done"})  # only accepted requests are recorded
+        assert box.request_seen("never-started", window_s=600) is None
+        time.sleep(0.05)
+        box.request_started("r2", "bench", window_s=0.01)  # also forgets requests older than the window
+        assert box.request_seen("r1", window_s=600) is None and box.request_seen("r2", window_s=600) is not None
+        assert box.depth() == 0  # none of this is a message

@@ -91,6 +91,7 @@ def test_broker_crash_mid_stream_loses_nothing(broker_factory, make_publisher) -
     b.freeze()  # rows go out to a broker that never acknowledges them ...
     sent_before = len(collector.seqs("/results"))
     time.sleep(1.0)
+    assert _wait(lambda: pub.outbox.depth() >= 20, 10)  # a loaded machine may add fewer than 25 rows a second
     assert pub.outbox.depth() >= 20  # ... so they stay in the outbox
     b.stop()  # ... and the SIGKILL loses them on the broker side
     killed_at = time.monotonic()
@@ -119,6 +120,7 @@ def test_wrong_password_fails_fast_and_names_the_user(broker_factory, make_publi
     assert time.monotonic() - started < 10
     assert isinstance(info.value, AgentError)
     assert f"127.0.0.1:{b.port}" in str(info.value) and pub.last_error == str(info.value)
+    assert _wait(lambda: b.log.read_text().count("not authorised") >= 1, 5)  # the broker logs after it answers
     refusals = b.log.read_text().count("not authorised")
     time.sleep(2.5)  # stopped reconnecting: the broker sees no further attempt
     assert b.log.read_text().count("not authorised") == refusals
@@ -205,5 +207,7 @@ def test_refused_publish_stays_queued(broker_factory, make_publisher) -> None:  
     pub.notify()
     assert collector.wait_for(lambda c: c.seqs("/results") == [refused + 1], 5)
     assert _wait(lambda: pub.last_error is not None and f"seq {refused}" in pub.last_error, 5), pub.last_error
+    # seq 2 reaching the collector does not mean its PUBACK was handled yet: wait for the row itself
+    assert _wait(lambda: [r.seq for r in pub.outbox.pending()] == [refused], 5), [r.seq for r in pub.outbox.pending()]
     assert [r.seq for r in pub.outbox.pending()] == [refused]
     collector.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,22 @@ def test_request_id_is_recovered_from_an_invalid_payload_when_it_can_be() -> Non
     assert request_id_of(json.dumps({"request_id": "x" * 65}).encode()) is None
 
 
+def test_a_busy_reply_ends_the_remote_wait_with_the_devices_reason() -> None:
+    import queue
+    from types import SimpleNamespace
+
+    from edgekit.remote import _exchange
+
+    events: queue.Queue[tuple[Any, ...]] = queue.Queue()
+    events.put(("subscribed", []))
+    events.put(("message", json.dumps({"v": 1, "request_id": "r1", "state": "busy", "command": "bench", "device": DEVICE,
+                                       "seq": 7, "reason": "32 commands are already waiting"}).encode()))
+    client = SimpleNamespace(publish=lambda *_a, **_k: SimpleNamespace(mid=1))
+    with pytest.raises(RemoteError, match="device 'cam-01' is busy and did not run the bench command: 32 commands"):
+        _exchange(events, client, device=DEVICE, name="bench", request_id="r1", payload="{}", reply_topic="t",
+                  broker="b", timeout_s=5, notify=lambda _s: None)
+
+
 def test_every_command_field_is_described_and_unknown_keys_are_forbidden() -> None:
     for schema in COMMANDS.values():
         assert schema.model_config.get("extra") == "forbid"
@@ -108,11 +124,25 @@ class JsonCollector(Collector):
     """The shared collector, skipping payloads that are not JSON (the bad commands sent on purpose)."""
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if "/cmd/" in msg.topic:  # what the tests send, on purpose malformed or 50 KB deep
+            return
         try:
             json.loads(msg.payload)
         except ValueError:
             return
         super()._on_message(client, userdata, msg)
+
+
+def publish_command(broker: Broker, name: str, payload: bytes, *, retain: bool = False) -> None:
+    """Publish a raw command as any MQTT client could, bypassing edgekit.remote's checks."""
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        client.publish(f"edgekit/v1/{DEVICE}/cmd/{name}", payload, qos=1, retain=retain).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 @dataclass
@@ -142,15 +172,7 @@ class LiveAgent:
         assert self.thread.is_alive()
 
     def send(self, name: str, payload: bytes, *, retain: bool = False) -> None:
-        """Publish a raw command as any MQTT client could, bypassing edgekit.remote's checks."""
-        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        client.connect(self.broker.host, self.broker.port)
-        client.loop_start()
-        try:
-            client.publish(f"edgekit/v1/{DEVICE}/cmd/{name}", payload, qos=1, retain=retain).wait_for_publish(5)
-        finally:
-            client.disconnect()
-            client.loop_stop()
+        publish_command(self.broker, name, payload, retain=retain)
 
     def wait_reply(self, request_id: str, state: str, timeout: float = 15) -> dict[str, Any]:
         assert self.collector.wait_for(
@@ -278,7 +300,12 @@ def test_bad_commands_get_an_error_reply_and_the_agent_stays_up(live: LiveAgent)
     assert "key 'runs'" in live.wait_reply("neg", "error")["error"]
     assert "key 'format'" in live.wait_reply("extra", "error")["error"]
     assert "unknown command" in live.wait_reply("fmt", "error")["error"]
-    assert live.collector.wait_for(lambda _c: len(live.events("command")) >= 4, timeout=10)
+    expected = {("bench", "neg"), ("bench", "extra"), ("format-disk", "fmt"), ("bench", None)}
+
+    def rejected_now() -> set[tuple[str, Any]]:
+        return {(b["command"], b["request_id"]) for b in live.events("command") if b["state"] == "rejected"}
+
+    assert live.collector.wait_for(lambda _c: len(live.events("command")) >= 4 and expected <= rejected_now(), timeout=10)
     rejected = {(b["command"], b["request_id"]) for b in live.events("command") if b["state"] == "rejected"}
     assert {("bench", "neg"), ("bench", "extra"), ("format-disk", "fmt"), ("bench", None)} <= rejected
     assert not live.replies("neg")[0][1].get("result")
@@ -330,3 +357,134 @@ def test_broker_problems_are_clear_errors(tmp_path: Path) -> None:
         remote_benchmark(f"127.0.0.1:{port}", DEVICE, options=BenchOptions(runs=3), timeout_s=2)
     with pytest.raises(UsageError, match="does not exist"):
         remote_benchmark(f"127.0.0.1:{port}", DEVICE, options=BenchOptions(runs=3), bundle=tmp_path / "missing")
+
+
+# -- one bad message, a repeated request, a flood: the agent keeps going ---------------------
+
+NESTED_50KB = b"[" * 25_000 + b"]" * 25_000  # raised RecursionError in the parser: the agent exited 1
+NESTED_WITH_ID = b'{"v":1,"request_id":"deep","x":' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+ENVELOPE = {"seq", "ts", "boot", "replay"}
+
+
+def _distinct(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One body per seq (the outbox may resend one that was in flight), in seq order."""
+    return sorted({b["seq"]: b for b in bodies}.values(), key=lambda b: b["seq"])
+
+
+def test_a_50kb_nested_payload_live_and_retained_leaves_the_agent_running(live: LiveAgent) -> None:
+    before = len(live.events("command"))
+    live.send("bench", NESTED_50KB)
+    live.send("bench", NESTED_WITH_ID)
+    live.send("bench", NESTED_50KB, retain=True)  # as it would come back at every start
+    try:
+        error = live.wait_reply("deep", "error")["error"]
+        assert "nested 20001 levels deep; at most 32 are accepted" in error
+        assert live.collector.wait_for(lambda _c: len(live.events("command")) >= before + 3, timeout=10)
+    finally:
+        live.send("bench", b"", retain=True)
+    rejected = live.events("command")[before:]
+    assert any(e["request_id"] is None and "nested 25000 levels deep" in e["reason"] for e in rejected)
+    assert any(e["request_id"] is None and e["reason"] == "retained commands are never honoured" for e in rejected)
+    live.assert_still_publishing()
+
+
+def test_the_same_request_id_runs_once_and_gets_its_reply_twice(live: LiveAgent) -> None:
+    payload = _bench(request_id="idem-1", runs=3, warmup=0, profile=False)
+    live.send("bench", payload)
+    live.wait_reply("idem-1", "done", timeout=60)
+    live.send("bench", payload)
+
+    def done(_c: Collector) -> list[dict[str, Any]]:
+        return [b for b in _distinct([b for _, b in live.replies("idem-1")]) if b["state"] == "done"]
+
+    assert live.collector.wait_for(lambda c: len(done(c)) == 2, timeout=15), live.replies("idem-1")
+    first, again = done(live.collector)
+    assert {k: v for k, v in first.items() if k not in ENVELOPE} == {k: v for k, v in again.items() if k not in ENVELOPE}
+    assert again["replay"] is True and "replay" not in first and again["seq"] > first["seq"]
+    assert [b["state"] for b in _distinct([b for _, b in live.replies("idem-1")])] == ["running", "done", "done"]
+    assert [e["state"] for e in live.events("bench") if e["request_id"] == "idem-1"] == ["started", "finished"]
+    assert any(e["state"] == "replayed" and e["request_id"] == "idem-1" for e in live.events("command"))
+    live.assert_still_publishing()
+
+
+def test_a_flood_while_a_bench_holds_the_loop_gets_busy_replies(live: LiveAgent) -> None:
+    from device_agent.publisher import MAX_PENDING_COMMANDS
+
+    live.send("bench", _bench(request_id="holder", duration_s=4, warmup=0, profile=False))
+    live.wait_reply("holder", "running", timeout=30)  # from here the agent's loop is inside the bench
+    flood = [f"flood-{i}" for i in range(MAX_PENDING_COMMANDS + 8)]
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.connect(live.broker.host, live.broker.port)
+    client.loop_start()
+    try:
+        infos = [client.publish(f"edgekit/v1/{DEVICE}/cmd/bench", _bench(request_id=rid, runs=-1), qos=1) for rid in flood]
+        for info in infos:
+            info.wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+    def states(rid: str) -> list[str]:
+        return [b["state"] for _, b in live.replies(rid)]
+
+    assert live.collector.wait_for(lambda _c: all(states(rid) for rid in flood), timeout=60), \
+        {rid: states(rid) for rid in flood}
+    busy = [rid for rid in flood if "busy" in states(rid)]
+    assert busy == flood[MAX_PENDING_COMMANDS:]  # the 32 that fit waited, the rest were told at once
+    done = live.wait_reply("holder", "done", timeout=60)
+    busy_seqs = [b["seq"] for rid in busy for _, b in live.replies(rid)]
+    assert max(busy_seqs) < done["seq"]  # answered while the bench still held the loop
+    waited = flood[:MAX_PENDING_COMMANDS]
+    assert live.collector.wait_for(lambda _c: all(states(rid) == ["error"] for rid in waited), timeout=15)
+    reply = next(b for _, b in live.replies(busy[0]))
+    assert reply["command"] == "bench" and "commands are already waiting" in reply["reason"]
+    assert live.agent.publisher.stats()["commands_busy"] >= len(busy)
+    live.assert_still_publishing()
+
+
+def test_metrics_carry_the_mqtt_link(live: LiveAgent) -> None:
+    assert live.collector.wait_for(lambda c: any("mqtt" in m for m in c.received("/metrics")), timeout=15)
+    link = [m for m in live.collector.received("/metrics") if "mqtt" in m][-1]["mqtt"]
+    assert link["connected"] is True and link["state"] == "up" and link["reconnects"] == 0
+    assert link["last_error"] is None and link["refused"] == {}
+
+
+def test_a_request_id_is_remembered_across_an_agent_restart(live: LiveAgent, tmp_path: Path, broker_factory) -> None:  # type: ignore[no-untyped-def]
+    broker = broker_factory()
+    collector = JsonCollector(broker, client_id="restart-collector")
+    clip = samples.write_video(tmp_path / "clip.mp4", seconds=2, fps=10, size_wh=(320, 240))
+    config = load_config(write_config(tmp_path / "agent", live.bundle, clip, broker, source_lines="loop = true\nfps = 10"))
+    payload = _bench(request_id="persist-1", runs=3, warmup=0, profile=False)
+
+    def replies() -> list[dict[str, Any]]:
+        return _distinct([b for t, b, _ in collector.messages if t.endswith("/reply/persist-1")])
+
+    def run_agent(until: Callable[[], bool]) -> None:
+        agent = Agent(config)
+        thread = threading.Thread(target=agent.run, daemon=True)
+        thread.start()
+        try:
+            booted = {b["boot"] for b in collector.received("/results")}
+            assert collector.wait_for(lambda c: {b["boot"] for b in c.received("/results")} - booted, timeout=30)
+            publish_command(broker, "bench", payload)
+            assert collector.wait_for(lambda _c: until(), timeout=60), replies()
+            assert thread.is_alive()
+        finally:
+            agent.stop_event.set()
+            thread.join(30)
+        assert not thread.is_alive()
+
+    run_agent(lambda: [b["state"] for b in replies()] == ["running", "done"])
+    publish_command(broker, "bench", NESTED_50KB, retain=True)  # waiting for the next start
+    try:
+        run_agent(lambda: [b["state"] for b in replies()] == ["running", "done", "done"])
+    finally:
+        publish_command(broker, "bench", b"", retain=True)
+    first, again = replies()[1:]
+    assert again["replay"] is True and again["boot"] != first["boot"]  # a different run of the agent replied
+    assert again["result"] == first["result"]
+    started = [e for e in collector.received("/events") if e.get("kind") == "bench" and e["state"] == "started"]
+    assert len(started) == 1  # it ran once
+    retained = [e for e in collector.received("/events") if e.get("kind") == "command" and e.get("state") == "rejected"]
+    assert any(e["reason"] == "retained commands are never honoured" for e in retained)
+    collector.close()
