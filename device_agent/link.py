@@ -135,7 +135,7 @@ class LinkMonitor:
         if first is None:  # connected at the first try
             log.info("MQTT: connected to %s", self.where)
             return None
-        log.warning("MQTT: link to %s is back after %.1f s %s (cause: %s; %d failed attempt(s))",
+        log.info("MQTT: link to %s is back after %.1f s %s (cause: %s; %d failed attempt(s))",
                     self.where, down_s, "down" if was == "down" else "without a connection", first, attempts)
         return {"kind": "mqtt", "state": "restored", "was": was, "cause": first, "last_cause": cause,
                 "since": round(since, 3), "duration_s": round(down_s, 3), "failed_attempts": attempts}
