@@ -157,6 +157,7 @@ def test_a_half_open_link_is_noticed_within_one_and_a_half_keepalives(broker_fac
                                                                       caplog: pytest.LogCaptureFixture) -> None:
     keepalive_s = 5  # the least the agent config allows
     assert paho_keepalive_s(keepalive_s) == 2
+    caplog.set_level(logging.INFO, logger="edgekit.agent")
     b = broker_factory()
     watcher = Collector(b, client_id="half-open-watcher", persistent=True)  # the broker keeps what it misses
     pub = make_publisher(b, keepalive=keepalive_s)
