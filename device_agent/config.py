@@ -195,8 +195,10 @@ def check_files(config: AgentConfig, *, where: str = "") -> None:
 def _read_file(path: Path, key: str, *, where: str = "") -> bytes:
     """The bytes of a file a key names; :class:`ConfigError` naming the key if missing, unreadable or empty."""
     try:
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"{where}key '{key}': {str(path)!r} does not exist")
+        if not path.is_file():
+            raise ConfigError(f"{where}key '{key}': {str(path)!r} is not a regular file")
         data = path.read_bytes()
     except (OSError, ValueError) as exc:  # EACCES, ENAMETOOLONG, a NUL in the path
         raise ConfigError(f"{where}key '{key}': cannot read {str(path)!r}: {exc}") from exc
