@@ -181,6 +181,10 @@ def parse_manifest(text: str | bytes, *, where: str = "manifest.json") -> Manife
         raise BundleError("manifest-json", f"{where} must hold a JSON object, got {type(raw).__name__}")
     if nesting_depth(raw, MAX_DEPTH) > MAX_DEPTH:
         raise BundleError("manifest-json", f"{where} is nested too deeply (more than {MAX_DEPTH} levels)")
+    try:  # JSON may escape a lone UTF-16 surrogate ("\ud800"): not text, and printing it later would crash
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BundleError("manifest-json", f"{where} holds an escaped lone surrogate, which is not text: {exc}") from exc
     schema = raw.get("schema")
     if schema != SCHEMA:
         raise BundleError("schema", f"{where} has schema {brief(schema)}; this agent reads {SCHEMA!r}")

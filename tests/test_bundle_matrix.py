@@ -147,6 +147,13 @@ def manifest_deeply_nested(b: Path) -> None:
     (b / "manifest.json").write_text('{"schema": "edgekit.bundle/1", "x": ' + "[" * depth + "]" * depth + "}")
 
 
+def manifest_lone_surrogate(b: Path) -> None:
+    """Valid JSON, but "\\ud800" is no text: verify used to crash printing the name."""
+    raw = manifest_of(b)
+    raw["name"] = "\ud800"
+    save_manifest(b, raw)
+
+
 def path_escaping(b: Path) -> None:
     (b.parent / "x").write_bytes(b"outside")
     raw = manifest_of(b)
@@ -178,6 +185,7 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "golden-not-npz": (golden_not_npz, "golden-format"),
     "manifest-not-utf8": (manifest_not_utf8, "manifest-json"),
     "manifest-deeply-nested": (manifest_deeply_nested, "manifest-json"),
+    "manifest-lone-surrogate": (manifest_lone_surrogate, "manifest-json"),
     "path-escaping": (path_escaping, "file-present"),
     "external-data-escaping": (external_data_escaping, "external-data"),
 }

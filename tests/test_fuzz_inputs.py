@@ -209,17 +209,22 @@ def test_password_file_is_read_or_refused_by_name(scratch: Path, content: bytes)
 # -- the manifest reader ----------------------------------------------------------------------------
 MANIFEST_KEYS = st.sampled_from(["schema", "name", "version", "model", "files", "inputs", "outputs", "task",
                                  "target", "file", "sha256", "size_bytes", "shape", "dtype"]) | st.text(max_size=6)
+# st.text() never draws a lone surrogate, which JSON can escape ("\\ud800"): drawn on purpose
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
-                    | st.just("edgekit.bundle/1"),
+                    | st.just("edgekit.bundle/1") | st.sampled_from(["\ud800", "a\udfff"]),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(MANIFEST_KEYS, inner, max_size=4),
                     max_leaves=12)
 
 
 def parse_or_refuse(data: bytes | str) -> Manifest | None:
+    """The property, plus: what parses can be printed (the CLI prints the name and version on stdout)."""
     try:
-        return parse_manifest(data)
+        manifest = parse_manifest(data)
     except BundleError:
         return None
+    manifest.to_json().encode("utf-8")
+    json.dumps(manifest.model_dump(mode="json"), ensure_ascii=False).encode("utf-8")
+    return manifest
 
 
 @fuzz(800)
@@ -229,6 +234,7 @@ def parse_or_refuse(data: bytes | str) -> Manifest | None:
 @example(data=b"1" * 5000)
 @example(data=b'{"name": "\xe9"}')
 @example(data=b'"\\ud800"')
+@example(data=b'{"schema": "edgekit.bundle/1", "name": "\\ud800"}')  # verify crashed printing this name
 def test_manifest_reader_survives_any_bytes(data: bytes) -> None:
     parse_or_refuse(data)
 
@@ -278,6 +284,13 @@ def test_manifest_reader_survives_near_valid_manifests(good_manifest: dict[str, 
         doc = _set(doc, path, data.draw(JSON))
         paths = _paths(doc)
     parse_or_refuse(json.dumps(doc))
+
+
+def test_a_manifest_that_is_no_text_is_refused(good_manifest: dict[str, Any]) -> None:
+    """Found by the property above: a name of one lone surrogate parsed, then verify crashed printing it."""
+    with pytest.raises(BundleError, match="lone surrogate") as info:
+        parse_manifest(json.dumps({**good_manifest, "name": "\ud800"}))
+    assert info.value.check == "manifest-json"
 
 
 @pytest.fixture(scope="module")
