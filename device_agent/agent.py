@@ -31,20 +31,19 @@ import numpy as np
 from device_agent import __version__
 from device_agent.bench.runner import DEFAULT_DURATION_S, PROFILE_RUNS, BenchOptions
 from device_agent.bench.worker import bench_in_subprocess
-from device_agent.bundle import Bundle, load_bundle
 from device_agent.commands import BenchCommand, CommandError, parse_command, request_id_of
 from device_agent.committer import Committer
 from device_agent.config import AgentConfig, mqtt_password
 from device_agent.decoders import decode
-from device_agent.errors import AgentError, BundleError, PreprocessError
+from device_agent.errors import AgentError, PreprocessError
 from device_agent.logs import Totals, shutdown_line, startup_line, summary_line
 from device_agent.outbox import Outbox, SeenRequest
 from device_agent.policy import PublishPolicy
+from device_agent.preflight import preflight
 from device_agent.preprocess import FrameTransform, dequantize, preprocess, quantize
 from device_agent.systemd import Notifier
 from device_agent.publisher import MqttSettings, Publisher
 from device_agent.rules import Rule
-from device_agent.runtimes import Runtime, create_runtime
 from device_agent.sources.runner import SourceRunner
 from device_agent.sources.types import SourceState, SourceStoppedError, StateChange
 from device_agent.system import CpuMeter, rss_mb, temperature_c
@@ -81,35 +80,14 @@ def _str(path: object) -> str | None:
     return None if path is None else str(path)
 
 
-def self_test(bundle: Bundle, runtime: Runtime) -> None:
-    """Run the bundle's golden input and compare with the outputs recorded when it was built."""
-    golden_path = bundle.root / "golden.npz"
-    if not golden_path.is_file():
-        return
-    with np.load(golden_path) as golden:
-        outputs = runtime.run([quantize(golden["input"].astype(np.float32), bundle.manifest.inputs[0])])
-        for i, out in enumerate(outputs):
-            expected = golden[f"output_{i}"]
-            scale = float(np.abs(expected).max()) or 1.0
-            error = float(np.abs(out.astype(np.float64) - expected).max()) / scale
-            if error > 1e-2:
-                raise BundleError("golden", f"output {i} differs from the recorded golden output by {error:.3g} (relative)")
-
-
 class Agent:
     """One agent process: a bundle, its sources, the outbox and the MQTT publisher."""
 
     def __init__(self, config: AgentConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
-        self.bundle = load_bundle(config.bundle)
+        ready = preflight(config)  # every check check-config runs, golden self-test included, before any I/O
+        self.bundle, self.runtime, self.threads = ready.bundle, ready.runtime, ready.threads
         manifest = self.bundle.manifest
-        threads = manifest.target.threads if config.threads is None else config.threads
-        self.threads = threads
-        self.runtime = create_runtime(manifest.target.runtime, self.bundle.model_path, threads=threads,
-                                      providers=manifest.target.providers)
-        self_test(self.bundle, self.runtime)
-        if manifest.preprocess is None:
-            raise BundleError("preprocess", "the agent runs camera frames; this bundle declares no image preprocessing")
         self.topic = f"{config.mqtt.topic_root}/{config.device_id}"
         self.outbox = Outbox(config.outbox.path, device_id=config.device_id, max_rows=config.outbox.max_rows,
                              max_age_s=config.outbox.max_age_s, gap_topic=f"{self.topic}/events", headroom=0.1)

@@ -26,8 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser(
         "verify",
         help="verify a bundle as the agent does before loading it",
-        description="Check a bundle's manifest schema, every file's size and sha256, and that the model's "
-        "inputs and outputs match the manifest.",
+        description="Run every check a device runs before it loads a bundle: the manifest's schema, every file's "
+        "size and sha256 (plain files inside the bundle, nothing unlisted), the model loads and its inputs and outputs "
+        "match the manifest, and the golden self-test. A failure exits 2 and names the check.",
     )
     verify.add_argument("bundle", help="bundle directory")
     verify.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -48,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check-config",
         help="validate a config file (and its bundle) without starting",
-        description="Validate every key of the config file and verify the bundle it names; exit 2 with a message "
-        "that names the bad key otherwise.",
+        description="Run every check that 'run' makes before it starts, without starting: every key of the config "
+        "file, the credential and TLS files, the sources (files, device nodes, URLs), and the bundle with its golden "
+        "self-test; exit 2 with a message that names the bad key or check otherwise.",
     )
     check.add_argument("config", help="agent config file (TOML)")
     check.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -128,11 +130,11 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from device_agent.bundle import load_bundle
     from device_agent.config import load_config
+    from device_agent.preflight import preflight
 
     config = load_config(args.config)
-    bundle = load_bundle(config.bundle)
+    bundle = preflight(config).bundle  # the very checks run makes before it starts
     summary = {"config": args.config, "ok": True, "device_id": config.device_id, "bundle": str(bundle.root),
                "model": bundle.manifest.name, "sources": [s.uri for s in config.sources],
                "broker": f"{config.mqtt.host}:{config.mqtt.port}"}

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from device_agent.config_errors import explain
 from device_agent.errors import AgentError
+from device_agent.nesting import nesting_depth
 from device_agent.sources.runner import DEFAULT_BACKOFF_MAX_S
 from device_agent.sources.types import DEFAULT_STALL_AFTER_S, default_read_timeout_s
 
@@ -180,33 +181,97 @@ def _resolve(config: AgentConfig, base: Path) -> AgentConfig:
     )
 
 
+MAX_DEPTH = 8
+"""Deepest nesting of tables and arrays a config may have; a real one reaches 4 (a rule's zone)."""
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_config(path: Path | str) -> AgentConfig:
-    """Read, validate and resolve a config file; raise :class:`ConfigError` naming the bad key."""
+    """Read, validate and resolve a config file; raise :class:`ConfigError` naming the bad key.
+
+    Any file content gives a :class:`ConfigError`, never another exception: the systemd unit
+    runs ``check-config`` before every start, and a traceback there names nothing to fix.
+    """
     file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file {str(file)!r} does not exist")
     try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
+        if not file.is_file():
+            raise ConfigError(f"config file {str(file)!r} does not exist")
+        with file.open("rb") as fh:
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ENAMETOOLONG, EACCES, a NUL in the path
+        raise ConfigError(f"cannot read config file {str(file)!r}: {exc}") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {str(file)!r} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"cannot read config file {str(file)!r}: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib parses nested arrays and inline tables recursively
+        raise ConfigError(f"{file}: not valid TOML: nested more than {MAX_DEPTH} levels deep") from exc
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from exc
+    if nesting_depth(raw, MAX_DEPTH) > MAX_DEPTH:
+        raise ConfigError(f"{file}: tables and arrays are nested more than {MAX_DEPTH} levels deep")
     try:
         config = AgentConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{file}: {explain(exc)}") from exc
-    config = _resolve(config, file.resolve().parent)
-    if config.mqtt.password_file is not None:
-        if not config.mqtt.password_file.is_file():
-            raise ConfigError(f"{file}: key 'mqtt.password_file': {str(config.mqtt.password_file)!r} does not exist")
-        if config.mqtt.password is not None:
-            raise ConfigError(f"{file}: key 'mqtt.password': give password or password_file, not both")
-    if config.mqtt.tls is not None and not config.mqtt.tls.ca.is_file():
-        raise ConfigError(f"{file}: key 'mqtt.tls.ca': {str(config.mqtt.tls.ca)!r} does not exist")
+    try:
+        config = _resolve(config, file.resolve().parent)
+    except (OSError, RuntimeError) as exc:  # resolve(): a symlink loop, an unreadable folder
+        raise ConfigError(f"cannot resolve the folder of config file {str(file)!r}: {exc}") from exc
+    if config.mqtt.password_file is not None and config.mqtt.password is not None:
+        raise ConfigError(f"{file}: key 'mqtt.password': give password or password_file, not both")
+    check_files(config, where=f"{file}: ")
     return config
+
+
+def check_files(config: AgentConfig, *, where: str = "") -> None:
+    """The credential files a config names exist, are readable and non-empty; the password file is UTF-8.
+
+    Checked at load time, not when the publisher first connects, so that ``check-config``
+    fails for a file that would only make ``run`` fail later.
+    """
+    mqtt = config.mqtt
+    if mqtt.password_file is not None:
+        read_password_file(mqtt.password_file, where=where)
+    if mqtt.tls is not None:
+        for key, tls_file in (("ca", mqtt.tls.ca), ("cert", mqtt.tls.cert), ("key", mqtt.tls.key)):
+            if tls_file is not None:
+                _read_file(tls_file, f"mqtt.tls.{key}", where=where)
+
+
+def _read_file(path: Path, key: str, *, where: str = "") -> bytes:
+    """The bytes of a file a key names; :class:`ConfigError` naming the key if missing, unreadable or empty."""
+    try:
+        if not path.exists():
+            raise ConfigError(f"{where}key '{key}': {str(path)!r} does not exist")
+        if not path.is_file():
+            raise ConfigError(f"{where}key '{key}': {str(path)!r} is not a regular file")
+        data = path.read_bytes()
+    except (OSError, ValueError) as exc:  # EACCES, ENAMETOOLONG, a NUL in the path
+        raise ConfigError(f"{where}key '{key}': cannot read {str(path)!r}: {exc}") from exc
+    if not data.strip():
+        raise ConfigError(f"{where}key '{key}': {str(path)!r} is empty")
+    return data
+
+
+def read_password_file(path: Path, *, where: str = "") -> str:
+    """The password: the first line of ``path``, stripped; :class:`ConfigError` naming ``mqtt.password_file``."""
+    data = _read_file(path, "mqtt.password_file", where=where)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}key 'mqtt.password_file': {str(path)!r} is not UTF-8 text: {exc}") from exc
+    password = text.splitlines()[0].strip() if text.splitlines() else ""
+    if not password:
+        raise ConfigError(f"{where}key 'mqtt.password_file': the first line of {str(path)!r} is empty")
+    return password
 
 
 def mqtt_password(config: AgentConfig) -> str | None:
     if config.mqtt.password_file is not None:
-        return config.mqtt.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
+        return read_password_file(config.mqtt.password_file)
     return config.mqtt.password

@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from device_agent.config_errors import explain
+from device_agent.config_errors import brief, explain
 from device_agent.errors import BundleError
+from device_agent.nesting import nesting_depth
 
 SCHEMA = "edgekit.bundle/1"
 
@@ -152,18 +153,43 @@ class Manifest(_Strict):
         return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2, sort_keys=True) + "\n"
 
 
-def parse_manifest(text: str, *, where: str = "manifest.json") -> Manifest:
-    """Parse and validate manifest text; raise :class:`BundleError` naming the bad key."""
+MAX_DEPTH = 32
+"""Deepest nesting of objects and lists a manifest may have; a real one reaches 5 (anchors,
+performance). Bounding it keeps a crafted manifest from exhausting the stack in validation."""
+
+
+def parse_manifest(text: str | bytes, *, where: str = "manifest.json") -> Manifest:
+    """Parse and validate manifest text (bytes: UTF-8); raise :class:`BundleError` naming the bad key.
+
+    Any input gives a :class:`BundleError` (``manifest-json``, ``schema`` or ``manifest-fields``):
+    the manifest is the first thing a device reads of a bundle it was sent.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BundleError("manifest-json", f"{where} is not UTF-8 text: {exc}") from exc
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BundleError("manifest-json", f"{where} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # the C decoder's own guard against deep nesting
+        raise BundleError("manifest-json", f"{where} is nested too deeply (more than {MAX_DEPTH} levels)") from exc
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise BundleError("manifest-json", f"{where} is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise BundleError("manifest-json", f"{where} must hold a JSON object, got {type(raw).__name__}")
+    if nesting_depth(raw, MAX_DEPTH) > MAX_DEPTH:
+        raise BundleError("manifest-json", f"{where} is nested too deeply (more than {MAX_DEPTH} levels)")
+    try:  # JSON may escape a lone UTF-16 surrogate ("\ud800"): not text, and printing it later would crash
+        json.dumps(raw, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BundleError("manifest-json", f"{where} holds an escaped lone surrogate, which is not text: {exc}") from exc
     schema = raw.get("schema")
     if schema != SCHEMA:
-        raise BundleError("schema", f"{where} has schema {schema!r}; this agent reads {SCHEMA!r}")
+        raise BundleError("schema", f"{where} has schema {brief(schema)}; this agent reads {SCHEMA!r}")
     try:
         return Manifest.model_validate(raw)
     except ValidationError as exc:
         raise BundleError("manifest-fields", f"{where}: {explain(exc)}") from exc
+
