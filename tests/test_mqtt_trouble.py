@@ -23,19 +23,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from device_agent.outbox import Outbox
 from device_agent.publisher import MAX_PENDING_COMMANDS, MqttSettings, Publisher, paho_keepalive_s
-from tests.mqtt_broker import Broker, Collector, broker, broker_factory, make_certificates  # noqa: F401  (fixtures)
+from tests.mqtt_broker import Broker, Collector, broker, broker_factory, make_certificates, wait_until  # noqa: F401  (fixtures)
 
 DEVICE = "cam-01"
 ROOT = f"edgekit/v1/{DEVICE}"
-
-
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 @pytest.fixture
@@ -121,11 +112,11 @@ def test_a_refused_subscription_is_logged_and_raised(broker_factory, make_publis
     pub = make_publisher(b, username="cam", password="pw")
     pub.start()
     assert pub.wait_connected(10), pub.last_error
-    assert _wait(lambda: any(body.get("state") == "subscribe-refused" for _, body in pub.told), 5), pub.told
+    assert wait_until(lambda: any(body.get("state") == "subscribe-refused" for _, body in pub.told), 5), pub.told
     (event,) = [body for _, body in pub.told if body.get("kind") == "mqtt"]
     assert event["topic"] == f"{ROOT}/cmd/+" and event["code"] == 0x87
     assert warnings_matching(caplog, r"refused subscribe to .*/cmd/\+: Not authorized \(0x87\); this device receives no commands")
-    assert _wait(lambda: pub.outbox.depth() == 0, 5)  # the event was published (publishing is allowed)
+    assert wait_until(lambda: pub.outbox.depth() == 0, 5)  # the event was published (publishing is allowed)
 
 
 def test_tls_with_the_wrong_ca_is_a_named_error_logged_once(broker_factory, make_publisher, tmp_path: Path,  # noqa: F811
@@ -166,7 +157,7 @@ def test_a_half_open_link_is_noticed_within_one_and_a_half_keepalives(broker_fac
     b.freeze()  # TCP stays up (the kernel answers), MQTT does not: half-open
     frozen = time.monotonic()
     try:
-        assert _wait(lambda: not pub.connected, 1.5 * keepalive_s + 1)
+        assert wait_until(lambda: not pub.connected, 1.5 * keepalive_s + 1)
         detected_s = time.monotonic() - frozen
     finally:
         b.thaw()

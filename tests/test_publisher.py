@@ -16,7 +16,7 @@ import pytest
 from device_agent.errors import AgentError
 from device_agent.outbox import Outbox
 from device_agent.publisher import MqttSettings, Publisher, PublisherAuthError
-from tests.mqtt_broker import Broker, Collector, broker, broker_factory  # noqa: F401  (fixtures)
+from tests.mqtt_broker import Broker, Collector, broker, broker_factory, wait_until  # noqa: F401  (fixtures)
 
 DEVICE = "cam-01"
 RESULTS = f"edgekit/v1/{DEVICE}/results"
@@ -40,15 +40,6 @@ def make_publisher(tmp_path: Path) -> Iterator[Callable[..., Publisher]]:
         pub.outbox.close()
 
 
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_200_messages_arrive_in_order_and_outbox_drains(broker: Broker, make_publisher, protocol: str) -> None:  # noqa: F811
     collector = Collector(broker)
@@ -62,7 +53,7 @@ def test_200_messages_arrive_in_order_and_outbox_drains(broker: Broker, make_pub
     bodies = collector.received("/results")
     assert [b["seq"] for b in bodies] == list(range(1, 201))  # one connection: in order, no duplicates
     assert [b["frame"] for b in bodies] == list(range(200))
-    assert _wait(lambda: pub.outbox.depth() == 0, 5)
+    assert wait_until(lambda: pub.outbox.depth() == 0, 5)
     online = collector.received("/status")
     assert online and online[-1]["state"] == "online" and online[-1]["model"] == "tiny"
     collector.close()
@@ -73,7 +64,7 @@ def test_broker_crash_mid_stream_loses_nothing(broker_factory, make_publisher) -
     # A persistent session on a persistent broker: what is published while the collector is
     # still reconnecting after the restart is queued for it, so only the publisher is tested.
     collector = Collector(b, client_id="crash-collector", persistent=True)
-    assert _wait(lambda: (b.workdir / "mosquitto.db").exists(), 5), "broker never saved its session state"
+    assert wait_until(lambda: (b.workdir / "mosquitto.db").exists(), 5), "broker never saved its session state"
     pub = make_publisher(b)
     pub.start()
     assert pub.wait_connected(10), pub.last_error
@@ -87,15 +78,15 @@ def test_broker_crash_mid_stream_loses_nothing(broker_factory, make_publisher) -
 
     producer = threading.Thread(target=produce)
     producer.start()
-    assert _wait(lambda: len(collector.seqs("/results")) >= 40, 10)
+    assert wait_until(lambda: len(collector.seqs("/results")) >= 40, 10)
     b.freeze()  # rows go out to a broker that never acknowledges them ...
     sent_before = len(collector.seqs("/results"))
     time.sleep(1.0)
-    assert _wait(lambda: pub.outbox.depth() >= 20, 10)  # a loaded machine may add fewer than 25 rows a second
+    assert wait_until(lambda: pub.outbox.depth() >= 20, 10)  # a loaded machine may add fewer than 25 rows a second
     assert pub.outbox.depth() >= 20  # ... so they stay in the outbox
     b.stop()  # ... and the SIGKILL loses them on the broker side
     killed_at = time.monotonic()
-    assert _wait(lambda: not pub.connected, 5)
+    assert wait_until(lambda: not pub.connected, 5)
     time.sleep(max(0.0, 10.5 - (time.monotonic() - killed_at)))
     assert pub.outbox.depth() > 0  # the adds went on while the broker was away
     b.start()
@@ -105,7 +96,7 @@ def test_broker_crash_mid_stream_loses_nothing(broker_factory, make_publisher) -
         f"missing seqs: {sorted(set(added) - set(collector.seqs('/results')))[:20]}, last_error={pub.last_error}"
     )
     assert collector.seqs("/results") == added == list(range(1, total + 1))
-    assert _wait(lambda: pub.outbox.depth() == 0, 10)
+    assert wait_until(lambda: pub.outbox.depth() == 0, 10)
     collector.close()
 
 
@@ -120,7 +111,7 @@ def test_wrong_password_fails_fast_and_names_the_user(broker_factory, make_publi
     assert time.monotonic() - started < 10
     assert isinstance(info.value, AgentError)
     assert f"127.0.0.1:{b.port}" in str(info.value) and pub.last_error == str(info.value)
-    assert _wait(lambda: b.log.read_text().count("not authorised") >= 1, 5)  # the broker logs after it answers
+    assert wait_until(lambda: b.log.read_text().count("not authorised") >= 1, 5)  # the broker logs after it answers
     refusals = b.log.read_text().count("not authorised")
     time.sleep(2.5)  # stopped reconnecting: the broker sees no further attempt
     assert b.log.read_text().count("not authorised") == refusals
@@ -206,8 +197,8 @@ def test_refused_publish_stays_queued(broker_factory, make_publisher) -> None:  
     pub.outbox.add(RESULTS, {"x": 2})
     pub.notify()
     assert collector.wait_for(lambda c: c.seqs("/results") == [refused + 1], 5)
-    assert _wait(lambda: pub.last_error is not None and f"seq {refused}" in pub.last_error, 5), pub.last_error
+    assert wait_until(lambda: pub.last_error is not None and f"seq {refused}" in pub.last_error, 5), pub.last_error
     # seq 2 reaching the collector does not mean its PUBACK was handled yet: wait for the row itself
-    assert _wait(lambda: [r.seq for r in pub.outbox.pending()] == [refused], 5), [r.seq for r in pub.outbox.pending()]
+    assert wait_until(lambda: [r.seq for r in pub.outbox.pending()] == [refused], 5), [r.seq for r in pub.outbox.pending()]
     assert [r.seq for r in pub.outbox.pending()] == [refused]
     collector.close()
