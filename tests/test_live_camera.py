@@ -9,6 +9,7 @@ same cycles for longer and writes JSON.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -256,3 +257,25 @@ def test_a_camera_back_after_a_long_outage_streams_again_within_10_s_with_the_de
     finally:
         runner.stop(timeout=2.0)
 
+
+
+def test_a_camera_that_stays_away_is_not_logged_at_every_attempt(camera: LiveCamera,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Every attempt is an event; the journal gets the first failure and a thinning reminder (2, 4, 8 ...)."""
+    caplog.set_level(logging.DEBUG, logger="device_agent.sources.runner")
+    log = StateLog()
+    runner = SourceRunner(camera.url, name="cam", backoff_initial_s=0.05, backoff_max_s=0.05, on_state=log).start()
+    try:
+        assert wait_new_frame(runner, time.monotonic(), 10.0) is not None
+        camera.drop()
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and sum(c.new is SourceState.RECONNECTING for _, c in log.changes) < 20:
+            time.sleep(0.05)
+    finally:
+        runner.stop(timeout=2.0)
+    attempts = [c.attempt for _, c in log.changes if c.new is SourceState.RECONNECTING]
+    assert len(attempts) >= 20
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "RECONNECTING" in r.getMessage()]
+    logged_attempts = [int(m.split("attempt ")[1].split(",")[0]) for m in warned]
+    assert logged_attempts[:5] == [1, 2, 4, 8, 16], warned
+    assert all(a & (a - 1) == 0 for a in logged_attempts)  # only powers of two once the reason repeats

@@ -58,6 +58,9 @@ class Connection(threading.Thread):
             backend.open()
         except AgentError as exc:
             return self._finish("error", f"open failed: {exc}")
+        except Exception as exc:  # a backend bug costs a reconnect now, not an open timeout; logged with traceback
+            log.exception("source %s: backend raised unexpectedly while opening", self.source_name)
+            return self._finish("error", f"open failed: backend raised {type(exc).__name__}: {exc}")
         try:
             if self.cancelled.is_set():
                 return

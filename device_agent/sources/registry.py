@@ -14,6 +14,8 @@ opens it in a helper thread, because an open can hang). A URI that fits no kind 
 
 from __future__ import annotations
 
+import os
+
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,12 +131,28 @@ def local_path(uri: str) -> Path:
     return Path(text).expanduser()
 
 
+QUIET_NATIVE_LOGS = {"OPENCV_LOG_LEVEL": "ERROR", "OPENCV_FFMPEG_LOGLEVEL": "-8"}
+"""OpenCV's and FFmpeg's own stderr lines, silenced unless the user set these variables.
+
+A camera that is away prints a ``[tcp @ 0x...] Connection refused`` from FFmpeg and a
+``[ WARN:...] VIDEOIO(FFMPEG)`` from OpenCV at *every* reconnect attempt, forever, straight to
+the journal. The runner already logs each state change once with its reason, so these are
+noise; ``OPENCV_FFMPEG_LOGLEVEL=-8`` is FFmpeg's AV_LOG_QUIET. Both are read by the native
+code when it first logs or opens a stream, so they are set before cv2 is imported. To debug a
+camera, set them yourself (e.g. ``OPENCV_FFMPEG_LOGLEVEL=32``, ``OPENCV_LOG_LEVEL=INFO``).
+"""
+
+
 def import_cv2():  # type: ignore[no-untyped-def]
     """OpenCV, or :class:`MissingDependencyError` naming the ``agent`` extra."""
+    for name, value in QUIET_NATIVE_LOGS.items():
+        os.environ.setdefault(name, value)
     try:
         import cv2
     except ImportError as exc:
         from device_agent.errors import MissingDependencyError
 
         raise MissingDependencyError("cv2", "agent", "reading camera frames") from exc
+    if os.environ.get("OPENCV_LOG_LEVEL") == QUIET_NATIVE_LOGS["OPENCV_LOG_LEVEL"]:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # also when cv2 was imported earlier
     return cv2

@@ -123,6 +123,7 @@ class SourceRunner:
         self._last_frame_ns: int | None = None
         self._reconnects = 0
         self._rng = random.Random()
+        self._logged_reason: str | None = None  # reason of the last trouble logged (see _log_level)
         self.ended = False  # True once a finite source reached its end: the one way to stop by itself
 
     @property
@@ -257,6 +258,23 @@ class SourceRunner:
                     return "error", f"opened, but no frame within {stall_s:g} s"
             self._wake.wait(_POLL_S)
 
+    def _log_level(self, change: StateChange) -> int:
+        """WARNING for trouble, INFO for good news; a camera that stays away is not a new story.
+
+        Every attempt is still published (``on_state``), but a retry that fails for the same
+        reason as the last one is logged at DEBUG, except at attempts 2, 4, 8, 16, ... (a
+        reminder that thins out: a camera gone for a day adds about a dozen lines to the
+        journal, not one every ``backoff_max_s``).
+        """
+        if change.new not in (SourceState.STALLED, SourceState.RECONNECTING):
+            self._logged_reason = None
+            return logging.INFO
+        same = change.old is SourceState.RECONNECTING and change.reason == self._logged_reason
+        self._logged_reason = change.reason
+        if same and change.attempt & (change.attempt - 1):  # not a power of two
+            return logging.DEBUG
+        return logging.WARNING
+
     def _set_state(self, new: SourceState, reason: str, *, attempt: int = 0, retry_in_s: float | None = None) -> None:
         with self._lock:
             old = self._state
@@ -266,9 +284,8 @@ class SourceRunner:
                 return  # stop() gave up waiting and already declared STOPPED; that stands
             self._state = transition(old, new)
             change = StateChange(self.name, old, new, reason, time.time(), attempt, retry_in_s)
-        level = logging.WARNING if new in (SourceState.STALLED, SourceState.RECONNECTING) else logging.INFO
         retry = f", attempt {attempt}, retry in {retry_in_s:.2f} s" if retry_in_s is not None else ""
-        log.log(level, "source %s: %s -> %s (%s%s)", self.name, old.name, new.name, reason, retry)
+        log.log(self._log_level(change), "source %s: %s -> %s (%s%s)", self.name, old.name, new.name, reason, retry)
         if self.on_state is not None:
             try:
                 self.on_state(change)
