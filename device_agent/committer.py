@@ -5,6 +5,9 @@ ms on an SD card). Committing in batches takes that cost off the inference loop.
 committed is as durable as before; a crash can lose only what was still queued (at most
 ``max_batch`` results or ``max_wait_s``), which never got a seq, like a frame that was
 still in the camera's slot.
+
+The agent queues protocol models (:mod:`device_agent.protocol`); they are dumped to their
+JSON form here, in this thread, so the inference loop pays only for building them.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from device_agent.outbox import Outbox
+from device_agent.protocol.base import Body, body_of
 
 log = logging.getLogger("edgekit.agent")
 
@@ -28,17 +32,18 @@ class Committer:
         self.outbox = outbox
         self._on_commit = on_commit
         self._max_batch, self._max_wait_s = max_batch, max_wait_s
-        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[tuple[str, Body | dict[str, Any]] | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="outbox-committer", daemon=True)
         self._error: BaseException | None = None
         self.batches = 0
 
-    def start(self) -> "Committer":
+    def start(self) -> Committer:
         self._thread.start()
         return self
 
-    def put(self, topic: str, body: dict[str, Any]) -> None:
-        """Queue one message (blocks when the queue is full: back-pressure, never a silent drop)."""
+    def put(self, topic: str, body: Body | dict[str, Any]) -> None:
+        """Queue one message, a protocol model (or a dict already in its wire form); blocks when the queue is
+        full: back-pressure, never a silent drop."""
         if self._error is not None:
             raise self._error
         self._queue.put((topic, body))
@@ -56,7 +61,8 @@ class Committer:
             item = self._queue.get()
             batch: list[tuple[str, dict[str, Any]]] = []
             while item is not None:
-                batch.append(item)
+                topic, body = item
+                batch.append((topic, body if isinstance(body, dict) else body_of(body)))
                 if len(batch) >= self._max_batch:
                     break
                 try:

@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Any
 
+from device_agent.protocol.events import MqttEvent
+
 log = logging.getLogger("edgekit.agent")
 
 
@@ -124,7 +126,7 @@ class LinkMonitor:
             self._problem(cause)
         log.warning("MQTT: link to %s lost: %s; reconnecting", self.where, cause)
 
-    def up(self) -> dict[str, Any] | None:
+    def up(self) -> MqttEvent | None:
         """The link is up; return the ``mqtt`` event for the outage it ends, if there was one."""
         with self._lock:
             self.connects += 1
@@ -137,10 +139,11 @@ class LinkMonitor:
             return None
         log.info("MQTT: link to %s is back after %.1f s %s (cause: %s; %d failed attempt(s))",
                     self.where, down_s, "down" if was == "down" else "without a connection", first, attempts)
-        return {"kind": "mqtt", "state": "restored", "was": was, "cause": first, "last_cause": cause,
-                "since": round(since, 3), "duration_s": round(down_s, 3), "failed_attempts": attempts}
+        return MqttEvent(state="restored", was=was, cause=first, last_cause=cause, since=round(since, 3),
+                         duration_s=round(down_s, 3), failed_attempts=attempts)
 
-    def refusal(self, action: str, topic: str, reason: Any, **details: Any) -> dict[str, Any] | None:
+    def refusal(self, action: str, topic: str, reason: Any, *, refused_seq: int | None = None,
+                retry_s: float | None = None) -> MqttEvent | None:
         """A PUBACK/SUBACK failure; the ``mqtt`` event (and a log line) only the first time per topic."""
         key, words = f"{action} {topic}", reason_words(reason)
         with self._lock:
@@ -153,8 +156,10 @@ class LinkMonitor:
                        else "this device receives no commands on it")
         log.warning("MQTT: %s refused %s to %s: %s; %s (further refusals there are counted, not logged)",
                     self.where, action, topic, words, consequence)
-        return {"kind": "mqtt", "state": f"{action}-refused", "topic": topic, "reason": str(reason),
-                "code": getattr(reason, "value", None), **details}
+        code = getattr(reason, "value", None)
+        return MqttEvent(state="publish-refused" if action == "publish" else "subscribe-refused", topic=topic,
+                         reason=str(reason), code=code if isinstance(code, int) else None, refused_seq=refused_seq,
+                         retry_s=retry_s)
 
     def accepted(self, action: str, topic: str) -> None:
         """A publish/subscribe to a topic refused before went through."""

@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.errors import AgentError
+from device_agent.protocol.base import body_of
+from device_agent.protocol.events import GapEvent
 
 SEQ_BLOCK = 1000
 """How many seqs one write of the ``<path>.seq`` reservation covers."""
@@ -403,7 +405,7 @@ class Outbox:
             first, last = ranges[0][0], ranges[-1][1]
             gap = Gap(first_seq=first, last_seq=last, count=count, reason=reason, ranges=ranges)
             if self.gap_topic is not None:
-                self._insert_locked(self.gap_topic, {"kind": "gap", "first_seq": first, "last_seq": last,
-                                                     "count": count, "ranges": [list(r) for r in ranges],
-                                                     "reason": reason}, qos=1, retain=False, pinned=True)
+                event = GapEvent(first_seq=first, last_seq=last, count=count, ranges=[list(r) for r in ranges],
+                                 reason=reason)  # type: ignore[arg-type]  # reason is "age" or "overflow" above
+                self._insert_locked(self.gap_topic, body_of(event), qos=1, retain=False, pinned=True)
         return gap

@@ -30,9 +30,11 @@ every PUBACK/SUBACK refusal is logged once per change with its cause in words, c
 :meth:`Publisher.stats` (the metrics), and handed to ``on_event`` as an ``mqtt`` event (an
 outage's event is built when the link is back). The publisher moves messages; what the
 device says is the agent's, so the messages themselves are written by the agent's
-committer, never by the publisher. A row the broker refuses (PUBACK reason >= 0x80, e.g. 0x87 "Not authorized") stays
-in the outbox and is retried with a capped exponential backoff (2 s doubling to 5 min, kept
-across reconnects), not every 2 s forever.
+committer, never by the publisher; what the publisher has to say is built through the
+contract's models (:mod:`device_agent.protocol`) and handed over in its wire form. A row the
+broker refuses (PUBACK reason >= 0x80, e.g. 0x87 "Not authorized") stays in the outbox and
+is retried with a capped exponential backoff (2 s doubling to 5 min, kept across
+reconnects), not every 2 s forever.
 
 Half-open links: paho pings after ``keepalive`` seconds without traffic and gives up one
 more ``keepalive`` after an unanswered ping, checking once a second, so it notices a broker
@@ -52,13 +54,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from device_agent.commands import request_id_of
 from device_agent.errors import AgentError
 from device_agent.link import (
     LinkMonitor,
@@ -68,6 +69,12 @@ from device_agent.link import (
     reason_words,
 )
 from device_agent.outbox import Outbox
+from device_agent.protocol.base import Body, body_of
+from device_agent.protocol.commands import request_id_of
+from device_agent.protocol.events import CommandEvent
+from device_agent.protocol.messages import Reply, Status
+from device_agent.protocol.results import ModelRef
+from device_agent.protocol.topics import TOPIC_ROOT, Topics
 
 _AUTH_FAILURES = {134: "bad user name or password", 135: "not authorized", 4: "bad user name or password",
                   5: "not authorized"}  # MQTT 5 reason codes; MQTT 3.1.1 CONNACK return codes 4 and 5
@@ -91,6 +98,14 @@ class PublisherError(AgentError):
 
 class PublisherAuthError(PublisherError):
     """The broker refused our credentials; the publisher stopped reconnecting."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the retained ``status`` says about this agent, besides online/offline."""
+
+    agent: str
+    model: ModelRef
 
 
 @dataclass(frozen=True)
@@ -118,23 +133,28 @@ class Publisher:
         outbox: Outbox,
         *,
         device_id: str,
-        status_body: dict[str, Any],
-        topic_root: str = "edgekit/v1",
+        status_body: Identity | dict[str, Any],
+        topic_root: str = TOPIC_ROOT,
         max_inflight: int = 100,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         """``on_event(topic_suffix, body)`` publishes a message the publisher has to say (``events``:
         kind ``mqtt`` and ``command`` busy; ``reply/<request_id>``: busy); it is called from the
-        sender thread only, never from paho's. Without it those are only logged and counted."""
+        sender thread only, never from paho's. Without it those are only logged and counted.
+
+        ``status_body`` is the agent's :class:`Identity`, built into a
+        :class:`~device_agent.protocol.messages.Status`; a plain dict is merged into the status
+        as given (for tools and tests that publish no model)."""
         self.settings = settings
         self._on_event = on_event
         self.outbox = outbox
         self.device_id = device_id
-        self.status_topic = f"{topic_root}/{device_id}/status"
-        self.command_topic = f"{topic_root}/{device_id}/cmd/+"
+        self.topics = Topics(device_id, topic_root)
+        self.status_topic = self.topics.status
+        self.command_topic = self.topics.cmd("+")
         self.commands: queue.Queue[tuple[str, bytes, bool]] = queue.Queue(maxsize=MAX_PENDING_COMMANDS)
         """Received commands, ``(name, payload, retained)``, for the agent to validate and run."""
-        self._reply_root = f"{topic_root}/{device_id}/reply"
+        self._reply_root = self.topics.reply("").rstrip("/")
         self._busy: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=MAX_BUSY_REPLIES)
         self._flooded = False  # the busy queue overflowed: warned once, until it drains
         self.commands_busy = 0
@@ -145,7 +165,7 @@ class Publisher:
         self._refusals: dict[int, int] = {}  # refused seq -> refusals in a row (sender thread only)
         self._session_up = False  # a CONNACK arrived on the current connection
         self._attempt_open = False  # a connection attempt is under way and has not failed yet
-        self._status_body = dict(status_body)
+        self._status_body = status_body if isinstance(status_body, Identity) else dict(status_body)
         self._events: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self._connected = threading.Event()
         self._auth_failed = threading.Event()
@@ -178,8 +198,12 @@ class Publisher:
         user = self.settings.username if self.settings.username is not None else "(anonymous)"
         return f"broker {self.settings.host}:{self.settings.port} as user {user!r}"
 
-    def _status_payload(self, state: str) -> bytes:
-        body = {**self._status_body, "v": 1, "device": self.device_id, "state": state, "ts": time.time()}
+    def _status_payload(self, state: Literal["online", "offline"]) -> bytes:
+        if isinstance(self._status_body, Identity):
+            body = body_of(Status(device=self.device_id, state=state, ts=time.time(), agent=self._status_body.agent,
+                                  model=self._status_body.model))
+        else:
+            body = {**self._status_body, "v": 1, "device": self.device_id, "state": state, "ts": time.time()}
         return json.dumps(body, separators=(",", ":")).encode()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -379,14 +403,16 @@ class Publisher:
         if event is not None:
             self._tell("events", event)
 
-    def _tell(self, suffix: str, body: dict[str, Any]) -> None:
-        """Hand one message to ``on_event``; its failure (a dead committer) is logged, never kills this thread."""
+    def _tell(self, suffix: str, message: Body) -> None:
+        """Hand one message, in its wire form, to ``on_event``; its failure (a dead committer) is logged, never
+        kills this thread."""
         if self._on_event is None:
             return
         try:
-            self._on_event(suffix, body)
+            self._on_event(suffix, body_of(message))
         except AgentError as exc:
-            log.error("cannot queue the %s message %s: %s", suffix, body.get("kind") or body.get("state"), exc)
+            what = getattr(message, "kind", None) or getattr(message, "state", None)
+            log.error("cannot queue the %s message %s: %s", suffix, what, exc)
 
     def _answer_busy(self) -> None:
         while True:
@@ -401,8 +427,8 @@ class Publisher:
                       "nothing was run: send it again later (the same request_id is fine)")
             log.warning("command %r (request %s) answered busy: %s", name, rid or "unknown", reason)
             if rid is not None:
-                self._tell(f"reply/{rid}", {"v": 1, "request_id": rid, "state": "busy", "command": name, "reason": reason})
-            self._tell("events", {"kind": "command", "state": "busy", "command": name, "request_id": rid, "reason": reason})
+                self._tell(f"reply/{rid}", Reply(request_id=rid, state="busy", command=name, reason=reason))
+            self._tell("events", CommandEvent(state="busy", command=name, request_id=rid, reason=reason))
 
     def _send_some(self, inflight: dict[int, tuple[int, str]], retry: dict[int, float], cursor: int) -> int:
         now = time.monotonic()

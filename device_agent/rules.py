@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from device_agent.config import RuleConfig
 from device_agent.decoders import DecodeResult
+from device_agent.protocol.events import AlertEvent
 
 
 def point_in_polygon(x: float, y: float, polygon: list[tuple[float, float]]) -> bool:
@@ -44,15 +45,16 @@ class Rule:
             best = max(best, d.score)
         return best > 0.0, best
 
-    def update(self, result: DecodeResult) -> dict[str, object] | None:
-        """The event to raise for this frame, if any: once when the streak reaches N, once when it ends."""
+    def update(self, result: DecodeResult, *, source: str, frame_id: int) -> AlertEvent | None:
+        """The event to raise for this frame of ``source``, if any: once when the streak reaches N, once when it ends."""
         hit, score = self.matches(result)
         self.streak = self.streak + 1 if hit else 0
         if hit and self.streak >= self.config.consecutive and not self.active:
             self.active = True
-            return {"kind": "alert", "rule": self.config.name, "label": self.config.label, "score": score,
-                    "frames": self.streak, "state": "raised"}
+            return AlertEvent(rule=self.config.name, label=self.config.label, score=score, frames=self.streak,
+                              state="raised", source=source, frame_id=frame_id)
         if not hit and self.active:
             self.active = False
-            return {"kind": "alert", "rule": self.config.name, "label": self.config.label, "state": "cleared"}
+            return AlertEvent(rule=self.config.name, label=self.config.label, state="cleared", source=source,
+                              frame_id=frame_id)
         return None

@@ -10,9 +10,9 @@ omitted in the others (:func:`~device_agent.protocol.base.omitted`).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from device_agent.protocol.base import Body, omitted
 
@@ -28,7 +28,9 @@ class CameraEvent(EventBody):
 
     kind: Literal["camera"] = Field(default="camera", description="event kind")
     source: str = Field(description="name of the source (sources[i].name in the config, or source<i>)")
-    from_: str = Field(alias="from", description="state before the change")
+    # "from" is the wire name; the Python name is from_ (a keyword), accepted when building
+    from_: str = Field(validation_alias=AliasChoices("from", "from_"), serialization_alias="from",
+                       description="state before the change")
     to: str = Field(description="state after the change")
     reason: str = Field(description="why it changed, in words")
     attempt: int = Field(description="reconnect attempt number (1, 2, ...) when reconnecting, else 0")
@@ -131,6 +133,5 @@ EVENT_TYPES: tuple[type[EventBody], ...] = (CameraEvent, ModelEvent, OutboxEvent
                                              BenchEvent, FrameEvent, AlertEvent, MqttEvent)
 """Every event kind, in the order the README lists them."""
 
-Event = Annotated[Union[CameraEvent, ModelEvent, OutboxEvent, GapEvent, CommandEvent, BenchEvent, FrameEvent,
-                        AlertEvent, MqttEvent], Field(discriminator="kind")]
+Event = Annotated[CameraEvent | ModelEvent | OutboxEvent | GapEvent | CommandEvent | BenchEvent | FrameEvent | AlertEvent | MqttEvent, Field(discriminator="kind")]
 """Any event, told apart by ``kind``."""

@@ -13,15 +13,17 @@ exact: a device does not guess at what it is told to do.
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass
 from functools import cache
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, cast
 
 from pydantic import Field, TypeAdapter, ValidationError, create_model
 
 from device_agent.config_errors import explain
 from device_agent.protocol.base import Body, Envelope, ProtocolError
-from device_agent.protocol.events import EVENT_TYPES, EventBody
+from device_agent.protocol.events import EVENT_TYPES
 from device_agent.protocol.messages import Metrics, Reply, Status
 from device_agent.protocol.results import Result
 from device_agent.protocol.topics import TOPIC_ROOT, Topic, parse_topic
@@ -34,11 +36,12 @@ def wire_model(body: type[Body]) -> type[Body]:
         return Status
     model = create_model(body.__name__, __base__=(body, Envelope), __module__=__name__,
                          __doc__=f"{(body.__doc__ or '').strip()} (with the outbox's envelope)")
-    return model  # type: ignore[no-any-return]
+    return cast("type[Body]", model)
 
 
 def _events_union() -> Any:
-    return Annotated[Union[tuple(wire_model(t) for t in EVENT_TYPES)], Field(discriminator="kind")]  # type: ignore[misc]
+    union = functools.reduce(operator.or_, (wire_model(t) for t in EVENT_TYPES))
+    return Annotated[union, Field(discriminator="kind")]
 
 
 @cache
