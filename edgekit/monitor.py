@@ -3,20 +3,33 @@
 Every message a device publishes carries ``(device, seq)``. The monitor drops duplicates
 (an outbox resends what was in flight when a connection dropped), and reports gaps: a
 ``seq`` that jumps means messages were lost, unless the device itself announced the range
-in a ``gap`` event (its outbox overflowed).
+in a ``gap`` event (its outbox overflowed). Messages are read only through the contract's
+models (:mod:`device_agent.protocol`); a malformed one is shown as an error, not dropped silently.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from device_agent.protocol import (
+    TOPIC_ROOT,
+    AlertEvent,
+    Body,
+    GapEvent,
+    Metrics,
+    ProtocolError,
+    Result,
+    Status,
+    parse,
+    parse_topic,
+    subscription,
+)
 from edgekit.errors import EdgeKitError, UsageError
 
-TOPIC_ROOT = "edgekit/v1"
+__all__ = ["TOPIC_ROOT", "DeviceView", "MonitorState", "parse_broker", "watch"]
 
 
 @dataclass
@@ -35,51 +48,63 @@ class DeviceView:
     seen: set[int] = field(default_factory=set, repr=False)
     max_seq: int = 0
     announced: set[int] = field(default_factory=set, repr=False)
+    malformed: int = 0
+    last_error: str = "-"
 
 
 class MonitorState:
-    """Folds messages into per-device views; pure logic, no network (tested on its own)."""
+    """Folds messages into per-device views; pure logic, no network (tested on its own).
+
+    Every message is parsed through the contract (:func:`device_agent.protocol.parse`); one that
+    breaks it is counted on its device (``malformed``, with the last problem) and handed on as an
+    ``error`` record, never folded into the view and never a crash.
+    """
 
     def __init__(self) -> None:
         self.devices: dict[str, DeviceView] = {}
 
     def handle(self, topic: str, payload: bytes) -> dict[str, Any] | None:
-        """Apply one message; return the decoded record, or None for a duplicate or a foreign message."""
-        parts = topic.split("/")
-        if len(parts) < 4 or "/".join(parts[:2]) != TOPIC_ROOT:
+        """Apply one message; the record to show, or None for a duplicate, a command or a foreign topic."""
+        where = parse_topic(topic)
+        if where is None or where.kind == "cmd":
             return None
-        device, kind = parts[2], parts[3]
-        try:
-            body = json.loads(payload)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
-        view = self.devices.setdefault(device, DeviceView(device))
+        view = self.devices.setdefault(where.device_id, DeviceView(where.device_id))
         view.last_seen = time.time()
-        if kind == "status":
-            view.online = body.get("state") == "online"
-            model = body.get("model") or {}
-            if model:
-                view.model = f"{model.get('name', '?')} v{model.get('version', '?')} {model.get('precision', '')}".strip()
-            return {"device": device, "kind": kind, **body}
-        seq = body.get("seq")
-        if isinstance(seq, int):
-            if seq in view.seen:
+        try:
+            received = parse(topic, payload)
+        except ProtocolError as exc:
+            view.malformed += 1
+            view.last_error = exc.problem
+            return {"device": where.device_id, "kind": "error", "topic": topic, "error": str(exc)}
+        message, envelope = received.message, received.envelope
+        record = {"device": where.device_id, "kind": where.kind, **received.payload()}
+        if isinstance(message, Status):
+            view.online = message.state == "online"
+            view.model = f"{message.model.name} v{message.model.version} {message.model.precision}".strip()
+            return record
+        if envelope is not None:
+            if envelope.seq in view.seen:
                 view.duplicates += 1
                 return None
-            view.seen.add(seq)
-            view.max_seq = max(view.max_seq, seq)
-        if kind == "results":
-            view.results += 1
-        elif kind == "metrics":
-            view.fps = body.get("fps")
-            view.infer_p50_ms = (body.get("latency_ms") or {}).get("infer", {}).get("p50")
-            view.outbox_depth = body.get("outbox_depth")
-        elif kind == "events" and body.get("kind") == "alert" and body.get("state") == "raised":
-            view.last_alert = f"{body.get('rule')} ({body.get('label')} {body.get('score', 0):.2f})"
-        elif kind == "events" and body.get("kind") == "gap":
-            view.announced.update(range(int(body["first_seq"]), int(body["last_seq"]) + 1))
+            view.seen.add(envelope.seq)
+            view.max_seq = max(view.max_seq, envelope.seq)
+        self._fold(view, message)
         view.missing = self.missing(view)
-        return {"device": device, "kind": kind, **body}
+        return record
+
+    @staticmethod
+    def _fold(view: DeviceView, message: Body) -> None:
+        if isinstance(message, Result):
+            view.results += 1
+        elif isinstance(message, Metrics):
+            view.fps = message.fps
+            infer = message.latency_ms.get("infer")
+            view.infer_p50_ms = infer.p50 if infer is not None else None
+            view.outbox_depth = message.outbox_depth
+        elif isinstance(message, AlertEvent) and message.state == "raised":
+            view.last_alert = f"{message.rule} ({message.label} {message.score or 0:.2f})"
+        elif isinstance(message, GapEvent):
+            view.announced.update(range(message.first_seq, message.last_seq + 1))
 
     @staticmethod
     def missing(view: DeviceView) -> int:
@@ -108,7 +133,7 @@ def watch(broker: str, *, device: str | None, on_record: Any, duration_s: float 
     host, port = parse_broker(broker)
     state = state or MonitorState()
     stop = stop or threading.Event()
-    topic = f"{TOPIC_ROOT}/{device or '+'}/#"
+    topic = subscription(device)
     client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     failed: list[str] = []
 

@@ -5,6 +5,8 @@ first, then publish the command to ``edgekit/v1/<device>/cmd/<name>`` (QoS 1, ne
 retained: an agent refuses retained commands). The device answers ``running``, then ``done``
 with a result, or ``error`` / ``refused`` / ``busy`` (too many commands waiting) with a message. Replies travel through the
 device's durable outbox, so one may arrive twice; they are deduplicated on ``(device, seq)``.
+The command is built through its model and every reply parsed through the contract
+(:mod:`device_agent.protocol`): a malformed reply is named in the error if no good one comes.
 
 :func:`remote_benchmark` is the benchmark a hosted device-profiling service would run, on the
 user's own device: the agent pauses inference, measures its active bundle in a fresh process
@@ -22,9 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from device_agent.bench.runner import BenchOptions
+from device_agent.config_errors import explain
+from device_agent.protocol import COMMANDS, ProtocolError, Reply, Topics, parse
 from edgekit.errors import RemoteError, UsageError
-from edgekit.monitor import TOPIC_ROOT, parse_broker
+from edgekit.monitor import parse_broker
 
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # the agent config's device_id pattern
 
@@ -108,8 +114,9 @@ def send_command(
     if not timeout_s > 0:
         raise UsageError(f"timeout must be a positive number of seconds, got {timeout_s}")
     request_id = uuid.uuid4().hex
-    reply_topic = f"{TOPIC_ROOT}/{device}/reply/{request_id}"
-    payload = json.dumps({**body, "v": 1, "request_id": request_id}, separators=(",", ":"))
+    topics = Topics(device)
+    reply_topic = topics.reply(request_id)
+    payload = _command_payload(name, {**body, "v": 1, "request_id": request_id})
     notify = on_state or (lambda _state: None)
 
     events: queue.Queue[tuple[Any, ...]] = queue.Queue()  # paho's thread only posts here
@@ -119,7 +126,7 @@ def send_command(
         events.put(("refused", str(reason))) if reason.is_failure else c.subscribe(reply_topic, qos=1))
     client.on_subscribe = lambda _c, _u, _mid, codes, _p: events.put(("subscribed", [str(r) for r in codes if r.is_failure]))
     client.on_publish = lambda _c, _u, mid, reason, _p: events.put(("puback", mid, reason.is_failure, str(reason)))
-    client.on_message = lambda _c, _u, msg: events.put(("message", bytes(msg.payload)))
+    client.on_message = lambda _c, _u, msg: events.put(("message", bytes(msg.payload)))  # only reply_topic's
     client.on_disconnect = lambda _c, _u, _f, reason, _p: events.put(("disconnected", str(reason)))
     try:
         client.connect(host, port, keepalive=30)
@@ -132,6 +139,18 @@ def send_command(
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def _command_payload(name: str, body: dict[str, Any]) -> str:
+    """The command as JSON, validated by the same model the device validates it with."""
+    schema = COMMANDS.get(name)
+    if schema is None:
+        raise UsageError(f"unknown command {name!r}; the allowed commands are: {', '.join(sorted(COMMANDS))}")
+    try:
+        command = schema.model_validate(body)
+    except ValidationError as exc:
+        raise UsageError(f"command {name!r}: {explain(exc)}") from None
+    return command.model_dump_json(exclude_none=True)
 
 
 def _exchange(events: queue.Queue[tuple[Any, ...]], client: Any, *, device: str, name: str, request_id: str,
@@ -159,28 +178,33 @@ def _exchange(events: queue.Queue[tuple[Any, ...]], client: Any, *, device: str,
             if event[1]:
                 raise RemoteError(f"the broker at {broker} refused the subscription to {reply_topic}: {event[1][0]}")
             if command_mid is None:  # a reconnect subscribes again; the command is sent once
-                info = client.publish(f"{TOPIC_ROOT}/{device}/cmd/{name}", payload, qos=1, retain=False)
+                info = client.publish(Topics(device).cmd(name), payload, qos=1, retain=False)
                 command_mid = info.mid
         elif kind == "puback" and event[1] == command_mid:
             if event[2]:
                 raise RemoteError(f"the broker at {broker} refused the command for {device!r}: {event[3]}")
             notify("sent")
         elif kind == "message":
-            reply = _decode(event[1], request_id)
-            if reply is None:
+            try:
+                received = parse(reply_topic, event[1])  # the one topic subscribed to
+            except ProtocolError as exc:
+                last_problem = f"; a malformed reply was ignored: {exc}"
+                continue
+            reply, envelope = received.message, received.envelope
+            if not isinstance(reply, Reply) or reply.request_id != request_id or envelope is None:
                 continue  # not ours
-            key = (reply.get("device"), reply.get("seq"))
-            if isinstance(key[1], int) and key in seen:
+            key = (envelope.device, envelope.seq)
+            if key in seen:
                 continue  # the outbox resent it (it was in flight when a connection dropped)
             seen.add(key)
-            state = reply.get("state")
+            state = reply.state
             if state == "running" and not running:
                 running = True
                 notify("running")
             elif state == "done":
-                return reply
+                return received.payload()
             elif state in ("error", "refused", "busy"):
-                message = reply.get("error") or reply.get("reason") or "no reason given"
+                message = reply.error or reply.reason or "no reason given"
                 verb = {"refused": "refused", "busy": "is busy and did not run"}.get(state, "failed")
                 raise RemoteError(f"device {device!r} {verb} the {name} command: {message}")
     if running:
@@ -188,13 +212,3 @@ def _exchange(events: queue.Queue[tuple[Any, ...]], client: Any, *, device: str,
                           f"within {timeout_s:g} s{last_problem}")
     raise RemoteError(f"device {device!r} did not answer on {reply_topic} within {timeout_s:g} s; is the agent "
                       f"running and connected to {broker}?{last_problem}")
-
-
-def _decode(payload: bytes, request_id: str) -> dict[str, Any] | None:
-    try:
-        reply = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(reply, dict) or reply.get("request_id") != request_id:
-        return None
-    return reply

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -97,12 +98,21 @@ def targets_table(profiles: Mapping[str, TargetProfile]) -> Table:
     return table
 
 
+def _malformed(view: Any) -> str:
+    """How many messages broke the contract, and the last problem (shortened), in red."""
+    if not view.malformed:
+        return "0"
+    problem = view.last_error if len(view.last_error) <= 60 else view.last_error[:57] + "..."
+    return f"[red]{view.malformed}: {escape(problem)}[/]"
+
+
 def monitor_table(state: Any) -> Table:  # state: edgekit.monitor.MonitorState
-    table = Table("device", "online", "model", "fps", "infer p50 ms", "outbox", "results", "dup", "missing", "last alert",
+    table = Table("device", "online", "model", "fps", "infer p50 ms", "outbox", "results", "dup", "missing", "malformed",
+                  "last alert",
                   title="edgekit monitor", title_justify="left")
     for view in sorted(state.devices.values(), key=lambda v: v.device):
         online = "-" if view.online is None else ("[green]yes[/]" if view.online else "[red]no[/]")
         table.add_row(view.device, online, view.model, _fmt(view.fps, 1), _fmt(view.infer_p50_ms),
                       "-" if view.outbox_depth is None else str(view.outbox_depth), str(view.results),
-                      str(view.duplicates), str(view.missing), view.last_alert)
+                      str(view.duplicates), str(view.missing), _malformed(view), view.last_alert)
     return table

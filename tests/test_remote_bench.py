@@ -104,10 +104,12 @@ def test_a_busy_reply_ends_the_remote_wait_with_the_devices_reason() -> None:
     events: queue.Queue[tuple[Any, ...]] = queue.Queue()
     events.put(("subscribed", []))
     events.put(("message", json.dumps({"v": 1, "request_id": "r1", "state": "busy", "command": "bench", "device": DEVICE,
-                                       "seq": 7, "reason": "32 commands are already waiting"}).encode()))
+                                       "seq": 7, "boot": "b1", "ts": 1.7e9,  # a whole envelope: replies are parsed
+                                       "reason": "32 commands are already waiting"}).encode()))
     client = SimpleNamespace(publish=lambda *_a, **_k: SimpleNamespace(mid=1))
     with pytest.raises(RemoteError, match="device 'cam-01' is busy and did not run the bench command: 32 commands"):
-        _exchange(events, client, device=DEVICE, name="bench", request_id="r1", payload="{}", reply_topic="t",
+        _exchange(events, client, device=DEVICE, name="bench", request_id="r1", payload="{}",
+                  reply_topic=f"edgekit/v1/{DEVICE}/reply/r1",
                   broker="b", timeout_s=5, notify=lambda _s: None)
 
 

@@ -21,7 +21,7 @@ committer's thread, not the inference loop's.
 from __future__ import annotations
 
 from device_agent.protocol.base import ENVELOPE_FIELDS, PROTOCOL_VERSION, Body, Envelope, ProtocolError, body_of
-from device_agent.protocol.commands import BenchCommand, Command, CommandError, parse_command, request_id_of
+from device_agent.protocol.commands import COMMANDS, BenchCommand, Command, CommandError, parse_command, request_id_of
 from device_agent.protocol.events import (
     EVENT_TYPES,
     AlertEvent,
@@ -41,7 +41,7 @@ from device_agent.protocol.topics import TOPIC_ROOT, Topic, Topics, parse_topic,
 from device_agent.protocol.wire import Received, parse
 
 __all__ = [
-    "ENVELOPE_FIELDS", "EVENT_TYPES", "PROTOCOL_VERSION", "TOPIC_ROOT", "AlertEvent", "BenchCommand", "BenchEvent",
+    "COMMANDS", "ENVELOPE_FIELDS", "EVENT_TYPES", "PROTOCOL_VERSION", "TOPIC_ROOT", "AlertEvent", "BenchCommand", "BenchEvent",
     "Body", "CameraEvent", "ClassScore", "Command", "CommandError", "CommandEvent", "Decoded", "DetectedBox",
     "Envelope", "Event", "FrameEvent", "FrameRef", "GapEvent", "LinkStats", "Metrics", "ModelEvent", "ModelRef",
     "MqttEvent", "OutboxEvent", "ProtocolError", "RawTensor", "Received", "Reply", "Result", "SourceStats",

@@ -14,6 +14,7 @@ exact: a device does not guess at what it is told to do.
 from __future__ import annotations
 
 import functools
+import json
 import operator
 from dataclasses import dataclass
 from functools import cache
@@ -66,6 +67,7 @@ class Received:
 
     topic: Topic
     message: Body
+    raw: bytes = b""
 
     @property
     def envelope(self) -> Envelope | None:
@@ -80,8 +82,9 @@ class Received:
         return self.topic.kind
 
     def payload(self) -> dict[str, Any]:
-        """The payload as a JSON-ready dict, unknown fields included."""
-        return self.message.model_dump(mode="json")
+        """The payload as received, unknown fields included (also nested ones, which the models keep only
+        at the top level when dumping)."""
+        return json.loads(self.raw) if self.raw else self.message.model_dump(mode="json")  # type: ignore[no-any-return]
 
 
 def parse(topic: str, payload: bytes, *, root: str = TOPIC_ROOT) -> Received:
@@ -103,7 +106,7 @@ def parse(topic: str, payload: bytes, *, root: str = TOPIC_ROOT) -> Received:
         raise ProtocolError(topic, f"device {envelope.device!r} in the payload is not the topic's {where.device_id!r}")
     if isinstance(message, Reply) and message.request_id != where.name:
         raise ProtocolError(topic, f"request_id {message.request_id!r} in the payload is not the topic's {where.name!r}")
-    return Received(where, message)
+    return Received(where, message, bytes(payload))
 
 
 def _problem(exc: ValidationError) -> str:
