@@ -18,10 +18,25 @@ MESSAGE_KINDS = ("status", "results", "events", "metrics", "reply")
 
 def schema_files() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema: ``status.json`` ... ``reply.json``, then ``cmd-<name>.json`` per command."""
-    files = {f"{kind}.json": _titled(adapter(kind).json_schema(mode="validation"), kind) for kind in MESSAGE_KINDS}
+    files = {f"{kind}.json": _titled(_open(adapter(kind).json_schema(mode="validation")), kind) for kind in MESSAGE_KINDS}
     for name, model in sorted(COMMANDS.items()):
         files[f"cmd-{name}.json"] = _titled(model.model_json_schema(mode="validation"), f"cmd/{name}")
     return files
+
+
+def _open(node: Any) -> Any:
+    """The wire view of a message schema: ``additionalProperties: false`` dropped everywhere (a consumer accepts
+    unknown fields, as :func:`device_agent.protocol.parse` does; the models forbid them only when a device builds
+    one), and constant fields (``v``, an event's ``kind``) required: the builder fills them in, they always arrive."""
+    if isinstance(node, dict):
+        out = {k: _open(v) for k, v in node.items() if not (k == "additionalProperties" and v is False)}
+        consts = [name for name, prop in out.get("properties", {}).items() if isinstance(prop, dict) and "const" in prop]
+        if consts:
+            out["required"] = consts + [r for r in out.get("required", []) if r not in consts]
+        return out
+    if isinstance(node, list):
+        return [_open(v) for v in node]
+    return node
 
 
 def _titled(schema: dict[str, Any], topic: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from converters.errors import ConversionError
 from device_agent.errors import AgentError, BenchInputError, BundleError
 from edgekit import __version__
 from edgekit.cli import bench as bench_cli
+from edgekit.cli import protocol as protocol_cli
 from edgekit.errors import EdgeKitError, OptimizeFailed
 
 EPILOG_OPTIMIZE = """examples:
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--json", action="store_true", help="print one JSON object per new message (JSON lines)")
 
     bench_cli.add_parser(sub)
+    protocol_cli.add_parser(sub)
 
     smp = sub.add_parser("samples", help="write real sample photos and a video for demos and calibration",
                          description="Cut an image folder and a pan/zoom video from the real photographs that "
@@ -238,6 +240,7 @@ COMMANDS = {
     "monitor": _monitor,
     "samples": _samples,
     "benchmark": bench_cli.run,
+    "protocol": protocol_cli.run,
 }
 
 
