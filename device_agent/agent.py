@@ -46,7 +46,7 @@ from device_agent.preprocess import FrameTransform, dequantize, preprocess, quan
 from device_agent.protocol.base import ENVELOPE_FIELDS, Body, body_of
 from device_agent.protocol.commands import BenchCommand, CommandError, parse_command, request_id_of
 from device_agent.protocol.events import BenchEvent, CameraEvent, CommandEvent, FrameEvent, ModelEvent, OutboxEvent
-from device_agent.protocol.messages import LinkStats, Metrics, Reply, SourceStats, StageLatency
+from device_agent.protocol.messages import LinkStats, Metrics, Reply, ReplyState, SourceStats, StageLatency
 from device_agent.protocol.results import Decoded, FrameRef, ModelRef, Result
 from device_agent.protocol.topics import Topics
 from device_agent.publisher import Identity, MqttSettings, Publisher
@@ -163,13 +163,13 @@ class Agent:
         ))
 
     # -- commands -----------------------------------------------------------------------
-    def _reply(self, request_id: str, command: str, state: str, **fields: Any) -> None:
-        reply = Reply(request_id=request_id, state=state, command=command, **fields)  # type: ignore[arg-type]
+    def _reply(self, request_id: str, command: str, state: ReplyState, **fields: Any) -> None:
+        reply = Reply(request_id=request_id, state=state, command=command, **fields)
         if state in FINAL_STATES and request_id == self._running and self.config.commands.dedup_window_s > 0:
             self.outbox.request_finished(request_id, body_of(reply))  # committed before it is queued: a repeat finds it
         self._emit(reply)
 
-    def _reject(self, name: str, request_id: str | None, reason: str, *, state: str = "error") -> None:
+    def _reject(self, name: str, request_id: str | None, reason: str, *, state: ReplyState = "error") -> None:
         """A command that will not run: reply (when we know where) and always say so on ``events``."""
         log.warning("command %r (request %s) %s: %s", name, request_id or "unknown",
                     "refused" if state == "refused" else "rejected", reason)

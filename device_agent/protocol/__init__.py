@@ -10,12 +10,13 @@ message it receives through :func:`parse`; the JSON Schema (:func:`schema_files`
 - :mod:`.commands`: what a device accepts (the allow-list).
 - :mod:`.wire`: parsing a received message; :mod:`.schema`: the JSON Schema files.
 
-Cost on the hot path (``benchmarks/protocol.py``, interleaved rounds, minimum per result on
-the shared 2-core machine): a result with 5 classes costs 15 us to build through the models
-against 4.4 us for the dict literal it replaced, one with 10 detections 23 us against 6.3 us;
-below the ~20 us per result where ``model_construct`` (13-16 us, barely cheaper) would be
-worth its lost checks. The dump to a JSON-ready dict (another 6-18 us) runs in the
-committer's thread, not the inference loop's.
+Cost on the hot path (``benchmarks/protocol.py``: interleaved rounds, minimum per result, on
+the shared 2-core machine): a result with 5 classes costs 14 us to build through the models
+against 4.3 us for the dict literal it replaced, one with 10 detections 22 us against 6.2 us.
+That is 10-16 us more per published frame, under the ~20 us where ``model_construct`` (13-15
+us, barely cheaper) would be worth its lost checks, so results are validated like every other
+message. The dump to a JSON-ready dict (another 6-10 us) runs in the committer's thread, not
+the inference loop's.
 """
 
 from __future__ import annotations

@@ -84,13 +84,16 @@ class Metrics(Body):
     mqtt: LinkStats = Field(description="the MQTT link")
 
 
+ReplyState = Literal["running", "done", "error", "refused", "busy"]
+
+
 class Reply(Body):
     """The outcome of one command on ``reply/<request_id>``: running, then done, or error/refused/busy."""
 
     topic_kind = "reply"
 
     request_id: str = Field(description="the command's request_id (also the last topic level)")
-    state: Literal["running", "done", "error", "refused", "busy"] = Field(
+    state: ReplyState = Field(
         description="running (interim), done, error (it failed or was invalid), refused (it will not run), "
         "busy (too many commands waiting; send it again)")
     command: str = Field(description="command name")
