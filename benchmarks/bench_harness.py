@@ -42,7 +42,7 @@ from device_agent.bench.worker import bench_in_subprocess
 from device_agent.runtimes import create_runtime
 from edgekit.benchmark import benchmark
 from edgekit.zoo import build_model
-from tests.tflite_builder import conv_stack_tflite  # noqa: E402
+from tests.tflite_builder import conv_stack_tflite
 
 RESULTS = Path(__file__).parent / "results" / "bench_harness.json"
 MODELS_DIR = Path.home() / ".cache" / "edgekit" / "bench-models"

@@ -37,8 +37,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the camera lives with the tests
 
-from device_agent.sources import SourceRunner  # noqa: E402
-from tests.live_camera import LiveCamera, StateLog, runner_cycles  # noqa: E402
+from device_agent.sources import SourceRunner
+from tests.live_camera import LiveCamera, StateLog, runner_cycles
 
 RESULTS = Path(__file__).parent / "results"
 RUNS: dict[str, dict[str, Any]] = {

@@ -216,7 +216,7 @@ def quantize_int8_static(
         {
             "preset": preset,
             "calibrate_method": calibrate_method if preset == "edgekit" else "minmax",
-            "calibration_samples": int(len(calibration[0])),
+            "calibration_samples": len(calibration[0]),
             "excluded_nodes": list(nodes_to_exclude),
             "float_output_tail": tail,
             "int8_compute_nodes": fused,

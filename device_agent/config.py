@@ -79,7 +79,7 @@ class TlsConfig(_Table):
     key: Path | None = Field(default=None, description="client private key (mutual TLS)")
 
     @model_validator(mode="after")
-    def _cert_and_key(self) -> "TlsConfig":
+    def _cert_and_key(self) -> TlsConfig:
         if (self.cert is None) != (self.key is None):
             raise ValueError("give both cert and key for a client certificate, or neither")
         return self

@@ -23,7 +23,15 @@ from converters.onnx_int8 import quantize_int8_static
 from device_agent.manifest import TaskSpec
 from edgekit.measure import LatencySample, run_all
 from edgekit.progress import Steps
-from edgekit.sensitivity import ChainSensitivity, candidate_chains, describe, exclusion_steps, float_chains, rank_chains, refine
+from edgekit.sensitivity import (
+    ChainSensitivity,
+    candidate_chains,
+    describe,
+    exclusion_steps,
+    float_chains,
+    rank_chains,
+    refine,
+)
 from edgekit.validation import Agreement, compare_outputs, snr_db
 
 

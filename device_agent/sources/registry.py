@@ -15,7 +15,6 @@ opens it in a helper thread, because an open can hang). A URI that fits no kind 
 from __future__ import annotations
 
 import os
-
 import re
 from collections.abc import Callable
 from dataclasses import dataclass

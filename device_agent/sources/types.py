@@ -17,10 +17,9 @@ RECONNECTING and is retried forever, so an agent can never take a dead camera fo
 
 from __future__ import annotations
 
-from typing import Any
-
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
