@@ -130,7 +130,7 @@ def litert_tool(path: Path, *, rounds: int, runs: int, warmup: int, threads: int
             proc = subprocess.run([sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model",
                                    f"--model={path}", f"--num_runs={runs}", f"--warmup_runs={warmup}",
                                    f"--num_threads={threads}", f"--result_json={out}"],
-                                  capture_output=True, text=True, timeout=600)
+                                  check=False, capture_output=True, text=True, timeout=600)
             if proc.returncode != 0 or not out.is_file():
                 return {"model": path.name, "error": (proc.stderr or proc.stdout)[-800:]}
             data = json.loads(out.read_text())

@@ -154,5 +154,5 @@ def _simplify(model: Any) -> tuple[Any, str]:
         return model, "none (onnxslim not installed)"
     try:
         return onnxslim.slim(model), f"onnxslim {getattr(onnxslim, '__version__', '')}".strip()
-    except Exception as exc:  # onnxslim failing on an exotic graph is not fatal: keep the checked model
+    except Exception as exc:  # noqa: BLE001  onnxslim failing on an exotic graph is not fatal: keep the checked model
         return model, f"none (onnxslim failed: {type(exc).__name__}: {exc})"

@@ -74,8 +74,8 @@ def resize_frame(frame_bgr: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarra
     # center-crop: keep crop_fraction of the short side, centred, then resize to the input
     side = min(h, w) * spec.crop_fraction
     cw, ch = (side * tw / max(tw, th), side * th / max(tw, th)) if tw != th else (side, side)
-    x0, y0 = int(round((w - cw) / 2)), int(round((h - ch) / 2))
-    crop = frame_bgr[y0 : y0 + int(round(ch)), x0 : x0 + int(round(cw))]
+    x0, y0 = round((w - cw) / 2), round((h - ch) / 2)
+    crop = frame_bgr[y0 : y0 + round(ch), x0 : x0 + round(cw)]
     out = cv2.resize(crop, (tw, th), interpolation=cv2.INTER_LINEAR)
     return out, FrameTransform((w, h), tw / crop.shape[1], th / crop.shape[0], crop_x=x0, crop_y=y0, input_wh=(tw, th))
 

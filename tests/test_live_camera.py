@@ -178,7 +178,8 @@ def test_agent_process_rides_out_stall_drop_return_with_default_timeouts(
             figures.append(proc_figures(agent.pid))
             stalls = len(camera_events(collector, "stalled"))
             camera.stall()
-            assert collector.wait_for(lambda c: len(camera_events(c, "stalled")) > stalls, timeout=10)
+            # wait_for calls the lambda before the loop moves on, so the late-bound `stalls` is this round's
+            assert collector.wait_for(lambda c: len(camera_events(c, "stalled")) > stalls, timeout=10)  # noqa: B023
             detect.append(time.monotonic() - camera.last_frame_at)  # as seen on the broker: an upper bound
             camera.drop()
             time.sleep(0.5)  # connection refused meanwhile

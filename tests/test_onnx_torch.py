@@ -12,19 +12,20 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper
+# imported after the importorskip calls, so a missing extra skips the module instead of failing it
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from converters import PASSES, ConversionError, UnsupportedModelError
-from converters.onnx_torch import (
+from converters import PASSES, ConversionError, UnsupportedModelError  # noqa: E402
+from converters.onnx_torch import (  # noqa: E402
     RELATIVE_TOLERANCE,
     convert_onnx_to_torch,
     onnx_to_torch,
     random_inputs,
     weight_attributes,
 )
-from converters.onnx_torch_ops import OPS, OnnxModule
-from edgekit.errors import UsageError
-from tests.tinymodels import tiny_classifier
+from converters.onnx_torch_ops import OPS, OnnxModule  # noqa: E402
+from edgekit.errors import UsageError  # noqa: E402
+from tests.tinymodels import tiny_classifier  # noqa: E402
 
 INT64_MAX, INT64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 

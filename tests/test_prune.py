@@ -10,11 +10,12 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper
+# imported after the importorskip calls, so a missing extra skips the module instead of failing it
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from converters import PASSES, ConversionError
-from converters.prune_groups import find_groups
-from device_agent.bench.cost import model_cost
+from converters import PASSES, ConversionError  # noqa: E402
+from converters.prune_groups import find_groups  # noqa: E402
+from device_agent.bench.cost import model_cost  # noqa: E402
 
 
 def _branchy(path: Path) -> Path:

@@ -148,7 +148,7 @@ def test_stop_leaves_retained_offline_status(broker: Broker, make_publisher) -> 
     assert not pub.connected
     late = Collector(broker, client_id="late")  # subscribes after the fact: sees only the retained one
     assert late.wait_for(lambda c: bool(c.received("/status")), 5)
-    topic, body, retained = next(m for m in late.messages if m[0].endswith("/status"))
+    _topic, body, retained = next(m for m in late.messages if m[0].endswith("/status"))
     assert retained and body["state"] == "offline" and body["device"] == DEVICE and body["model"] == "tiny"
     late.close()
 

@@ -169,7 +169,7 @@ def test_short_file_streams_then_stops_at_end_of_stream(runners: list[SourceRunn
 
 
 def test_fps_paces_a_file_in_real_time(runners: list[SourceRunner], clip20: Path) -> None:
-    runner, events = make(runners, clip20, fps=20)
+    runner, _events = make(runners, clip20, fps=20)
     start = time.monotonic()
     runner.start()
     assert wait_for(lambda: runner.state is S.STOPPED, timeout=5.0)
@@ -197,13 +197,13 @@ def test_slow_consumer_gets_the_newest_frame_and_drops_counted(runners: list[Sou
         assert frame is not None
         seen.append(frame.frame_id)
         time.sleep(0.05)  # inference slower than the source
-    assert all(b > a for a, b in zip(seen, seen[1:])), seen
-    assert any(b - a > 1 for a, b in zip(seen, seen[1:])), seen
+    assert all(b > a for a, b in zip(seen, seen[1:])), seen  # noqa: RUF007  (assertions kept as written)
+    assert any(b - a > 1 for a, b in zip(seen, seen[1:])), seen  # noqa: RUF007
     assert runner.stats()["frames_dropped"] > 0
 
 
 def test_a_file_without_fps_follows_a_slow_consumer_frame_by_frame(runners: list[SourceRunner], clip: Path) -> None:
-    runner, events = make(runners, clip, follow_consumer=True)
+    runner, _events = make(runners, clip, follow_consumer=True)
     runner.start()
     seen = []
     while (frame := runner.frames.get(timeout=3.0)) is not None:

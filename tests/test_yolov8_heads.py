@@ -77,7 +77,7 @@ def test_layouts_and_orders_decode_the_same(detector) -> None:  # type: ignore[n
 def test_heads_that_do_not_fit_are_named(detector) -> None:  # type: ignore[no-untyped-def]
     _, split, _, heads = detector
     with pytest.raises(DecodeError, match=r"'yolov8-heads'.*\[1, 64, 40, 40\].*not YOLOv8 heads"):
-        decode(heads[0][:1] + [np.zeros((1, 7, 20, 20), np.float32)], split.task)
+        decode([*heads[0][:1], np.zeros((1, 7, 20, 20), np.float32)], split.task)
     with pytest.raises(DecodeError, match=r"task.strides has 2 values for 3 output levels"):
         decode(heads[0], split.task.model_copy(update={"strides": [8.0, 16.0]}))
     with pytest.raises(DecodeError, match=r"yolov8-heads.*\[1, 84, 2100\]"):
