@@ -66,7 +66,8 @@ def _fix_shapes(model: Any, shapes: Mapping[str, Sequence[int]]) -> dict[str, li
             wanted = list(shapes[vi.name])
             if len(wanted) != len(dims):
                 raise UnsupportedModelError(
-                    f"input {vi.name!r} has rank {len(dims)} ({dims}); the shape given, {wanted}, has rank {len(wanted)}"
+                    f"input {vi.name!r} has rank {len(dims)} ({dims}); "
+                    f"the shape given, {wanted}, has rank {len(wanted)}"
                 )
         else:
             dynamic = [i for i, d in enumerate(dims) if not isinstance(d, int) or d <= 0]

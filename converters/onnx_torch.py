@@ -259,7 +259,8 @@ def _build(torch: Any, onnx: Any, ops: Any, model: Any, opset: int,
             output_refs.append(on_module(out.name, consts[out.name], parameter=False))
         else:
             raise ConversionError(f"onnx->torch: graph output {out.name!r} is computed by no node")
-    return ops.OnnxModule(input_names=[name for name, _, _ in inputs], output_names=[o.name for o in model.graph.output],
+    return ops.OnnxModule(input_names=[name for name, _, _ in inputs],
+                          output_names=[o.name for o in model.graph.output],
                           steps=steps, output_refs=output_refs, tensors=tensors)
 
 
@@ -295,7 +296,9 @@ def convert_onnx_to_torch(src: Path, dst: Path, /, *, seed: int = 0) -> PassRepo
         try:
             exported = torch.export.export(module, example)
         except Exception as exc:  # export's errors are many and internal; the cause stays chained
-            raise ConversionError(f"onnx->torch: torch.export failed on the rebuilt module: {type(exc).__name__}: {exc}") from exc
+            raise ConversionError(
+                f"onnx->torch: torch.export failed on the rebuilt module: {type(exc).__name__}: {exc}"
+            ) from exc
         try:
             expected = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feeds)
         except Exception as exc:
@@ -307,7 +310,9 @@ def convert_onnx_to_torch(src: Path, dst: Path, /, *, seed: int = 0) -> PassRepo
         for name, ref, value in zip(module.output_names, expected, got):
             actual = value.numpy()
             if actual.shape != ref.shape:
-                raise ConversionError(f"onnx->torch: output {name!r} has shape {actual.shape}, ONNX Runtime gives {ref.shape}")
+                raise ConversionError(
+                    f"onnx->torch: output {name!r} has shape {actual.shape}, ONNX Runtime gives {ref.shape}"
+                )
             diff = float(np.max(np.abs(ref.astype(np.float64) - actual))) if ref.size else 0.0
             rel = diff / max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
             if rel > RELATIVE_TOLERANCE:

@@ -28,7 +28,9 @@ _BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "Less": torch.lt, "GreaterOrEqual": torch.ge, "LessOrEqual": torch.le, "And": torch.logical_and,
     "Or": torch.logical_or, "Xor": torch.logical_xor,
 }
-_VARIADIC: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"Max": torch.maximum, "Min": torch.minimum, "Sum": torch.add}
+_VARIADIC: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "Max": torch.maximum, "Min": torch.minimum, "Sum": torch.add,
+}
 
 for _name, _fn in _UNARY.items():
     op(_name)(lambda node, x, _fn=_fn: _fn(x))

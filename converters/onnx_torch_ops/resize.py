@@ -72,7 +72,8 @@ def resize(node: Node, x: Tensor, *_: Tensor | None) -> Tensor:
     torch_mode = {"linear": ("linear", "bilinear", "trilinear")[rank - 3], "cubic": "bicubic" if rank == 4 else ""}
     if mode not in torch_mode or not torch_mode[mode] or corners is None:
         raise node.fail(f"mode {mode!r} with coordinate_transformation_mode {coord!r} on rank-{rank} data has no "
-                        "torch interpolate equivalent (linear/cubic support half_pixel, pytorch_half_pixel, align_corners)")
+                        "torch interpolate equivalent "
+                        "(linear/cubic support half_pixel, pytorch_half_pixel, align_corners)")
     if mode == "cubic" and (node.attr("cubic_coeff_a", -0.75) != -0.75 or node.attr("exclude_outside", 0)):
         raise node.fail("cubic takes only cubic_coeff_a=-0.75 and exclude_outside=0 (torch's bicubic)")
     return F.interpolate(x, mode=torch_mode[mode], align_corners=corners, **by_size)  # type: ignore[arg-type]
