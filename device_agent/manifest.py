@@ -85,7 +85,8 @@ class TaskSpec(_Strict):
     )
     background_class: bool = Field(default=True, description="SSD: the first score column is background")
     strides: list[float] | None = Field(
-        default=None, description="YOLO heads (yolov8-heads): input pixels per grid cell of each output level, finest first"
+        default=None,
+        description="YOLO heads (yolov8-heads): input pixels per grid cell of each output level, finest first",
     )
 
 
@@ -184,7 +185,8 @@ def parse_manifest(text: str | bytes, *, where: str = "manifest.json") -> Manife
     try:  # JSON may escape a lone UTF-16 surrogate ("\ud800"): not text, and printing it later would crash
         json.dumps(raw, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise BundleError("manifest-json", f"{where} holds an escaped lone surrogate, which is not text: {exc}") from exc
+        raise BundleError("manifest-json",
+                          f"{where} holds an escaped lone surrogate, which is not text: {exc}") from exc
     schema = raw.get("schema")
     if schema != SCHEMA:
         raise BundleError("schema", f"{where} has schema {brief(schema)}; this agent reads {SCHEMA!r}")

@@ -56,9 +56,10 @@ def benchmark_pipeline(
         raise BenchInputError(f"pipeline mode needs a bundle; {str(bundle_path)!r}: {exc}") from exc
     m = bundle.manifest
     if m.preprocess is None:
-        raise BenchInputError(f"bundle {str(bundle_path)!r} declares no image preprocessing; pipeline mode runs camera frames")
-    runtime = create_runtime(m.target.runtime, bundle.model_path, threads=m.target.threads if threads is None else threads,
-                             providers=m.target.providers)
+        raise BenchInputError(f"bundle {str(bundle_path)!r} declares no image preprocessing; "
+                              "pipeline mode runs camera frames")
+    runtime = create_runtime(m.target.runtime, bundle.model_path,
+                             threads=m.target.threads if threads is None else threads, providers=m.target.providers)
     try:
         backend = open_source(source)
         backend.open()

@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99_9", 99.9))
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99_9", 99.9),
+)
 
 
 @dataclass(frozen=True)
@@ -121,4 +123,5 @@ def warm_up(
         now = time.perf_counter_ns()
         stable = len(medians) >= blocks and relative_spread(medians[-blocks:]) <= tolerance
         if (stable and now >= earliest) or done >= max_runs or now >= deadline:
-            return Warmup(runs=done, ms=(now - start) / 1e6, stable=stable, fixed=False, block_medians_ms=tuple(medians))
+            return Warmup(runs=done, ms=(now - start) / 1e6, stable=stable, fixed=False,
+                          block_medians_ms=tuple(medians))

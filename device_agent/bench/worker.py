@@ -36,8 +36,8 @@ def main(argv: list[str]) -> int:
     model, options_json, out = argv
     try:
         options = BenchOptions.from_json(json.loads(options_json))
-        record: dict[str, Any] = benchmark_model(model, options,
-                                                 on_phase=lambda name: print(f"phase: {name}", file=sys.stderr, flush=True))
+        record: dict[str, Any] = benchmark_model(
+            model, options, on_phase=lambda name: print(f"phase: {name}", file=sys.stderr, flush=True))
     except AgentError as exc:  # reported to the parent, which raises it again with the same type
         record = {"error": {"type": type(exc).__name__, "message": str(exc)}}
     Path(out).write_text(json.dumps(record), encoding="utf-8")

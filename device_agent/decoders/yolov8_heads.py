@@ -38,7 +38,8 @@ KEY = "yolov8-heads"
 DEFAULT_REG_MAX = 16
 #: Stride of the finest level when neither the task nor the frame transform gives the input size (P3).
 BASE_STRIDE = 8
-_EXPECTED = "per level [1, H, W, 4*reg_max] box and [1, H, W, nc] class heads (NHWC or NCHW), or one [1, H, W, 4*reg_max+nc]"
+_EXPECTED = ("per level [1, H, W, 4*reg_max] box and [1, H, W, nc] class heads (NHWC or NCHW), "
+             "or one [1, H, W, 4*reg_max+nc]")
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
 
 
-def _read(maps: list[np.ndarray], channels_last: bool, num_labels: int) -> list[tuple[tuple[int, int], np.ndarray, np.ndarray]] | None:
+def _read(
+    maps: list[np.ndarray], channels_last: bool, num_labels: int
+) -> list[tuple[tuple[int, int], np.ndarray, np.ndarray]] | None:
     """``(grid_hw, box [H*W, 4*reg_max], cls [H*W, nc])`` per level, finest first, under one layout;
     None where that layout does not fit a YOLOv8 head."""
     groups: dict[tuple[int, int], list[np.ndarray]] = {}

@@ -112,7 +112,8 @@ def install_steps(o: InstallOptions) -> list[Step]:
     steps = []
 
     def check_python() -> str:
-        version = _run([o.python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"], "asking Python its version")
+        version = _run([o.python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                       "asking Python its version")
         if tuple(int(v) for v in version.split(".")[:2]) < (3, 10):
             raise InstallError(f"Python {version.strip()} at {o.python} is too old; the agent needs 3.10 or newer")
         return f"Python {version.strip()} at {o.python}"
