@@ -150,7 +150,8 @@ def print_benchmark(console: Console, result: Mapping[str, Any], *, top: int = 8
              + (f", {cpu['max_ghz']:.2f} GHz" if cpu.get("max_ghz") else "") + ")"]
     for m in models:
         if m.get("peak"):
-            notes.append(f"{m['name']}: peak {m['peak']['gops']:.0f} GOP/s {m['peak']['precision']} ({m['peak']['source']})")
+            peak = m["peak"]
+            notes.append(f"{m['name']}: peak {peak['gops']:.0f} GOP/s {peak['precision']} ({peak['source']})")
     for m in models:
         machine = m.get("machine") or {}
         if (machine.get("other_cpu_pct") or 0) > 10:

@@ -82,7 +82,8 @@ def load_calibration(
     if max_samples < MIN_SAMPLES:
         raise CalibrationError(f"max_samples must be at least {MIN_SAMPLES}, got {max_samples}")
     if not p.exists():
-        raise CalibrationError(f"calibration data {str(path)!r} does not exist; give a folder of images, a video or a .npy")
+        raise CalibrationError(f"calibration data {str(path)!r} does not exist; "
+                               "give a folder of images, a video or a .npy")
     suffix = p.suffix.lower()
     if p.is_file() and suffix == ".npy":
         return _load_npy(p, str(path), input_shape, max_samples)
