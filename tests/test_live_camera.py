@@ -276,7 +276,8 @@ def test_a_camera_that_stays_away_is_not_logged_at_every_attempt(camera: LiveCam
         runner.stop(timeout=2.0)
     attempts = [c.attempt for _, c in log.changes if c.new is SourceState.RECONNECTING]
     assert len(attempts) >= 20
-    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "RECONNECTING" in r.getMessage()]
+    warned = [r.getMessage() for r in caplog.records
+              if r.levelno == logging.WARNING and "RECONNECTING" in r.getMessage()]
     logged_attempts = [int(m.split("attempt ")[1].split(",")[0]) for m in warned]
     assert logged_attempts[:5] == [1, 2, 4, 8, 16], warned
     assert all(a & (a - 1) == 0 for a in logged_attempts)  # only powers of two once the reason repeats
