@@ -7,7 +7,7 @@ model is ``extra="forbid"``: a key we do not know is an error, not a silent defa
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -15,7 +15,7 @@ from device_agent.config_errors import brief, explain
 from device_agent.errors import BundleError
 from device_agent.nesting import nesting_depth
 
-SCHEMA = "edgekit.bundle/1"
+SCHEMA: Final = "edgekit.bundle/1"
 
 Runtime = Literal["onnxruntime", "tflite"]
 Precision = Literal["fp32", "fp16", "int8", "int8-mixed", "int8-dynamic"]

@@ -23,9 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from device_agent.bench.runner import BenchInputError
 from device_agent.bench.stats import LatencyStats
-from device_agent.errors import BundleError
+from device_agent.errors import BenchInputError, BundleError
 from device_agent.sources.types import SourceError
 
 STAGES = ("capture", "preprocess", "infer", "postprocess", "publish")
@@ -109,6 +108,7 @@ def benchmark_pipeline(
         finally:
             backend.close()
             outbox.close()
+    assert image is not None  # frames >= 1, so the loop read at least one frame (a None read raises)
     stages = {stage: LatencyStats.from_ns(ns).to_json() for stage, ns in times.items()}
     total_p50 = sum(s["p50"] for s in stages.values()) or 1.0
     for s in stages.values():

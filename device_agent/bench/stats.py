@@ -37,7 +37,7 @@ class LatencyStats:
     drift_pct: float  # median of the last tenth vs the first tenth of the runs, in percent (throttling shows here)
 
     @classmethod
-    def from_ms(cls, samples_ms: Sequence[float]) -> LatencyStats:
+    def from_ms(cls, samples_ms: Sequence[float] | np.ndarray) -> LatencyStats:
         ms = np.asarray(samples_ms, dtype=np.float64)
         if ms.size == 0:
             raise ValueError("no timed runs to summarize")
@@ -81,7 +81,7 @@ def relative_spread(values: Sequence[float]) -> float:
 
 
 def warm_up(
-    run: Callable[[], None],
+    run: Callable[[], object],  # its result is not used
     *,
     runs: int | None = None,
     tolerance: float = 0.03,

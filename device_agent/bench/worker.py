@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from device_agent.bench.runner import BenchInputError, BenchOptions, benchmark_model
-from device_agent.errors import AgentError
+from device_agent.bench.runner import BenchOptions, benchmark_model
+from device_agent.errors import AgentError, BenchInputError
 
 _ERRORS: dict[str, type[AgentError]] = {"BenchInputError": BenchInputError}
 
@@ -96,7 +96,7 @@ def bench_in_subprocess(
         if proc.returncode != 0 or not out.is_file():
             detail = "\n".join(list(tail)[-8:]) or "no output"
             raise BenchFailed(f"benchmark process for {str(model)!r} exited with status {proc.returncode}:\n{detail}")
-        record = json.loads(out.read_text(encoding="utf-8"))
+        record: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     if "error" in record:
         kind, message = record["error"]["type"], record["error"]["message"]
         if kind in _ERRORS:

@@ -53,12 +53,13 @@ class Level:
 
     @property
     def reg_max(self) -> int:
-        return self.box.shape[1] // 4
+        return int(self.box.shape[1]) // 4
 
     def centres(self, rows: np.ndarray) -> np.ndarray:
         """Cell centres ``[n, 2]`` (x, y) in grid units of the flattened ``rows`` (row-major, as exported)."""
         ys, xs = np.divmod(rows, self.grid_hw[1])
-        return np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float32)
+        centres: np.ndarray = np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float32)
+        return centres
 
     def boxes_xyxy(self, rows: np.ndarray) -> np.ndarray:
         """Boxes ``[n, 4]`` in input pixels for the given rows: DFL expectation around the cell centre."""
@@ -71,7 +72,8 @@ class Level:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
+    y: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
+    return y
 
 
 def _read(
@@ -136,7 +138,8 @@ def predictions(outputs: Sequence[np.ndarray], task: TaskSpec, transform: FrameT
         xyxy = level.boxes_xyxy(np.arange(level.box.shape[0]))
         cxcywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1)
         columns.append(np.concatenate([cxcywh, _sigmoid(level.cls)], axis=1))
-    return np.concatenate(columns, axis=0).T[None].astype(np.float32)
+    stacked: np.ndarray = np.concatenate(columns, axis=0).T[None].astype(np.float32)
+    return stacked
 
 
 @register_decoder(KEY)
