@@ -104,7 +104,8 @@ def dequantize_outputs(path: Path) -> int:
     for output in model.graph.output:
         dq = producers.get(output.name)
         q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in producers or uses[q.input[0]] != 1:
+        if (dq is None or q is None or q.op_type != "QuantizeLinear" or q.input[0] not in producers
+                or uses[q.input[0]] != 1):
             continue
         source = producers[q.input[0]]
         source.output[list(source.output).index(q.input[0])] = output.name

@@ -182,7 +182,8 @@ def _select(groups: Sequence[ChannelGroup], curves: Sequence[Curve], target_macs
             multiple: int) -> tuple[list[int], int]:
     """How many channels each group loses to remove ``target_macs``: blocks of ``multiple`` channels,
     the least output damage per MAC saved first, each group within its measured curve."""
-    removed, saved, heap = [0] * len(groups), 0, []
+    removed, saved = [0] * len(groups), 0
+    heap: list[tuple[float, int, int]] = []  # (damage per MAC saved, group, channels)
 
     def push(k: int) -> None:
         left = groups[k].channels - removed[k]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -127,8 +127,8 @@ def onnx_to_torch(model: onnx.ModelProto | Path | str) -> OnnxModule:
     onnx, _ = _import_onnx()
     from converters import onnx_torch_ops as ops
 
-    if not isinstance(model, onnx.ModelProto):
-        model = load_onnx(Path(model))
+    if not isinstance(model, onnx.ModelProto):  # ``onnx`` is imported lazily, so mypy cannot narrow here
+        model = load_onnx(Path(cast("Path | str", model)))
     opset = _opset(model)
     _check_ops(model, ops.OPS)
     inputs = _static_inputs(model)

@@ -64,7 +64,7 @@ def resize(node: Node, x: Tensor, *_: Tensor | None) -> Tensor:
         for name, exact in (("nearest", False), ("nearest-exact", True)):
             if all(np.array_equal(w, _torch_nearest(i, o, r, exact))
                    for w, i, o, r in zip(wanted, x.shape[2:], sizes[2:], ratios)):
-                return F.interpolate(x, mode=name, **by_size)  # type: ignore[arg-type]
+                return F.interpolate(x, mode=name, **by_size)
         raise node.fail(f"nearest with {coord!r} and nearest_mode {node.attr('nearest_mode', 'round_prefer_floor')!r} "
                         "picks pixels neither torch 'nearest' nor 'nearest-exact' does for these sizes")
     corners = {"half_pixel": False, "align_corners": True,
@@ -76,4 +76,4 @@ def resize(node: Node, x: Tensor, *_: Tensor | None) -> Tensor:
                         "(linear/cubic support half_pixel, pytorch_half_pixel, align_corners)")
     if mode == "cubic" and (node.attr("cubic_coeff_a", -0.75) != -0.75 or node.attr("exclude_outside", 0)):
         raise node.fail("cubic takes only cubic_coeff_a=-0.75 and exclude_outside=0 (torch's bicubic)")
-    return F.interpolate(x, mode=torch_mode[mode], align_corners=corners, **by_size)  # type: ignore[arg-type]
+    return F.interpolate(x, mode=torch_mode[mode], align_corners=corners, **by_size)
