@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -101,7 +102,7 @@ def load_calibration(
     return loader(p, str(path), preprocess, input_shape, max_samples, progress)
 
 
-def _cv2():  # type: ignore[no-untyped-def]
+def _cv2() -> ModuleType:
     try:
         import cv2
     except ImportError as exc:

@@ -217,7 +217,7 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
     task_spec = winner.task or task_spec  # a detector cut at its heads decodes its own way
     report = _report(profile, source, prepared, spec, task_spec, data, calibration, validation, candidates, winner,
                      reason, reference_ms, max_drop, started)
-    manifest_fields = {
+    manifest_fields: dict[str, Any] = {
         "schema": "edgekit.bundle/1",
         "name": name or source.name,
         "version": version,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.status import Status
 
 from edgekit.errors import UsageError
 
@@ -75,6 +77,10 @@ def _options(args: argparse.Namespace, *, keep_samples: bool) -> Any:
                         keep_samples=keep_samples)
 
 
+def _frame_status(status: Status, model: str, done: int, total: int) -> None:
+    status.update(f"pipeline: {model} {done}/{total}")
+
+
 def _pipeline(args: argparse.Namespace, out: Console, err: Console) -> int:
     from device_agent.bench.pipeline import benchmark_pipeline
     from edgekit.bench_report import pipeline_table
@@ -82,9 +88,8 @@ def _pipeline(args: argparse.Namespace, out: Console, err: Console) -> int:
     results = []
     for model in args.models:
         with err.status(f"pipeline: {model}") as status:
-            results.append(benchmark_pipeline(
-                model, args.pipeline, frames=args.frames, threads=args.threads,
-                on_frame=lambda done, total, m=model: status.update(f"pipeline: {m} {done}/{total}")))
+            results.append(benchmark_pipeline(model, args.pipeline, frames=args.frames, threads=args.threads,
+                                              on_frame=partial(_frame_status, status, model)))
     if args.json:
         print(json.dumps({"v": 1, "pipeline": results}))
     else:

@@ -102,6 +102,9 @@ def yolov8n(classes: int = len(COCO_LABELS), size: int = INPUT_WH[0]) -> Any:
             return self.cv2(torch.cat(y, 1))
 
     class Detect(nn.Module):
+        anchors: torch.Tensor  # buffers, registered in __init__
+        strides: torch.Tensor
+
         def __init__(self, channels: tuple[int, ...]) -> None:
             super().__init__()
             c2, c3 = max(16, channels[0] // 4, REG_MAX * 4), max(channels[0], min(classes, 100))
