@@ -23,7 +23,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from device_agent.outbox import Outbox
 from device_agent.publisher import MAX_PENDING_COMMANDS, MqttSettings, Publisher, paho_keepalive_s
-from tests.mqtt_broker import Broker, Collector, broker, broker_factory, make_certificates, wait_until  # noqa: F401  (fixtures)
+from tests.mqtt_broker import (  # noqa: F401  (fixtures)
+    Broker,
+    Collector,
+    broker,
+    broker_factory,
+    make_certificates,
+    wait_until,
+)
 
 DEVICE = "cam-01"
 ROOT = f"edgekit/v1/{DEVICE}"
