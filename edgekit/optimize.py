@@ -185,8 +185,10 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
         reference_outputs = run_all(reference, [validation], threads=threads)
     ws = Workspace(work, reference, [runtime.inputs[0].name], [calibration], [validation], reference_outputs,
                    task_spec, max_drop, steps, threads)
-    asked = profile.precisions if precision == "auto" else [precision]
-    wanted = ["fp32", *[p for p in asked if p != "fp32"]]  # fp32 is the reference every speedup is against
+    asked: Sequence[str] = [precision]
+    if precision == "auto":
+        asked = profile.precisions
+    wanted: list[str] = ["fp32", *[p for p in asked if p != "fp32"]]  # fp32: the reference every speedup is against
     if prune is None and sparsity is None:
         candidates = _candidates(ws, profile, wanted, source.format)
     elif precision == "auto" and sparsity is None:  # pruned or not, whatever is fastest within the budget

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
@@ -57,7 +58,8 @@ def resize(node: Node, x: Tensor, *_: Tensor | None) -> Tensor:
     if sizes[:2] != list(x.shape[:2]) or rank not in (3, 4, 5):
         raise node.fail(f"only spatial dims of N, C, ... data resize; got sizes {sizes} for shape {list(x.shape)}")
     mode, coord = node.attr("mode", "nearest"), node.attr("coordinate_transformation_mode", "half_pixel")
-    by_size = {"size": sizes[2:]} if sizes_in else {"scale_factor": scales[2:], "recompute_scale_factor": False}
+    by_size: dict[str, Any] = {"size": sizes[2:]} if sizes_in else {"scale_factor": scales[2:],
+                                                                     "recompute_scale_factor": False}
     ratios = [i / o if sizes_in else 1 / s for i, o, s in zip(x.shape[2:], sizes[2:], scales[2:])]
     if mode == "nearest":
         wanted = [_onnx_nearest(node, i, o, s) for i, o, s in zip(x.shape[2:], sizes[2:], scales[2:])]
