@@ -51,7 +51,8 @@ def build_bundle(work: Path) -> Path:
 
 def write_config(work: Path, bundle: Path, video: Path, port: int, threads: int) -> Path:
     config = work / "agent.toml"
-    config.write_text(f'device_id = "bench"\nbundle = "{bundle}"\nthreads = {threads}\n\n[[sources]]\nuri = "{video}"\n\n'
+    config.write_text(f'device_id = "bench"\nbundle = "{bundle}"\nthreads = {threads}\n\n'
+                      f'[[sources]]\nuri = "{video}"\n\n'
                       f'[mqtt]\nhost = "127.0.0.1"\nport = {port}\n\n[outbox]\npath = "{work / "outbox.db"}"\n\n'
                       '[publish]\nmetrics_interval_s = 5\n')
     return config
@@ -91,7 +92,8 @@ def outbox_rate(port: int, work: Path, count: int) -> float:
     from device_agent.publisher import MqttSettings, Publisher
 
     outbox = Outbox(work / "rate.db", device_id="rate")
-    publisher = Publisher(MqttSettings(host="127.0.0.1", port=port, client_id="rate"), outbox, device_id="rate", status_body={})
+    publisher = Publisher(MqttSettings(host="127.0.0.1", port=port, client_id="rate"), outbox, device_id="rate",
+                          status_body={})
     publisher.start()
     publisher.wait_connected(10)
     body = {"result": {"kind": "classification", "classifications": [{"class_id": 1, "label": "x", "score": 0.5}]}}
@@ -144,7 +146,8 @@ def main() -> int:
         time.sleep(1.5)
         try:
             bare = bare_loop_fps(bundle, video, args.threads)
-            probe = subprocess.run([sys.executable, "-c", AGENT_PROBE, str(write_config(work, bundle, video, port, args.threads))],
+            config = write_config(work, bundle, video, port, args.threads)
+            probe = subprocess.run([sys.executable, "-c", AGENT_PROBE, str(config)],
                                    capture_output=True, text=True, check=True)
             frames, elapsed, peak_mb = probe.stdout.split()[-3:]
             agent_fps = int(frames) / float(elapsed)
@@ -160,9 +163,12 @@ def main() -> int:
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "agent_pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = Table("measure", "agent", "reference", "ratio", title="edgekit-agent overhead (one run, same model and threads)")
-    table.add_row("frames/s on a 640x480 video", f"{agent_fps:.1f}", f"{bare:.1f} (bare runtime.run loop)", f"{agent_fps / bare:.2f}")
-    table.add_row("results/s at QoS 1", f"{outbox:.0f} (durable outbox)", f"{plain:.0f} (plain paho)", f"{outbox / plain:.2f}")
+    table = Table("measure", "agent", "reference", "ratio",
+                  title="edgekit-agent overhead (one run, same model and threads)")
+    table.add_row("frames/s on a 640x480 video", f"{agent_fps:.1f}", f"{bare:.1f} (bare runtime.run loop)",
+                  f"{agent_fps / bare:.2f}")
+    table.add_row("results/s at QoS 1", f"{outbox:.0f} (durable outbox)", f"{plain:.0f} (plain paho)",
+                  f"{outbox / plain:.2f}")
     table.add_row("peak RSS MB", f"{float(peak_mb):.0f}", "", "")
     Console(width=120).print(table)
     return 0

@@ -42,7 +42,7 @@ from device_agent.bench.worker import bench_in_subprocess
 from device_agent.runtimes import create_runtime
 from edgekit.benchmark import benchmark
 from edgekit.zoo import build_model
-from tests.tflite_builder import conv_stack_tflite  # noqa: E402
+from tests.tflite_builder import conv_stack_tflite
 
 RESULTS = Path(__file__).parent / "results" / "bench_harness.json"
 MODELS_DIR = Path.home() / ".cache" / "edgekit" / "bench-models"
@@ -108,8 +108,10 @@ def session_overhead(path: Path, *, rounds: int, runs: int, warmup: int, threads
     ratio_sub = [i / b for i, b in zip(isolated, bare)]
     return {"model": path.name, "threads": threads, "rounds": rounds, "runs": runs,
             "bare_p50_ms": bare, "harness_p50_ms": harness, "subprocess_p50_ms": isolated,
-            "median_ratio": round(statistics.median(ratio), 4), "median_ratio_subprocess": round(statistics.median(ratio_sub), 4),
-            "best_ratio": round(min(harness) / min(bare), 4), "best_ratio_subprocess": round(min(isolated) / min(bare), 4)}
+            "median_ratio": round(statistics.median(ratio), 4),
+            "median_ratio_subprocess": round(statistics.median(ratio_sub), 4),
+            "best_ratio": round(min(harness) / min(bare), 4),
+            "best_ratio_subprocess": round(min(isolated) / min(bare), 4)}
 
 
 def repeatability(path: Path, *, duration_s: float, threads: int) -> dict[str, Any]:
@@ -130,7 +132,7 @@ def litert_tool(path: Path, *, rounds: int, runs: int, warmup: int, threads: int
             proc = subprocess.run([sys.executable, "-m", "ai_edge_litert.tools.benchmark_litert_model",
                                    f"--model={path}", f"--num_runs={runs}", f"--warmup_runs={warmup}",
                                    f"--num_threads={threads}", f"--result_json={out}"],
-                                  capture_output=True, text=True, timeout=600)
+                                  check=False, capture_output=True, text=True, timeout=600)
             if proc.returncode != 0 or not out.is_file():
                 return {"model": path.name, "error": (proc.stderr or proc.stdout)[-800:]}
             data = json.loads(out.read_text())
@@ -165,8 +167,10 @@ def main() -> None:
     for path in models:
         for threads in (1, 2):
             console.print(f"overhead: {path.name}, {threads} thread(s)")
-            results["wrapper_overhead"].append(wrapper_overhead(path, blocks=2 * rounds * 4, block_runs=25, threads=threads))
-            results["session_overhead"].append(session_overhead(path, rounds=rounds, runs=runs, warmup=30, threads=threads))
+            results["wrapper_overhead"].append(
+                wrapper_overhead(path, blocks=2 * rounds * 4, block_runs=25, threads=threads))
+            results["session_overhead"].append(
+                session_overhead(path, rounds=rounds, runs=runs, warmup=30, threads=threads))
         console.print(f"repeatability: {path.name}")
         results["repeatability"].append(repeatability(path, duration_s=3.0 if args.quick else 8.0, threads=2))
     tflite_model = args.tflite or conv_stack_tflite(MODELS_DIR / "conv-stack-224.tflite")
@@ -176,7 +180,8 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
 
     out = Console(width=max(120, Console().width))
-    table = Table(title="harness overhead: the harness's timed call vs bare session.run, same session, alternating blocks")
+    table = Table(title="harness overhead: the harness's timed call vs bare session.run, "
+                        "same session, alternating blocks")
     for col in ("model", "threads", "runs each", "bare p50 ms", "harness p50 ms", "overhead"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in results["wrapper_overhead"]:
@@ -197,12 +202,14 @@ def main() -> None:
     for col in ("model", "p50 ms (3 runs)", "spread", "CV of runs"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in results["repeatability"]:
-        table.add_row(r["model"], ", ".join(f"{p:.3f}" for p in r["p50_ms"]), f"{r['spread_pct']:.2f}%", f"{r['cv_pct']}%")
+        table.add_row(r["model"], ", ".join(f"{p:.3f}" for p in r["p50_ms"]), f"{r['spread_pct']:.2f}%",
+                      f"{r['cv_pct']}%")
     out.print(table)
     lt = results["litert_tool"]
     if lt and "error" not in lt:
-        out.print(f"LiteRT benchmark_litert_model median {statistics.median(lt['litert_tool_median_ms']):.3f} ms vs ours "
-                  f"p50 {statistics.median(lt['ours_p50_ms']):.3f} ms on {lt['model']}: ratio {lt['ratio']:.3f}")
+        tool_ms, ours_ms = statistics.median(lt["litert_tool_median_ms"]), statistics.median(lt["ours_p50_ms"])
+        out.print(f"LiteRT benchmark_litert_model median {tool_ms:.3f} ms vs ours "
+                  f"p50 {ours_ms:.3f} ms on {lt['model']}: ratio {lt['ratio']:.3f}")
     elif lt:
         out.print(f"LiteRT tool failed: {lt['error']}")
     out.print(f"wrote {RESULTS}")

@@ -37,8 +37,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the camera lives with the tests
 
-from device_agent.sources import SourceRunner  # noqa: E402
-from tests.live_camera import LiveCamera, StateLog, runner_cycles  # noqa: E402
+from device_agent.sources import SourceRunner
+from tests.live_camera import LiveCamera, StateLog, runner_cycles
 
 RESULTS = Path(__file__).parent / "results"
 RUNS: dict[str, dict[str, Any]] = {
@@ -91,7 +91,8 @@ def main() -> int:
                   title="live HTTP MJPEG camera: stall / drop / garbage / return under a SourceRunner")
     for r in results:
         b, a = r["before"], r["after"]
-        table.add_row(r["run"], str(r["cycles"]), f"{r['limits']['stall_after_s']:g} s, {r['limits']['read_timeout_s']:g} s",
+        limits = r["limits"]
+        table.add_row(r["run"], str(r["cycles"]), f"{limits['stall_after_s']:g} s, {limits['read_timeout_s']:g} s",
                       span(r["detect_s"]), span(r["drop_detect_s"]), span(r["recover_s"]),
                       f"{b.get('fds')} -> {a['fds']}", f"{b.get('threads')} -> {a['threads']}",
                       f"{b.get('rss_mb')} -> {a['rss_mb']}", str(r["ended"]))

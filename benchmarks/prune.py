@@ -64,7 +64,8 @@ def split_photos(work: Path, pool: list[tuple[str, np.ndarray]], *, seed: int = 
 
 
 def diversity(name: str, ratio: float, counts: list[int], work: Path, pool: list[tuple[str, np.ndarray]],
-              unseen_dir: Path, unseen_names: Collection[str], *, threads: int, console: Console) -> list[dict[str, Any]]:
+              unseen_dir: Path, unseen_names: Collection[str], *, threads: int,
+              console: Console) -> list[dict[str, Any]]:
     """Agreement on the unseen photos when the same number of calibration crops (120) come from
     ``counts`` distinct photos, and from all of them: how much the pruning's generalisation
     owes to variety."""
@@ -157,7 +158,8 @@ def main() -> None:
     results: dict[str, Any] = {"machine": platform.platform(), "threads": args.threads, "models": []}
     with tempfile.TemporaryDirectory(prefix="edgekit-prune-bench-") as tmp:
         work = Path(tmp)
-        pool = samples.photos() + (samples.folder_photos(args.opencv_samples, OPENCV_PHOTOS) if args.opencv_samples else [])
+        pool = samples.photos() + (
+            samples.folder_photos(args.opencv_samples, OPENCV_PHOTOS) if args.opencv_samples else [])
         results["photos"] = len(pool)
         *photos, results["unseen_photos"] = split_photos(work, pool)
         for name in args.models:
@@ -169,9 +171,10 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "prune.json").write_text(json.dumps(results, indent=2) + "\n")
     table = Table(title=f"onnx-prune, ONNX Runtime FP32, {args.threads} threads, interleaved timing; top-1 agreement "
-                        f"on new crops of the calibration photos and on {len(results['unseen_photos'])} unseen photos of {results['photos']}")
-    for col in ("model", "variant", "MMACs", "removed", "Mparams", "p50 ms", "speedup", "MAC ratio", "agree new crops %",
-                "agree unseen %", "cosine unseen"):
+                        f"on new crops of the calibration photos and on {len(results['unseen_photos'])} unseen photos "
+                        f"of {results['photos']}")
+    for col in ("model", "variant", "MMACs", "removed", "Mparams", "p50 ms", "speedup", "MAC ratio",
+                "agree new crops %", "agree unseen %", "cosine unseen"):
         table.add_column(col, justify="left" if col in ("model", "variant") else "right")
     for model in results["models"]:
         label = model["model"] + ("" if model["pretrained"] else " (random)")
@@ -179,8 +182,9 @@ def main() -> None:
             if "failed" in row:
                 table.add_row(label, row["variant"], "failed", row["failed"][:60], *[""] * 7)
                 continue
-            table.add_row(label, row["variant"], f"{row['macs_m']:.0f}", f"{row['macs_removed']:.0%}", f"{row['params_m']:.2f}",
-                          f"{row['p50_ms']:.2f}", f"{row['speedup']:.2f}x", f"{row['mac_speedup']:.2f}x",
+            table.add_row(label, row["variant"], f"{row['macs_m']:.0f}", f"{row['macs_removed']:.0%}",
+                          f"{row['params_m']:.2f}", f"{row['p50_ms']:.2f}", f"{row['speedup']:.2f}x",
+                          f"{row['mac_speedup']:.2f}x",
                           f"{row['top1_agreement']:.1f}", f"{row['top1_agreement_unseen']:.1f}",
                           f"{row['mean_cosine_unseen']:.3f}")
     Console(width=max(120, Console().width)).print(table)

@@ -83,12 +83,14 @@ def bench_model(name: str, work: Path, photos: Path, *, threads: int, console: C
         started = time.perf_counter()
         chains = rank_chains(fp32, variants["onnx int8"], candidate_chains(float_chains(onnx.load(str(fp32)))), [calib],
                              quantize=lambda exclude, dst: quantize_int8_static(
-                                 fp32, dst, calibration=[calib], input_names=[model.input_name], nodes_to_exclude=exclude,
-                                 calibration_cache=work / f"{name}.ranges.json").dst, work_dir=work)
+                                 fp32, dst, calibration=[calib], input_names=[model.input_name],
+                                 nodes_to_exclude=exclude, calibration_cache=work / f"{name}.ranges.json").dst,
+                             work_dir=work)
         attributes = weight_attributes(fp32)
         layers = [attributes[n] for c in chains[:MIXED_CHAINS] for n in c.nodes if n in attributes]
-        variants["tflite int8-mixed"] = PASSES[route[-1].key](program, work / f"{name}.int8-mixed.tflite", precision="int8",
-                                                              calibration=calib, float_layers=layers).dst
+        variants["tflite int8-mixed"] = PASSES[route[-1].key](program, work / f"{name}.int8-mixed.tflite",
+                                                              precision="int8", calibration=calib,
+                                                              float_layers=layers).dst
         seconds["tflite int8-mixed"] = time.perf_counter() - started
     tflite_fp32 = variants["tflite fp32"]
     for label, key, options in (("tflite fp16", "tflite->tflite-fp16", {}),
@@ -118,7 +120,8 @@ def bench_model(name: str, work: Path, photos: Path, *, threads: int, console: C
             "speedup_vs_tflite_fp32": round(latency["tflite fp32"].p50_ms / latency[label].p50_ms, 3),
             "metric": agreement.metric, "agreement": round(agreement.optimized, 2),
             "size_mb": round(path.stat().st_size / 1e6, 2), "convert_s": round(seconds.get(label, 0.0), 1),
-            "float_ops": [str(op) for op in float_operators(path)] if path.suffix == ".tflite" and "int8" in label else None,
+            "float_ops": ([str(op) for op in float_operators(path)]
+                          if path.suffix == ".tflite" and "int8" in label else None),
             "note": "cut at the heads, tail decoded on the CPU" if split is not None and label == "tflite int8" else "",
         })
     rows.extend({"variant": label, "failed": why} for label, why in failures.items())
@@ -142,7 +145,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "tflite.json").write_text(json.dumps(results, indent=2) + "\n")
     out = Console(width=max(120, Console().width))
-    table = Table(title=f"TFLite vs ONNX Runtime, {args.threads} threads, interleaved timing, agreement on held-out photos")
+    table = Table(title=f"TFLite vs ONNX Runtime, {args.threads} threads, interleaved timing, "
+                        "agreement on held-out photos")
     for col in ("model", "variant", "p50 ms", "vs onnx fp32", "vs tflite fp32", "agree %", "metric", "MB", "float ops"):
         table.add_column(col, justify="left" if col in ("model", "variant", "metric") else "right")
     for model in results["models"]:
@@ -154,7 +158,8 @@ def main() -> None:
             floats = "-" if row["float_ops"] is None else str(len(row["float_ops"]))
             table.add_row(label, row["variant"], f"{row['p50_ms']:.2f}", f"{row['speedup_vs_onnx_fp32']:.2f}x",
                           f"{row['speedup_vs_tflite_fp32']:.2f}x", f"{row['agreement']:.1f}",
-                          row["metric"].replace("_agreement", "").replace("detection_", ""), f"{row['size_mb']:.1f}", floats)
+                          row["metric"].replace("_agreement", "").replace("detection_", ""), f"{row['size_mb']:.1f}",
+                          floats)
     out.print(table)
     out.print("random-weight models: agreement means little (near-tied logits); compare their speed only")
     out.print(f"wrote {RESULTS / 'tflite.json'}")

@@ -19,9 +19,10 @@ It prints one JSON line with what it did. Errors exit 1 with the message on stde
 """
 
 import time
+from typing import Any
 
 
-def quantize(request: dict) -> dict:
+def quantize(request: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import qtyping, quantizer, recipe
@@ -57,6 +58,7 @@ def quantize(request: dict) -> dict:
 
 
 if __name__ == "__main__":
-    from worker_cli import serve  # beside this script (sys.path[0]); see worker_cli
+    # beside this script (sys.path[0]); see worker_cli. mypy checks converters.worker_cli itself.
+    from worker_cli import serve  # type: ignore[import-not-found]
 
     raise SystemExit(serve(quantize))

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 
 @dataclass(frozen=True)
@@ -26,17 +26,19 @@ class PassReport:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class Pass(Protocol):
-    def __call__(self, src: Path, dst: Path, /, **options: Any) -> PassReport: ...
-
+# A pass is called as ``fn(src, dst, /, **options)``; each pass names its own keyword-only
+# options, which a Protocol with ``**options: Any`` would refuse, so the registry holds
+# ``Callable[..., PassReport]`` and the decorator hands back the pass with its own signature.
+Pass = Callable[..., PassReport]
+_P = TypeVar("_P", bound=Pass)
 
 PASSES: dict[str, Pass] = {}
 
 
-def register_pass(key: str) -> Callable[[Pass], Pass]:
+def register_pass(key: str) -> Callable[[_P], _P]:
     """Register a pass under ``key`` (e.g. ``onnx-int8-static``)."""
 
-    def decorate(fn: Pass) -> Pass:
+    def decorate(fn: _P) -> _P:
         if key in PASSES:
             raise ValueError(f"pass {key!r} is registered twice")
         PASSES[key] = fn

@@ -16,9 +16,10 @@ one JSON line with what it did. Errors exit 1 with the message on stderr.
 """
 
 import time
+from typing import Any
 
 
-def _restore_source_fn(module) -> int:
+def _restore_source_fn(module: Any) -> int:
     """Give element-wise nodes the ``source_fn_stack`` that litert-torch's annotators look for.
 
     torch 2.13's export records ``torch_fn`` (e.g. ``('add_1', 'method_descriptor.add')``) but
@@ -45,7 +46,7 @@ def _restore_source_fn(module) -> int:
     return restored
 
 
-def _keep_float(module, weight_names: set) -> list:
+def _keep_float(module: Any, weight_names: set[str]) -> list[str]:
     """Mark the layers whose weight is one of ``weight_names`` as annotated with nothing.
 
     litert-torch's annotators skip a pattern any of whose nodes is already annotated, so these
@@ -66,7 +67,7 @@ def _keep_float(module, weight_names: set) -> list:
     return found
 
 
-def convert(request: dict) -> dict:
+def convert(request: dict[str, Any]) -> dict[str, Any]:
     import litert_torch
     import numpy as np
     import torch
@@ -108,6 +109,7 @@ def convert(request: dict) -> dict:
 
 
 if __name__ == "__main__":
-    from worker_cli import serve  # beside this script (sys.path[0]); see worker_cli
+    # beside this script (sys.path[0]); see worker_cli. mypy checks converters.worker_cli itself.
+    from worker_cli import serve  # type: ignore[import-not-found]
 
     raise SystemExit(serve(convert))

@@ -90,7 +90,8 @@ def correct_bias(
             dq = producers.get(node.input[2])
             if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits or dq.input[1] not in inits:
                 continue
-            layers.append((node.name, node.output[0], float_nodes[node.name].output[0], inits[dq.input[0]], inits[dq.input[1]]))
+            layers.append((node.name, node.output[0], float_nodes[node.name].output[0],
+                           inits[dq.input[0]], inits[dq.input[1]]))
         if not layers:
             raise ConversionError(f"{src.name} has no quantized layer with an int32 bias to correct")
         count = min(max_samples, len(calibration[0]))

@@ -104,7 +104,8 @@ def dequantize_outputs(path: Path) -> int:
     for output in model.graph.output:
         dq = producers.get(output.name)
         q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in producers or uses[q.input[0]] != 1:
+        if (dq is None or q is None or q.op_type != "QuantizeLinear" or q.input[0] not in producers
+                or uses[q.input[0]] != 1):
             continue
         source = producers[q.input[0]]
         source.output[list(source.output).index(q.input[0])] = output.name
@@ -216,7 +217,7 @@ def quantize_int8_static(
         {
             "preset": preset,
             "calibrate_method": calibrate_method if preset == "edgekit" else "minmax",
-            "calibration_samples": int(len(calibration[0])),
+            "calibration_samples": len(calibration[0]),
             "excluded_nodes": list(nodes_to_exclude),
             "float_output_tail": tail,
             "int8_compute_nodes": fused,

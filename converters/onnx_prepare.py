@@ -66,7 +66,8 @@ def _fix_shapes(model: Any, shapes: Mapping[str, Sequence[int]]) -> dict[str, li
             wanted = list(shapes[vi.name])
             if len(wanted) != len(dims):
                 raise UnsupportedModelError(
-                    f"input {vi.name!r} has rank {len(dims)} ({dims}); the shape given, {wanted}, has rank {len(wanted)}"
+                    f"input {vi.name!r} has rank {len(dims)} ({dims}); "
+                    f"the shape given, {wanted}, has rank {len(wanted)}"
                 )
         else:
             dynamic = [i for i, d in enumerate(dims) if not isinstance(d, int) or d <= 0]
@@ -154,5 +155,5 @@ def _simplify(model: Any) -> tuple[Any, str]:
         return model, "none (onnxslim not installed)"
     try:
         return onnxslim.slim(model), f"onnxslim {getattr(onnxslim, '__version__', '')}".strip()
-    except Exception as exc:  # onnxslim failing on an exotic graph is not fatal: keep the checked model
+    except Exception as exc:  # noqa: BLE001  onnxslim failing on an exotic graph is not fatal: keep the checked model
         return model, f"none (onnxslim failed: {type(exc).__name__}: {exc})"

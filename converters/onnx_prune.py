@@ -94,8 +94,9 @@ def _rows(x: np.ndarray, y: np.ndarray | None, layer: _Layer, count: int, rng: n
     return x[0][:, i * s, j * s].T.astype(np.float32), y[0][:, i, j].T.astype(np.float32)
 
 
-def _collect(onnx: Any, ort: Any, model: Any, input_name: str, samples: np.ndarray, wanted: Sequence[tuple[str, str | None]],
-             layers: Sequence[_Layer], rows_per_sample: int, seed: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
+def _collect(onnx: Any, ort: Any, model: Any, input_name: str, samples: np.ndarray,
+             wanted: Sequence[tuple[str, str | None]], layers: Sequence[_Layer], rows_per_sample: int,
+             seed: int) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """Sampled rows of each ``(input tensor, output tensor or None)`` over ``samples``. The positions depend
     only on the seed, the sample and the output tensor's name, so the original and the pruned model are
     compared at the same places."""
@@ -158,8 +159,9 @@ def _residual_target(onnx: Any, ort: Any, pruned: Any, layer_input: str, layer: 
     ``original sum - skip as the pruned model now has it``. The skip carries the error of every
     pruned block before; this is where it can be taken out."""
     skip_name, total = skip
-    (x_now, _), (skip_now, _) = _collect(onnx, ort, pruned, input_name, samples, [(layer_input, total), (skip_name, total)],
-                                         [layer, layer], rows_per_sample, seed)
+    (x_now, _), (skip_now, _) = _collect(onnx, ort, pruned, input_name, samples,
+                                         [(layer_input, total), (skip_name, total)], [layer, layer],
+                                         rows_per_sample, seed)
     return x_now, total_orig - skip_now
 
 
@@ -176,10 +178,12 @@ def _importance(x: np.ndarray, layer: _Layer) -> np.ndarray:
     return contribution / max(float(contribution.sum()), 1e-12)
 
 
-def _select(groups: Sequence[ChannelGroup], curves: Sequence[Curve], target_macs: int, *, multiple: int) -> tuple[list[int], int]:
+def _select(groups: Sequence[ChannelGroup], curves: Sequence[Curve], target_macs: int, *,
+            multiple: int) -> tuple[list[int], int]:
     """How many channels each group loses to remove ``target_macs``: blocks of ``multiple`` channels,
     the least output damage per MAC saved first, each group within its measured curve."""
-    removed, saved, heap = [0] * len(groups), 0, []
+    removed, saved = [0] * len(groups), 0
+    heap: list[tuple[float, int, int]] = []  # (damage per MAC saved, group, channels)
 
     def push(k: int) -> None:
         left = groups[k].channels - removed[k]
@@ -270,7 +274,8 @@ def _copy(onnx: Any, model: Any) -> Any:
 
 def _outputs(onnx: Any, ort: Any, model: Any, input_name: str, samples: np.ndarray) -> list[np.ndarray]:
     session = probe_session(onnx, ort, model, [])
-    return [np.concatenate(o) for o in zip(*(session.run(None, {input_name: samples[i : i + 1]}) for i in range(len(samples))))]
+    runs = (session.run(None, {input_name: samples[i : i + 1]}) for i in range(len(samples)))
+    return [np.concatenate(o) for o in zip(*runs)]
 
 
 def _damage(reference: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> float:
@@ -369,7 +374,8 @@ def prune_onnx(
         input_name = model.graph.input[0].name
         samples = np.asarray(calibration, dtype=np.float32)[:max_samples]
         if len(samples) < 8:
-            raise ConversionError(f"onnx-prune: {len(samples)} calibration samples; at least 8 are needed to rank channels")
+            raise ConversionError(f"onnx-prune: {len(samples)} calibration samples; "
+                                  "at least 8 are needed to rank channels")
         before = model_cost(src)
         graph = Graph(model)
         groups = find_groups(graph)
@@ -392,8 +398,9 @@ def prune_onnx(
         # a Gemm after a global mean is fitted per position (the mean is linear): many more rows than images
         original = [(x, x @ layer.weight.T + layer.bias if g.pooled_input else y)
                     for (x, y), g, layer in zip(original, prunable, layers)]
-        orders = [_obs_order(x, layer, group.channels - _floor(group, multiple, min_keep)) if recover and layer.refittable
-                  else np.argsort(_importance(x, layer)) for (x, _), group, layer in zip(original, prunable, layers)]
+        orders = [_obs_order(x, layer, group.channels - _floor(group, multiple, min_keep))
+                  if recover and layer.refittable else np.argsort(_importance(x, layer))
+                  for (x, _), group, layer in zip(original, prunable, layers)]
         curves = _curves(onnx, ort, model, input_name, check, prunable, layers, original, orders, multiple=multiple,
                          min_keep=min_keep, refit=recover, progress=progress)
         pruned, removed, kept = _prune_to(onnx, model, prunable, orders, curves, ratio, before.macs, multiple=multiple,
@@ -412,8 +419,8 @@ def prune_onnx(
                 if recover and layer.refittable:  # fed what the pruned model now computes
                     skip, total_orig = skips[k], totals[k]
                     if skip is not None and total_orig is not None:
-                        x_now, y_orig = _residual_target(onnx, ort, pruned, group.consumer_input, layer, skip, total_orig,
-                                                         input_name, fit, per_sample, seed)
+                        x_now, y_orig = _residual_target(onnx, ort, pruned, group.consumer_input, layer, skip,
+                                                         total_orig, input_name, fit, per_sample, seed)
                     else:
                         ((x_now, _),) = _collect(onnx, ort, pruned, input_name, fit, [_probe(group, layer)], [layer],
                                                  per_sample, seed)
@@ -431,8 +438,10 @@ def prune_onnx(
             skipped[reason] = skipped.get(reason, 0) + 1
     return PassReport("onnx-prune", src, dst, elapsed(), {
         "ratio_asked": ratio, "macs_before": before.macs, "macs_after": after.macs,
-        "macs_removed": round(1 - after.macs / before.macs, 4), "params_before": before.params, "params_after": after.params,
+        "macs_removed": round(1 - after.macs / before.macs, 4),
+        "params_before": before.params, "params_after": after.params,
         "groups": len(groups), "groups_prunable": len(prunable), "groups_pruned": sum(1 for c in removed if c),
         "skipped": skipped, "recovered": recover, "refitted_layers": refitted,
-        "samples": len(samples), "channels": {g.producer: [int(g.channels - c), g.channels] for g, c in zip(prunable, removed) if c},
+        "samples": len(samples),
+        "channels": {g.producer: [int(g.channels - c), g.channels] for g, c in zip(prunable, removed) if c},
     })

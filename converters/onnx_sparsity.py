@@ -33,8 +33,8 @@ def _deflated(path: Path) -> int:
 def sparsify_onnx(src: Path, dst: Path, /, *, ratio: float) -> PassReport:
     """Zero the ``ratio`` (0-1) smallest-magnitude weights of ``src`` across its layers; write ``dst``."""
     if not 0.0 < ratio < 1.0:
-        raise ConversionError(f"onnx-sparsity: ratio {ratio} is out of range; expected the fraction of weights to zero, "
-                              "between 0 and 1 (exclusive), e.g. 0.5")
+        raise ConversionError(f"onnx-sparsity: ratio {ratio} is out of range; "
+                              "expected the fraction of weights to zero, between 0 and 1 (exclusive), e.g. 0.5")
     try:
         import nncf
         import onnx

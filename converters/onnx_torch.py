@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -127,8 +127,8 @@ def onnx_to_torch(model: onnx.ModelProto | Path | str) -> OnnxModule:
     onnx, _ = _import_onnx()
     from converters import onnx_torch_ops as ops
 
-    if not isinstance(model, onnx.ModelProto):
-        model = load_onnx(Path(model))
+    if not isinstance(model, onnx.ModelProto):  # ``onnx`` is imported lazily, so mypy cannot narrow here
+        model = load_onnx(Path(cast("Path | str", model)))
     opset = _opset(model)
     _check_ops(model, ops.OPS)
     inputs = _static_inputs(model)
@@ -259,7 +259,8 @@ def _build(torch: Any, onnx: Any, ops: Any, model: Any, opset: int,
             output_refs.append(on_module(out.name, consts[out.name], parameter=False))
         else:
             raise ConversionError(f"onnx->torch: graph output {out.name!r} is computed by no node")
-    return ops.OnnxModule(input_names=[name for name, _, _ in inputs], output_names=[o.name for o in model.graph.output],
+    return ops.OnnxModule(input_names=[name for name, _, _ in inputs],
+                          output_names=[o.name for o in model.graph.output],
                           steps=steps, output_refs=output_refs, tensors=tensors)
 
 
@@ -295,7 +296,9 @@ def convert_onnx_to_torch(src: Path, dst: Path, /, *, seed: int = 0) -> PassRepo
         try:
             exported = torch.export.export(module, example)
         except Exception as exc:  # export's errors are many and internal; the cause stays chained
-            raise ConversionError(f"onnx->torch: torch.export failed on the rebuilt module: {type(exc).__name__}: {exc}") from exc
+            raise ConversionError(
+                f"onnx->torch: torch.export failed on the rebuilt module: {type(exc).__name__}: {exc}"
+            ) from exc
         try:
             expected = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, feeds)
         except Exception as exc:
@@ -307,7 +310,9 @@ def convert_onnx_to_torch(src: Path, dst: Path, /, *, seed: int = 0) -> PassRepo
         for name, ref, value in zip(module.output_names, expected, got):
             actual = value.numpy()
             if actual.shape != ref.shape:
-                raise ConversionError(f"onnx->torch: output {name!r} has shape {actual.shape}, ONNX Runtime gives {ref.shape}")
+                raise ConversionError(
+                    f"onnx->torch: output {name!r} has shape {actual.shape}, ONNX Runtime gives {ref.shape}"
+                )
             diff = float(np.max(np.abs(ref.astype(np.float64) - actual))) if ref.size else 0.0
             rel = diff / max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
             if rel > RELATIVE_TOLERANCE:

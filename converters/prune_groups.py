@@ -153,8 +153,9 @@ def _trace(g: Graph, producer: Any) -> ChannelGroup:
                 group.skipped = f"reshaped to {shape.tolist()} after the mean"
                 return group
             group.reshape = node.name if shape is not None and shape[1] == channels else group.reshape
-        elif node.op_type not in ELEMENTWISE or (node.op_type == "PRelu" and g.const(node.input[1]) is not None
-                                                 and g.const(node.input[1]).size > 1):
+        elif node.op_type not in ELEMENTWISE or (node.op_type == "PRelu"
+                                                 and (slope := g.const(node.input[1])) is not None
+                                                 and slope.size > 1):
             group.skipped = f"reaches {node.op_type} {node.name!r}, shared with another branch"
             return group
         tensor = node.output[0]

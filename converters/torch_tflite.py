@@ -117,7 +117,8 @@ def torch_to_tflite(
         if not src.is_file():
             raise ConversionError(f"torch->tflite: {str(src)!r} does not exist; expected a .pt2 program or a module")
         request: dict[str, Any] = {"program": str(src), "output": str(dst), "precision": precision,
-                                   "calibration": None, "nhwc_inputs": list(nhwc_inputs), "nhwc_outputs": list(nhwc_outputs), "per_channel": True,
+                                   "calibration": None, "nhwc_inputs": list(nhwc_inputs),
+                                   "nhwc_outputs": list(nhwc_outputs), "per_channel": True,
                                    "float_layers": list(float_layers) if precision == "int8" else []}
         if calibration is not None and precision == "int8":
             request["calibration"] = str(Path(tmp) / "calibration.npy")

@@ -12,9 +12,10 @@ import json
 import sys
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 
-def serve(handler: Callable[[dict], dict]) -> int:
+def serve(handler: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
     request = json.loads(sys.argv[1])
     try:
         print(json.dumps(handler(request)), flush=True)

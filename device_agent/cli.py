@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         "/var/lib/edgekit-agent, and install and enable edgekit-agent.service (notify + watchdog, restart on "
         "failure, hardened, logs in the journal). Running it again upgrades and keeps config, outbox and bundles.",
         epilog="examples:\n  sudo edgekit-agent install --device-id cam-01 --broker mqtt.local:1883\n"
-        "  sudo edgekit-agent install --board jetson --onnxruntime-wheel onnxruntime_gpu-1.19.0-cp310-linux_aarch64.whl\n"
+        "  sudo edgekit-agent install --board jetson --onnxruntime-wheel "
+        "onnxruntime_gpu-1.19.0-cp310-linux_aarch64.whl\n"
         "  edgekit-agent install --root /tmp/image --dry-run",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -98,9 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--onnxruntime-wheel", help="Jetson: NVIDIA's onnxruntime-gpu wheel (file or URL)")
     install.add_argument("--index-url", help="Jetson: a package index with onnxruntime-gpu for this JetPack")
     install.add_argument("--no-venv", action="store_true", help="do not create the environment or install packages")
-    install.add_argument("--device-id", default=socket.gethostname(), help="device_id in a new config (default: host name)")
-    install.add_argument("--source", default="/dev/video0", help="camera or video in a new config (default /dev/video0)")
-    install.add_argument("--broker", type=_broker, default=("127.0.0.1", 1883), help="HOST:PORT in a new config (default 127.0.0.1:1883)")
+    install.add_argument("--device-id", default=socket.gethostname(),
+                         help="device_id in a new config (default: host name)")
+    install.add_argument("--source", default="/dev/video0",
+                         help="camera or video in a new config (default /dev/video0)")
+    install.add_argument("--broker", type=_broker, default=("127.0.0.1", 1883),
+                         help="HOST:PORT in a new config (default 127.0.0.1:1883)")
     install.add_argument("--no-start", action="store_true", help="enable the service but do not start it")
 
     uninstall = sub.add_parser(
@@ -153,7 +157,8 @@ def _bench(args: argparse.Namespace) -> int:
         from device_agent.bench.pipeline import benchmark_pipeline
 
         result = benchmark_pipeline(args.bundle, args.pipeline, frames=args.frames, threads=args.threads)
-        print(json.dumps({"v": 1, "pipeline": [result]}) if args.json else pipeline_text(result), end="\n" if args.json else "")
+        print(json.dumps({"v": 1, "pipeline": [result]}) if args.json else pipeline_text(result),
+              end="\n" if args.json else "")
         return 0
     from device_agent.bench.runner import BenchOptions, benchmark_model
 
@@ -161,8 +166,9 @@ def _bench(args: argparse.Namespace) -> int:
                            providers=tuple(args.provider), profile=not args.no_profile, keep_samples=False)
     if not args.json:
         print(f"benchmarking {args.bundle} ...", file=sys.stderr, flush=True)
-    record = benchmark_model(args.bundle, options,
-                             on_phase=None if args.json else lambda name: print(f"  {name}", file=sys.stderr, flush=True))
+    record = benchmark_model(
+        args.bundle, options,
+        on_phase=None if args.json else lambda name: print(f"  {name}", file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps({"v": 1, "host": host_info(), "models": [record]}))
     else:

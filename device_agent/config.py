@@ -34,7 +34,9 @@ class _Table(BaseModel):
 
 
 class SourceConfig(_Table):
-    uri: str = Field(description="camera index, /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline, video file, image folder")
+    uri: str = Field(
+        description="camera index, /dev/videoN, rtsp:// or http:// URL, GStreamer pipeline, video file, image folder"
+    )
     name: str | None = Field(default=None, description="name used in results and events (default: source-N)")
     loop: bool = Field(default=False, description="restart a video file or folder at its end")
     fps: float | None = Field(default=None, gt=0, description="pacing for files; absent: as fast as inference allows")
@@ -49,7 +51,9 @@ class SourceConfig(_Table):
         "longer than stall_after_s so a stall is detected before a read gives up",
     )
 
-    backoff_initial_s: float = Field(default=0.5, gt=0, description="first wait before reconnecting; doubles per attempt")
+    backoff_initial_s: float = Field(
+        default=0.5, gt=0, description="first wait before reconnecting; doubles per attempt"
+    )
     backoff_max_s: float = Field(
         default=DEFAULT_BACKOFF_MAX_S, gt=0,
         description="longest wait between reconnect attempts: a camera that returns streams again within this",
@@ -79,7 +83,7 @@ class TlsConfig(_Table):
     key: Path | None = Field(default=None, description="client private key (mutual TLS)")
 
     @model_validator(mode="after")
-    def _cert_and_key(self) -> "TlsConfig":
+    def _cert_and_key(self) -> TlsConfig:
         if (self.cert is None) != (self.key is None):
             raise ValueError("give both cert and key for a client certificate, or neither")
         return self
@@ -170,7 +174,9 @@ def _resolve(config: AgentConfig, base: Path) -> AgentConfig:
         return str(base / uri) if looks_local else uri
 
     mqtt = config.mqtt
-    tls = mqtt.tls and mqtt.tls.model_copy(update={"ca": rel(mqtt.tls.ca), "cert": rel(mqtt.tls.cert), "key": rel(mqtt.tls.key)})
+    tls = mqtt.tls and mqtt.tls.model_copy(
+        update={"ca": rel(mqtt.tls.ca), "cert": rel(mqtt.tls.cert), "key": rel(mqtt.tls.key)}
+    )
     return config.model_copy(
         update={
             "bundle": rel(config.bundle),

@@ -7,7 +7,7 @@ model is ``extra="forbid"``: a key we do not know is an error, not a silent defa
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -15,7 +15,7 @@ from device_agent.config_errors import brief, explain
 from device_agent.errors import BundleError
 from device_agent.nesting import nesting_depth
 
-SCHEMA = "edgekit.bundle/1"
+SCHEMA: Final = "edgekit.bundle/1"
 
 Runtime = Literal["onnxruntime", "tflite"]
 Precision = Literal["fp32", "fp16", "int8", "int8-mixed", "int8-dynamic"]
@@ -85,7 +85,8 @@ class TaskSpec(_Strict):
     )
     background_class: bool = Field(default=True, description="SSD: the first score column is background")
     strides: list[float] | None = Field(
-        default=None, description="YOLO heads (yolov8-heads): input pixels per grid cell of each output level, finest first"
+        default=None,
+        description="YOLO heads (yolov8-heads): input pixels per grid cell of each output level, finest first",
     )
 
 
@@ -184,7 +185,8 @@ def parse_manifest(text: str | bytes, *, where: str = "manifest.json") -> Manife
     try:  # JSON may escape a lone UTF-16 surrogate ("\ud800"): not text, and printing it later would crash
         json.dumps(raw, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise BundleError("manifest-json", f"{where} holds an escaped lone surrogate, which is not text: {exc}") from exc
+        raise BundleError("manifest-json",
+                          f"{where} holds an escaped lone surrogate, which is not text: {exc}") from exc
     schema = raw.get("schema")
     if schema != SCHEMA:
         raise BundleError("schema", f"{where} has schema {brief(schema)}; this agent reads {SCHEMA!r}")

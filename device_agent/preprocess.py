@@ -7,6 +7,7 @@ sides feed the model the same tensors. Frames are HxWx3 uint8 BGR (what OpenCV g
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from device_agent.errors import MissingDependencyError, PreprocessError
 from device_agent.manifest import PreprocessSpec, TensorSpec
 
 
-def _cv2():  # imported where used: the manifest layer must not need OpenCV
+def _cv2() -> ModuleType:  # imported where used: the manifest layer must not need OpenCV
     try:
         import cv2
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -40,7 +41,7 @@ class FrameTransform:
 
     def to_frame(self, box_xyxy: np.ndarray) -> np.ndarray:
         """Boxes ``[N, 4]`` in model-input pixels -> frame pixels, clipped to the frame."""
-        boxes = np.asarray(box_xyxy, dtype=np.float32).reshape(-1, 4).copy()
+        boxes: np.ndarray = np.asarray(box_xyxy, dtype=np.float32).reshape(-1, 4).copy()
         boxes[:, [0, 2]] = (boxes[:, [0, 2]] - self.pad_x) / self.scale_x + self.crop_x
         boxes[:, [1, 3]] = (boxes[:, [1, 3]] - self.pad_y) / self.scale_y + self.crop_y
         w, h = self.frame_wh
@@ -74,8 +75,8 @@ def resize_frame(frame_bgr: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarra
     # center-crop: keep crop_fraction of the short side, centred, then resize to the input
     side = min(h, w) * spec.crop_fraction
     cw, ch = (side * tw / max(tw, th), side * th / max(tw, th)) if tw != th else (side, side)
-    x0, y0 = int(round((w - cw) / 2)), int(round((h - ch) / 2))
-    crop = frame_bgr[y0 : y0 + int(round(ch)), x0 : x0 + int(round(cw))]
+    x0, y0 = round((w - cw) / 2), round((h - ch) / 2)
+    crop = frame_bgr[y0 : y0 + round(ch), x0 : x0 + round(cw)]
     out = cv2.resize(crop, (tw, th), interpolation=cv2.INTER_LINEAR)
     return out, FrameTransform((w, h), tw / crop.shape[1], th / crop.shape[0], crop_x=x0, crop_y=y0, input_wh=(tw, th))
 
@@ -117,12 +118,14 @@ def preprocess(frame_bgr: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray,
 def quantize_values(x: np.ndarray, dtype: str, scale: float, zero_point: int) -> np.ndarray:
     """``q = clip(round(x / scale) + zero_point)`` in the integer ``dtype``: the one quantization formula."""
     info = np.iinfo(np.dtype(dtype))
-    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+    q: np.ndarray = np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(dtype)
+    return q
 
 
 def dequantize_values(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     """``x = scale * (q - zero_point)`` in float32."""
-    return (q.astype(np.float32) - zero_point) * np.float32(scale)
+    x: np.ndarray = (q.astype(np.float32) - zero_point) * np.float32(scale)
+    return x
 
 
 def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:

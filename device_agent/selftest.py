@@ -61,7 +61,8 @@ def self_test(bundle: Bundle, runtime: Runtime) -> None:
         with np.load(golden_path, allow_pickle=False) as golden:
             arrays = {name: golden[name] for name in golden.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise BundleError("golden-format", f"{GOLDEN} is not a readable numpy archive: {type(exc).__name__}: {exc}") from exc
+        raise BundleError("golden-format",
+                          f"{GOLDEN} is not a readable numpy archive: {type(exc).__name__}: {exc}") from exc
     expected_names = ["input", *(f"output_{i}" for i in range(len(runtime.outputs)))]
     if sorted(arrays) != sorted(expected_names):
         raise BundleError("golden-format", f"{GOLDEN} holds {sorted(arrays)}; expected {expected_names} for a model "
@@ -101,6 +102,7 @@ def _match(kind: str, declared: list[TensorSpec], actual: tuple[TensorInfo, ...]
             m == -1 or m == s for s, m in zip(spec.shape, info.shape)
         )
         if not shape_ok:
-            raise BundleError("model-io", f"{kind} {spec.name!r} shape: manifest {spec.shape}, model {list(info.shape)}")
+            raise BundleError("model-io",
+                              f"{kind} {spec.name!r} shape: manifest {spec.shape}, model {list(info.shape)}")
         if spec.dtype != info.dtype:
             raise BundleError("model-io", f"{kind} {spec.name!r} dtype: manifest {spec.dtype}, model {info.dtype}")

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from edgekit.optimize import OptimizeResult
 
 
-def optimize(model: Any, **options: Any) -> "OptimizeResult":
+def optimize(model: Any, **options: Any) -> OptimizeResult:
     """Optimize ``model`` for a target and write a bundle; see :func:`edgekit.optimize.optimize`."""
     from edgekit.optimize import optimize as _optimize
 

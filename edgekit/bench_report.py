@@ -150,7 +150,8 @@ def print_benchmark(console: Console, result: Mapping[str, Any], *, top: int = 8
              + (f", {cpu['max_ghz']:.2f} GHz" if cpu.get("max_ghz") else "") + ")"]
     for m in models:
         if m.get("peak"):
-            notes.append(f"{m['name']}: peak {m['peak']['gops']:.0f} GOP/s {m['peak']['precision']} ({m['peak']['source']})")
+            peak = m["peak"]
+            notes.append(f"{m['name']}: peak {peak['gops']:.0f} GOP/s {peak['precision']} ({peak['source']})")
     for m in models:
         machine = m.get("machine") or {}
         if (machine.get("other_cpu_pct") or 0) > 10:
@@ -159,9 +160,10 @@ def print_benchmark(console: Console, result: Mapping[str, Any], *, top: int = 8
         if (machine.get("steal_pct") or 0) > 2:
             notes.append(f"[yellow]{m['name']}: the hypervisor gave {machine['steal_pct']}% of the CPU time to other "
                          "guests (steal) during the timed runs[/]")
-    governors = {(m.get("machine") or {}).get("governor") for m in models} - {None, "performance"}
+    governors = sorted({str(machine["governor"]) for machine in (m.get("machine") or {} for m in models)
+                        if machine.get("governor") not in (None, "performance")})
     if governors:
-        notes.append(f"CPU governor {', '.join(sorted(governors))} scales the clock; for steadier numbers set "
+        notes.append(f"CPU governor {', '.join(governors)} scales the clock; for steadier numbers set "
                      "'performance' (cpupower frequency-set -g performance)")
     if min(m["runs"] for m in models) < 1000:
         notes.append("p99.9 of fewer than 1000 runs is close to the maximum; use --runs 1000 or more for tail latency")

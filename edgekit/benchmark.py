@@ -87,5 +87,5 @@ def benchmark(
     base = records[0]["latency_ms"]["p50"]
     for record in records:
         record["speedup"] = round(base / record["latency_ms"]["p50"], 3)
-    return BenchmarkResult(models=records, host={**host_info(), "edgekit": __version__}, options=options.to_json(), repeat=repeat,
-                           seconds=time.monotonic() - started)
+    return BenchmarkResult(models=records, host={**host_info(), "edgekit": __version__}, options=options.to_json(),
+                           repeat=repeat, seconds=time.monotonic() - started)

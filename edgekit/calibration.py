@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -82,7 +83,8 @@ def load_calibration(
     if max_samples < MIN_SAMPLES:
         raise CalibrationError(f"max_samples must be at least {MIN_SAMPLES}, got {max_samples}")
     if not p.exists():
-        raise CalibrationError(f"calibration data {str(path)!r} does not exist; give a folder of images, a video or a .npy")
+        raise CalibrationError(f"calibration data {str(path)!r} does not exist; "
+                               "give a folder of images, a video or a .npy")
     suffix = p.suffix.lower()
     if p.is_file() and suffix == ".npy":
         return _load_npy(p, str(path), input_shape, max_samples)
@@ -100,7 +102,7 @@ def load_calibration(
     return loader(p, str(path), preprocess, input_shape, max_samples, progress)
 
 
-def _cv2():  # type: ignore[no-untyped-def]
+def _cv2() -> ModuleType:
     try:
         import cv2
     except ImportError as exc:

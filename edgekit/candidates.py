@@ -23,7 +23,15 @@ from converters.onnx_int8 import quantize_int8_static
 from device_agent.manifest import TaskSpec
 from edgekit.measure import LatencySample, run_all
 from edgekit.progress import Steps
-from edgekit.sensitivity import ChainSensitivity, candidate_chains, describe, exclusion_steps, float_chains, rank_chains, refine
+from edgekit.sensitivity import (
+    ChainSensitivity,
+    candidate_chains,
+    describe,
+    exclusion_steps,
+    float_chains,
+    rank_chains,
+    refine,
+)
 from edgekit.validation import Agreement, compare_outputs, snr_db
 
 
@@ -41,7 +49,8 @@ class Workspace:
     max_drop: float
     steps: Steps
     threads: int = 0
-    pruning: PassReport | None = None  # set when ``reference`` is derived (pruned, sparse): validated against the original
+    # set when ``reference`` is derived (pruned, sparse): validated against the original
+    pruning: PassReport | None = None
     _check: tuple[list[np.ndarray], list[list[np.ndarray]]] | None = field(default=None, repr=False)
 
     def check_set(self) -> tuple[list[np.ndarray], list[list[np.ndarray]]]:
@@ -76,7 +85,8 @@ class Candidate:
         return {
             "name": self.name,
             "precision": self.precision,
-            "latency_ms": None if self.latency is None else {"p50": p50, "p90": self.latency.p90_ms, "mean": self.latency.mean_ms},
+            "latency_ms": (None if self.latency is None
+                           else {"p50": p50, "p90": self.latency.p90_ms, "mean": self.latency.mean_ms}),
             "speedup": None if not (p50 and reference_p50_ms) else reference_p50_ms / p50,
             "metric": self.agreement.metric,
             "value": self.agreement.optimized,

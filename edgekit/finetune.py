@@ -48,7 +48,8 @@ class FineTune:
             raise UsageError(f"FineTune lr {self.lr} must be positive")
 
 
-def finetune_onnx(src: Path, dst: Path, spec: FineTune, *, progress: Callable[[int, int], None] | None = None) -> PassReport:
+def finetune_onnx(src: Path, dst: Path, spec: FineTune, *,
+                  progress: Callable[[int, int], None] | None = None) -> PassReport:
     """Train ``src``'s float weights with ``spec`` and write the model to ``dst``; the report has the loss per epoch."""
     import onnx
     import torch
@@ -72,8 +73,8 @@ def finetune_onnx(src: Path, dst: Path, spec: FineTune, *, progress: Callable[[i
                 for i in range(len(x)):
                     loss = spec.loss(module(x[i : i + 1]), _row(targets, i))
                     if not torch.is_tensor(loss) or loss.ndim != 0:
-                        raise UsageError(f"FineTune loss must return a scalar tensor; it returned {type(loss).__name__} "
-                                         f"{getattr(loss, 'shape', '')}")
+                        raise UsageError("FineTune loss must return a scalar tensor; "
+                                         f"it returned {type(loss).__name__} {getattr(loss, 'shape', '')}")
                     (loss / len(x)).backward()
                     total, count = total + float(loss.detach()), count + 1
                 optimizer.step()
@@ -87,9 +88,10 @@ def finetune_onnx(src: Path, dst: Path, spec: FineTune, *, progress: Callable[[i
         written = write_parameters(module.eval(), model)
         dst.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(model, str(dst))
-    return PassReport("finetune", src, dst, elapsed(), {"epochs": spec.epochs, "lr": spec.lr, "samples_per_epoch": count,
-                                                         "loss_per_epoch": [round(v, 5) for v in losses],
-                                                         "tensors_trained": written})
+    return PassReport("finetune", src, dst, elapsed(), {
+        "epochs": spec.epochs, "lr": spec.lr, "samples_per_epoch": count,
+        "loss_per_epoch": [round(v, 5) for v in losses], "tensors_trained": written,
+    })
 
 
 def _row(targets: Any, i: int) -> Any:

@@ -32,7 +32,7 @@ class LatencySample:
     load_ms: float
 
     @classmethod
-    def from_ns(cls, samples_ns: list[int], load_ms: float) -> "LatencySample":
+    def from_ns(cls, samples_ns: list[int], load_ms: float) -> LatencySample:
         stats = LatencyStats.from_ns(samples_ns)  # the benchmark's statistics, not a second copy of them
         return cls(p50_ms=stats.p50, p90_ms=stats.p90, mean_ms=stats.mean, min_ms=stats.min, runs=stats.runs,
                    load_ms=load_ms)

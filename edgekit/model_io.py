@@ -19,7 +19,8 @@ from device_agent.runtimes import TensorInfo
 def in_layout(info: TensorInfo, x: np.ndarray) -> np.ndarray:
     """Samples ``[N, ...]`` in the reference's layout moved to ``info``'s (NCHW -> NHWC where the
     model takes NHWC), still float; the batch size may differ from the model's."""
-    if x.ndim == 4 and tuple(x.shape[1:]) != tuple(info.shape[1:]) and x.shape[2:] + x.shape[1:2] == tuple(info.shape[1:]):
+    if (x.ndim == 4 and tuple(x.shape[1:]) != tuple(info.shape[1:])
+            and x.shape[2:] + x.shape[1:2] == tuple(info.shape[1:])):
         return np.ascontiguousarray(np.moveaxis(x, 1, -1))
     return x
 

@@ -123,7 +123,8 @@ def optimize(
     profile = get_target(target)
     if precision != "auto" and precision not in profile.precisions and precision != "fp32":
         raise UsageError(
-            f"--precision {precision} is not offered by target {profile.name!r}; it offers {', '.join(profile.precisions)}"
+            f"--precision {precision} is not offered by target {profile.name!r}; "
+            f"it offers {', '.join(profile.precisions)}"
         )
     out = Path(output)
     check_destination(out)
@@ -134,9 +135,9 @@ def optimize(
         with Steps(enabled=progress) as steps:
             return _run(
                 model, profile=profile, out=out, work=work, staging=staging, steps=steps, precision=precision,
-                calib=calib, max_drop=max_drop, task=task, decoder=decoder, labels=labels, anchors=anchors, preprocess=preprocess,
-                input_shapes=input_shapes, example_input=example_input, prune=prune, finetune=finetune, sparsity=sparsity,
-                name=name, version=version,
+                calib=calib, max_drop=max_drop, task=task, decoder=decoder, labels=labels, anchors=anchors,
+                preprocess=preprocess, input_shapes=input_shapes, example_input=example_input, prune=prune,
+                finetune=finetune, sparsity=sparsity, name=name, version=version,
                 max_samples=max_samples, threads=profile.threads if threads is None else threads, started=started,
             )
     except ConversionError as exc:
@@ -168,21 +169,26 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
         prepared = {"seconds": round(onnx_prepared.seconds, 3), **onnx_prepared.details}
         runtime = create_runtime("onnxruntime", reference, threads=threads)
     if len(runtime.inputs) != 1:
-        raise UsageError(f"the model has {len(runtime.inputs)} inputs; optimize takes models with one image or tensor input")
+        raise UsageError(f"the model has {len(runtime.inputs)} inputs; "
+                         "optimize takes models with one image or tensor input")
     task_spec = resolve_task(task, decoder, labels, runtime.outputs, anchors)
     input_shape = _reference_layout(runtime.inputs[0].shape) if source.format == "tflite" else runtime.inputs[0].shape
     spec = resolve_preprocess(preprocess, input_shape, task=task_spec.kind)
     if calib is None:
-        raise UsageError("--calib is required: a folder of images, a video file or a .npy of inputs, to calibrate and validate on")
+        raise UsageError("--calib is required: a folder of images, a video file or a .npy of inputs, "
+                         "to calibrate and validate on")
     with steps.step(f"Reading calibration data from {calib}") as advance:
-        data = load_calibration(calib, preprocess=spec, input_shape=input_shape, max_samples=max_samples, progress=advance)
+        data = load_calibration(calib, preprocess=spec, input_shape=input_shape, max_samples=max_samples,
+                                progress=advance)
     calibration, validation = data.split()
     with steps.step(f"Running the reference on {len(validation)} held-out samples"):
         reference_outputs = run_all(reference, [validation], threads=threads)
     ws = Workspace(work, reference, [runtime.inputs[0].name], [calibration], [validation], reference_outputs,
                    task_spec, max_drop, steps, threads)
-    asked = profile.precisions if precision == "auto" else [precision]
-    wanted = ["fp32", *[p for p in asked if p != "fp32"]]  # fp32 is the reference every speedup is against
+    asked: Sequence[str] = [precision]
+    if precision == "auto":
+        asked = profile.precisions
+    wanted: list[str] = ["fp32", *[p for p in asked if p != "fp32"]]  # fp32: the reference every speedup is against
     if prune is None and sparsity is None:
         candidates = _candidates(ws, profile, wanted, source.format)
     elif precision == "auto" and sparsity is None:  # pruned or not, whatever is fastest within the budget
@@ -196,7 +202,8 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
     # Every candidate is timed, in one interleaved run, so the report shows what each try
     # costs; only the finalists can win.
     with steps.step(f"Timing {len(candidates)} candidate(s) side by side") as advance:
-        latencies = compare_latency({c.name: c.path for c in candidates}, [validation[:1]], threads=threads, progress=advance)
+        latencies = compare_latency({c.name: c.path for c in candidates}, [validation[:1]], threads=threads,
+                                    progress=advance)
     for c in candidates:
         c.latency = latencies[c.name]
     reference_ms = latencies["fp32"].p50_ms
@@ -207,11 +214,12 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
     golden_input = in_layout(winner_runtime.inputs[0], calibration[:1])
     winner_outputs = winner_runtime.run(adapt_feeds(winner_runtime.inputs, [calibration[:1]]))
     model_format = winner.path.suffix.lstrip(".")
-    bundle_spec = spec if spec is None or profile.runtime == "onnxruntime" else spec.model_copy(update={"layout": "NHWC"})
+    bundle_spec = (spec if spec is None or profile.runtime == "onnxruntime"
+                   else spec.model_copy(update={"layout": "NHWC"}))
     task_spec = winner.task or task_spec  # a detector cut at its heads decodes its own way
     report = _report(profile, source, prepared, spec, task_spec, data, calibration, validation, candidates, winner,
                      reason, reference_ms, max_drop, started)
-    manifest_fields = {
+    manifest_fields: dict[str, Any] = {
         "schema": "edgekit.bundle/1",
         "name": name or source.name,
         "version": version,
@@ -219,7 +227,8 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
         "model": {"file": f"model.{winner.precision}.{model_format}", "format": model_format, "sha256": ""},
         "target": {"name": profile.name, "runtime": profile.runtime, "providers": profile.providers,
                    "threads": profile.threads},
-        "inputs": [s.model_dump() for s in tensor_specs(winner_runtime.inputs, bundle_spec.layout if bundle_spec else None)],
+        "inputs": [s.model_dump()
+                   for s in tensor_specs(winner_runtime.inputs, bundle_spec.layout if bundle_spec else None)],
         "outputs": [s.model_dump() for s in tensor_specs(winner_runtime.outputs)],
         "preprocess": bundle_spec.model_dump() if bundle_spec else None,
         "task": task_spec.model_dump(),
@@ -237,7 +246,8 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
     return OptimizeResult(out, manifest, winner.name, report)
 
 
-def _tflite_reference(source: Any, profile: TargetProfile, work: Path, threads: int) -> tuple[Path, dict[str, Any], Any]:
+def _tflite_reference(source: Any, profile: TargetProfile, work: Path,
+                      threads: int) -> tuple[Path, dict[str, Any], Any]:
     """A float TFLite model given by the user: the reference itself (nothing to prepare)."""
     if profile.runtime != "tflite":
         raise UsageError(f"{source.file_name} is a TFLite model and target {profile.name!r} runs {profile.runtime}; "
@@ -261,7 +271,8 @@ def _reference_layout(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def _tflite_candidates(ws: Workspace, profile: TargetProfile, precisions: list[str], source_format: str) -> list[Candidate]:
+def _tflite_candidates(ws: Workspace, profile: TargetProfile, precisions: list[str],
+                       source_format: str) -> list[Candidate]:
     """fp32 (the speed reference) and the asked precisions in LiteRT; on an int8-I/O target (an NPU)
     fp32 cannot ship and every INT8 operator must be integer."""
     int8_only = profile.int8_io_required
@@ -379,7 +390,8 @@ def _require_passing(tried: list[Candidate], precision: str, max_drop: float) ->
     )
 
 
-def _choose(finalists: list[Candidate], tried: list[Candidate], max_drop: float, precision: str) -> tuple[Candidate, str]:
+def _choose(finalists: list[Candidate], tried: list[Candidate], max_drop: float,
+            precision: str) -> tuple[Candidate, str]:
     reference = next(c for c in tried if c.name == "fp32")
     assert reference.latency is not None
     if precision != "auto":
@@ -393,11 +405,13 @@ def _choose(finalists: list[Candidate], tried: list[Candidate], max_drop: float,
     failed = [c.name for c in tried if not c.passed(max_drop)]
     missed = f"; missed the budget: {', '.join(failed)}" if failed else ""
     if best.name == "fp32":
-        others = [f"{c.name} {reference.latency.p50_ms / c.latency.p50_ms:.2f}x" for c in passing if c is not best and c.latency]
+        others = [f"{c.name} {reference.latency.p50_ms / c.latency.p50_ms:.2f}x"
+                  for c in passing if c is not best and c.latency]
         why = f"no candidate within budget ran faster than fp32 ({', '.join(others) or 'none passed'})"
         return best, why + missed
     assert best.latency is not None
-    return best, (f"fastest candidate within the {max_drop}-point budget: {reference.latency.p50_ms / best.latency.p50_ms:.2f}x "
+    speedup = reference.latency.p50_ms / best.latency.p50_ms
+    return best, (f"fastest candidate within the {max_drop}-point budget: {speedup:.2f}x "
                   f"faster than fp32, {best.agreement.metric} drop {best.agreement.drop:.2f}{missed}")
 
 
@@ -412,13 +426,14 @@ def _baseline(calibration: np.ndarray, outputs: list[list[np.ndarray]]) -> dict[
 
 
 def _report(profile: TargetProfile, source: Any, prepared: Any, spec: PreprocessSpec | None, task: Any, data: Any,
-            calibration: np.ndarray, validation: np.ndarray, candidates: list[Candidate], winner: Candidate, reason: str,
-            reference_ms: float, max_drop: float, started: float) -> dict[str, Any]:
+            calibration: np.ndarray, validation: np.ndarray, candidates: list[Candidate], winner: Candidate,
+            reason: str, reference_ms: float, max_drop: float, started: float) -> dict[str, Any]:
     import platform
 
     assert winner.latency is not None
     return {
-        "source": {"file": source.file_name, "format": source.format, "sha256": source.sha256, "export": source.details},
+        "source": {"file": source.file_name, "format": source.format, "sha256": source.sha256,
+                   "export": source.details},
         "target": profile.model_dump(),
         "prepare": prepared,
         "preprocess": spec.model_dump() if spec else None,

@@ -19,7 +19,7 @@ class Steps:
         self.console = console or Console(stderr=True)
         self._progress: Progress | None = None
 
-    def __enter__(self) -> "Steps":
+    def __enter__(self) -> Steps:
         if self.enabled:
             self._progress = Progress(
                 SpinnerColumn(),

@@ -20,7 +20,8 @@ def _fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
 
 def optimize_table(report: Mapping[str, Any]) -> Table:
     validation = report["validation"]
-    table = Table(title=f"Candidates: {validation['metric']} vs the original on {validation['samples']} held-out samples",
+    table = Table(title=f"Candidates: {validation['metric']} vs the original "
+                        f"on {validation['samples']} held-out samples",
                   title_justify="left")
     for column in ("candidate", "p50 ms", "speedup", "agree %", "drop", "MB", "budget", ""):
         table.add_column(column, justify="left" if column in ("candidate", "budget", "") else "right", no_wrap=True)
@@ -77,7 +78,8 @@ def manifest_view(manifest: Manifest) -> Panel:
                                    f"({'passed' if v.passed else 'FAILED'})")
     latency = manifest.performance.get("latency_ms", {})
     if latency:
-        head.add_row("latency", f"{latency.get('optimized', 0):.2f} ms (fp32 {latency.get('reference', 0):.2f} ms) on the build machine")
+        head.add_row("latency", f"{latency.get('optimized', 0):.2f} ms "
+                                f"(fp32 {latency.get('reference', 0):.2f} ms) on the build machine")
     io = Table("tensor", "name", "shape", "dtype", "layout", title_justify="left")
     for kind, specs in (("input", manifest.inputs), ("output", manifest.outputs)):
         for s in specs:
@@ -90,7 +92,8 @@ def manifest_view(manifest: Manifest) -> Panel:
 
 def targets_table(profiles: Mapping[str, TargetProfile]) -> Table:
     table = Table("target", "runtime", "precisions", "threads", "layout", "int8 I/O", "peak GOP/s",
-                  caption="\n".join(f"{n}: {p.description}" for n, p in sorted(profiles.items())), caption_justify="left")
+                  caption="\n".join(f"{n}: {p.description}" for n, p in sorted(profiles.items())),
+                  caption_justify="left")
     for name, p in sorted(profiles.items()):
         peak = ", ".join(f"{k} {v:g}" for k, v in p.peak_gops.items()) or "detected"
         table.add_row(name, p.runtime, ", ".join(p.precisions), str(p.threads or "auto"), p.layout,
@@ -107,9 +110,8 @@ def _malformed(view: Any) -> str:
 
 
 def monitor_table(state: Any) -> Table:  # state: edgekit.monitor.MonitorState
-    table = Table("device", "online", "model", "fps", "infer p50 ms", "outbox", "results", "dup", "missing", "malformed",
-                  "last alert",
-                  title="edgekit monitor", title_justify="left")
+    table = Table("device", "online", "model", "fps", "infer p50 ms", "outbox", "results", "dup", "missing",
+                  "malformed", "last alert", title="edgekit monitor", title_justify="left")
     for view in sorted(state.devices.values(), key=lambda v: v.device):
         online = "-" if view.online is None else ("[green]yes[/]" if view.online else "[red]no[/]")
         table.add_row(view.device, online, view.model, _fmt(view.fps, 1), _fmt(view.infer_p50_ms),

@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +36,7 @@ _SKIMAGE_NAMES = (
 _LOAD_ERRORS = (ImportError, OSError, ValueError, RuntimeError)
 
 
-def _cv2():  # type: ignore[no-untyped-def]
+def _cv2() -> ModuleType:
     try:
         import cv2
     except ImportError as exc:
@@ -220,7 +222,7 @@ def _fit_for_video(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
     return _cv2().resize(image, size, interpolation=_cv2().INTER_AREA)
 
 
-def _open_writer(dst: Path, fps: float, size_wh: tuple[int, int]):  # type: ignore[no-untyped-def]
+def _open_writer(dst: Path, fps: float, size_wh: tuple[int, int]) -> tuple[Any, Path]:  # (cv2.VideoWriter, path)
     cv2 = _cv2()
     for path, codec in ((dst, "mp4v"), (dst.with_suffix(".avi"), "MJPG")):
         writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size_wh)

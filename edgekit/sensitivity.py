@@ -137,4 +137,5 @@ def refine(missed: int, passed: int) -> int | None:
 
 
 def describe(chains: Sequence[ChainSensitivity], top: int = 5) -> list[dict[str, Any]]:
-    return [{"nodes": list(c.nodes), "output_snr_db": round(c.snr_db, 2), "gain_db": round(c.gain_db, 2)} for c in chains[:top]]
+    return [{"nodes": list(c.nodes), "output_snr_db": round(c.snr_db, 2), "gain_db": round(c.gain_db, 2)}
+            for c in chains[:top]]

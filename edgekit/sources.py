@@ -54,6 +54,7 @@ def bring_model(model: Any, work: Path, *, example_input: Any = None) -> SourceM
         with path.open("rb") as f:
             magic = f.read(8)[4:8]
         if magic != b"TFL3":
-            raise ModelInputError(f"{path.name} is not a TFLite flatbuffer (file identifier {magic!r}, expected b'TFL3')")
+            raise ModelInputError(f"{path.name} is not a TFLite flatbuffer "
+                                  f"(file identifier {magic!r}, expected b'TFL3')")
         return SourceModel(path.stem, path, path.name, sha256_file(path), "tflite")
     return SourceModel(path.stem, path, path.name, sha256_file(path), "onnx")

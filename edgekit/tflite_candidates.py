@@ -106,7 +106,8 @@ def build_tflite(ws: Workspace, source: TfliteSource, precision: str, *, int8_on
                              **heads)
     if split:
         report.details["head_split"] = split.details()
-    note = f"LiteRT {precision}, NHWC input" + (f"; cut at {len(split.heads)} heads, tail decoded on the CPU" if split else "")
+    note = f"LiteRT {precision}, NHWC input" + (
+        f"; cut at {len(split.heads)} heads, tail decoded on the CPU" if split else "")
     agreement = evaluate(ws, dst, f"TFLite {name.upper()}", adapt=split.to_reference if split else None)
     candidate = Candidate(name, precision, dst, agreement, [report], note=note, task=split.task if split else None,
                           excluded_nodes=float_nodes)
@@ -162,6 +163,7 @@ def _check_integer(candidate: Candidate, int8_only: bool) -> Candidate:
     if int8_only:
         floats = float_operators(candidate.path)
         if floats:
-            shown = "; ".join(str(op) for op in floats[:6]) + (f"; and {len(floats) - 6} more" if len(floats) > 6 else "")
+            shown = "; ".join(str(op) for op in floats[:6]) + (
+                f"; and {len(floats) - 6} more" if len(floats) > 6 else "")
             candidate.blocker = f"{len(floats)} operator(s) stay float and would fall back to the CPU: {shown}"
     return candidate

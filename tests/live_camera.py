@@ -267,7 +267,8 @@ class CycleFigures:
             return {"p50": round(float(np.percentile(arr, 50)), 3), "max": round(float(arr.max()), 3), "n": len(values)}
 
         return {"cycles": self.cycles, "kinds": {k: self.kinds.count(k) for k in sorted(set(self.kinds))},
-                "detect_s": stats(self.detect_s), "drop_detect_s": stats(self.drop_detect_s), "recover_s": stats(self.recover_s), "before": self.before,
+                "detect_s": stats(self.detect_s), "drop_detect_s": stats(self.drop_detect_s),
+                "recover_s": stats(self.recover_s), "before": self.before,
                 "after": self.after, "reconnects": self.reconnects, "ended": self.ended}
 
 

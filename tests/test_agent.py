@@ -29,9 +29,9 @@ pytestmark = pytest.mark.slow
 def lite0_bundle(zoo, photo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
     """The pretrained EfficientNet-Lite0, INT8, as `edgekit optimize` writes it."""
     model = zoo("efficientnet-lite0")
-    result = optimize(model.onnx_path, target="x86-cpu", output=tmp_path_factory.mktemp("b") / "lite0", precision="int8",
-                      calib=photo_dir, preprocess=model.preprocess, labels=model.task.labels, task="classification",
-                      max_drop=100)
+    result = optimize(model.onnx_path, target="x86-cpu", output=tmp_path_factory.mktemp("b") / "lite0",
+                      precision="int8", calib=photo_dir, preprocess=model.preprocess, labels=model.task.labels,
+                      task="classification", max_drop=100)
     return result.bundle
 
 
@@ -80,7 +80,8 @@ def spawn_agent(config: Path, *extra: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def test_every_frame_of_a_video_becomes_a_result(lite0_bundle: Path, clip: Path, broker: Broker, tmp_path: Path) -> None:
+def test_every_frame_of_a_video_becomes_a_result(lite0_bundle: Path, clip: Path, broker: Broker,
+                                                 tmp_path: Path) -> None:
     collector = Collector(broker)
     config = load_config(write_config(tmp_path, lite0_bundle, clip, broker))
     agent = Agent(config)
@@ -194,7 +195,8 @@ def test_outbox_overflow_is_reported_as_a_gap_with_the_exact_range(
     collector.close()
 
 
-def test_tampered_bundle_is_refused_with_the_reason(lite0_bundle: Path, clip: Path, broker: Broker, tmp_path: Path) -> None:
+def test_tampered_bundle_is_refused_with_the_reason(lite0_bundle: Path, clip: Path, broker: Broker,
+                                                    tmp_path: Path) -> None:
     import shutil
 
     copy = Path(shutil.copytree(lite0_bundle, tmp_path / "bundle"))
@@ -202,12 +204,13 @@ def test_tampered_bundle_is_refused_with_the_reason(lite0_bundle: Path, clip: Pa
     model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
     config = write_config(tmp_path / "agent", copy, clip, broker)
     result = subprocess.run([sys.executable, "-m", "device_agent.cli", "run", "--config", str(config)],
-                            capture_output=True, text=True, timeout=60)
+                            check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "bundle check 'file-sha256' failed" in result.stderr and model.name in result.stderr
 
 
-def test_unreachable_rtsp_camera_reports_states_without_hanging(lite0_bundle: Path, broker: Broker, tmp_path: Path) -> None:
+def test_unreachable_rtsp_camera_reports_states_without_hanging(lite0_bundle: Path, broker: Broker,
+                                                                tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as s:
@@ -234,7 +237,7 @@ def test_wrong_password_is_a_clear_error(lite0_bundle: Path, clip: Path, broker_
     broker = broker_factory(users={"cam": "right"})
     config = write_config(tmp_path, lite0_bundle, clip, broker, mqtt_lines='username = "cam"\npassword = "wrong"')
     result = subprocess.run([sys.executable, "-m", "device_agent.cli", "run", "--config", str(config)],
-                            capture_output=True, text=True, timeout=60)
+                            check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "PublisherAuthError" in result.stderr and "cam" in result.stderr
     assert os.path.exists(tmp_path / "outbox.db")  # results stayed on disk, nothing was lost

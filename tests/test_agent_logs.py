@@ -48,7 +48,7 @@ path = "{folder / 'outbox.db'}"
 
 def _run(config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "device_agent.cli", "run", "--config", str(config), *extra],
-                          capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120)
 
 
 def test_the_log_says_what_starts_how_it_runs_and_why_it_stopped(tiny_bundle: Path, broker: Broker,
@@ -92,7 +92,8 @@ def test_summary_and_shutdown_lines_read_well() -> None:
                     "outbox 3, broker connected")
     assert "infer p50 - ms" in summary_line(previous=Totals(at_s=0.0), now=Totals(at_s=1.0), latency_ms={},
                                             outbox_depth=0, link="connecting")
-    down = shutdown_line(reason="SIGTERM", started_s=0.0, now=Totals(at_s=90061.0, frames=5, published=4), outbox_left=2)
+    down = shutdown_line(reason="SIGTERM", started_s=0.0, now=Totals(at_s=90061.0, frames=5, published=4),
+                         outbox_left=2)
     assert down == ("edgekit-agent stopped (SIGTERM) after 1d 01:01:01: 5 frames, 4 results published; "
                     "2 message(s) stay in the outbox for the next start")
 

@@ -176,7 +176,8 @@ def test_random_feeds_match_dtype_and_refuse_dynamic_dims() -> None:
 def test_bad_input_is_named(models: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(BenchInputError, match=r"'.*nope.onnx' does not exist"):
         resolve_model(tmp_path / "nope.onnx", BenchOptions())
-    with pytest.raises(BenchInputError, match=r"--runtime 'tflite' reads \.tflite files, but .*small\.onnx.*'onnxruntime'"):
+    with pytest.raises(BenchInputError,
+                       match=r"--runtime 'tflite' reads \.tflite files, but .*small\.onnx.*'onnxruntime'"):
         resolve_model(models["small"], BenchOptions(runtime="tflite"))
     (tmp_path / "model.pt").write_bytes(b"x")
     with pytest.raises(BenchInputError, match=r"expected a \.onnx or \.tflite file or a bundle directory"):
@@ -281,7 +282,8 @@ def test_pipeline_times_every_stage_on_a_real_video(int8_bundle: Path, video_fil
     assert sum(s["share_pct"] for s in result["stages_ms"].values()) == pytest.approx(100, abs=0.5)
 
 
-def test_pipeline_refuses_a_missing_source(int8_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pipeline_refuses_a_missing_source(int8_bundle: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert edgekit_main(["benchmark", str(int8_bundle), "--pipeline", str(tmp_path / "none.mp4")]) == 2
     assert "none.mp4" in capsys.readouterr().err
 
@@ -312,9 +314,12 @@ def test_ort_profile_parser_skips_warm_up_runs(tmp_path: Path) -> None:
     for run, ts in enumerate((0, 1000, 2000)):
         events.append({"cat": "Session", "name": "model_run", "ts": ts, "dur": 900})
         scale = 10 if run == 0 else 1  # the first run is slow and must not count
-        events.append({"cat": "Node", "name": "c1_kernel_time", "ts": ts + 1, "dur": 300 * scale, "args": {"op_name": "Conv"}})
-        events.append({"cat": "Node", "name": "c2_kernel_time", "ts": ts + 2, "dur": 100 * scale, "args": {"op_name": "Conv"}})
-        events.append({"cat": "Node", "name": "r_kernel_time", "ts": ts + 3, "dur": 100 * scale, "args": {"op_name": "Relu"}})
+        events.append({"cat": "Node", "name": "c1_kernel_time", "ts": ts + 1, "dur": 300 * scale,
+                       "args": {"op_name": "Conv"}})
+        events.append({"cat": "Node", "name": "c2_kernel_time", "ts": ts + 2, "dur": 100 * scale,
+                       "args": {"op_name": "Conv"}})
+        events.append({"cat": "Node", "name": "r_kernel_time", "ts": ts + 3, "dur": 100 * scale,
+                       "args": {"op_name": "Relu"}})
         events.append({"cat": "Node", "name": "c1_fence_before", "ts": ts + 4, "dur": 5, "args": {"op_name": "Conv"}})
     trace = tmp_path / "p.json"
     trace.write_text(json.dumps(events))

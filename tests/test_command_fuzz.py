@@ -76,7 +76,8 @@ def test_a_too_deep_command_still_names_its_request_id() -> None:
     with pytest.raises(CommandError, match=rf"nested 20001 levels deep; at most {MAX_DEPTH}") as err:
         parse_command("bench", NESTED_WITH_ID)
     assert err.value.request_id == "deep" == request_id_of(NESTED_WITH_ID)
-    assert request_id_of(b'{"x":{"request_id":"inner"},"y":' + b"[" * 100 + b"]" * 100 + b"}") is None  # nested key: not it
+    # a nested key: not it
+    assert request_id_of(b'{"x":{"request_id":"inner"},"y":' + b"[" * 100 + b"]" * 100 + b"}") is None
     assert request_id_of(b'["request_id":"a",' + b"[" * 100 + b"]" * 100 + b"]") is None  # not an object
 
 

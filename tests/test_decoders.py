@@ -42,7 +42,8 @@ def test_registry_lists_builtin_decoders() -> None:
 
 
 def test_unknown_decoder_names_known_keys() -> None:
-    with pytest.raises(DecodeError, match=r"unknown decoder 'retinanet'; known decoders: raw, softmax-topk, ssd, yolov5, yolov8"):
+    with pytest.raises(DecodeError,
+                       match=r"unknown decoder 'retinanet'; known decoders: raw, softmax-topk, ssd, yolov5, yolov8"):
         get_decoder("retinanet")
 
 

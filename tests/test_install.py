@@ -64,8 +64,10 @@ def test_every_file_of_the_staged_install(staged: Path) -> None:
         assert line in unit.splitlines(), line
     wants = staged / "etc/systemd/system/multi-user.target.wants/edgekit-agent.service"
     assert wants.is_symlink() and str(wants.readlink()) == "/etc/systemd/system/edgekit-agent.service"
-    assert "u edgekit - \"EdgeKit agent\" /var/lib/edgekit-agent" in (staged / "usr/lib/sysusers.d/edgekit-agent.conf").read_text()
-    assert "d /var/lib/edgekit-agent/outbox 0750 edgekit edgekit" in (staged / "usr/lib/tmpfiles.d/edgekit-agent.conf").read_text()
+    assert ("u edgekit - \"EdgeKit agent\" /var/lib/edgekit-agent"
+            in (staged / "usr/lib/sysusers.d/edgekit-agent.conf").read_text())
+    assert ("d /var/lib/edgekit-agent/outbox 0750 edgekit edgekit"
+            in (staged / "usr/lib/tmpfiles.d/edgekit-agent.conf").read_text())
     assert (staged / "var/lib/edgekit-agent/outbox").is_dir() and (staged / "var/lib/edgekit-agent/bundles").is_dir()
     # a real environment: the agent runs, and a Raspberry Pi gets LiteRT
     agent = staged / "opt/edgekit-agent/bin/edgekit-agent"

@@ -178,7 +178,8 @@ def test_agent_process_rides_out_stall_drop_return_with_default_timeouts(
             figures.append(proc_figures(agent.pid))
             stalls = len(camera_events(collector, "stalled"))
             camera.stall()
-            assert collector.wait_for(lambda c: len(camera_events(c, "stalled")) > stalls, timeout=10)
+            # wait_for calls the lambda before the loop moves on, so the late-bound `stalls` is this round's
+            assert collector.wait_for(lambda c: len(camera_events(c, "stalled")) > stalls, timeout=10)  # noqa: B023
             detect.append(time.monotonic() - camera.last_frame_at)  # as seen on the broker: an upper bound
             camera.drop()
             time.sleep(0.5)  # connection refused meanwhile
@@ -275,7 +276,8 @@ def test_a_camera_that_stays_away_is_not_logged_at_every_attempt(camera: LiveCam
         runner.stop(timeout=2.0)
     attempts = [c.attempt for _, c in log.changes if c.new is SourceState.RECONNECTING]
     assert len(attempts) >= 20
-    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "RECONNECTING" in r.getMessage()]
+    warned = [r.getMessage() for r in caplog.records
+              if r.levelno == logging.WARNING and "RECONNECTING" in r.getMessage()]
     logged_attempts = [int(m.split("attempt ")[1].split(",")[0]) for m in warned]
     assert logged_attempts[:5] == [1, 2, 4, 8, 16], warned
     assert all(a & (a - 1) == 0 for a in logged_attempts)  # only powers of two once the reason repeats

@@ -31,7 +31,8 @@ def test_an_announced_gap_is_not_counted_missing() -> None:
 
 def test_status_metrics_and_alerts_fill_the_view() -> None:
     state = MonitorState()
-    state.handle("edgekit/v1/cam-01/status", status(state="online", model={"name": "m", "version": "2", "precision": "int8"}))
+    state.handle("edgekit/v1/cam-01/status",
+                 status(state="online", model={"name": "m", "version": "2", "precision": "int8"}))
     state.handle(*_msg("metrics", 1, fps=9.5, outbox_depth=3, latency_ms={"infer": {"p50": 4.2}}))
     state.handle(*_msg("events", 2, kind="alert", state="raised", rule="person-in-zone", label="person", score=0.91))
     view = state.devices["cam-01"]

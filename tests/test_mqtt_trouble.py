@@ -23,7 +23,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from device_agent.outbox import Outbox
 from device_agent.publisher import MAX_PENDING_COMMANDS, MqttSettings, Publisher, paho_keepalive_s
-from tests.mqtt_broker import Broker, Collector, broker, broker_factory, make_certificates, wait_until  # noqa: F401  (fixtures)
+from tests.mqtt_broker import (  # noqa: F401  (fixtures)
+    Broker,
+    Collector,
+    broker,
+    broker_factory,
+    make_certificates,
+    wait_until,
+)
 
 DEVICE = "cam-01"
 ROOT = f"edgekit/v1/{DEVICE}"
@@ -67,7 +74,8 @@ class JsonCollector(Collector):
 
 
 def warnings_matching(caplog: pytest.LogCaptureFixture, pattern: str) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and re.search(pattern, r.getMessage())]
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and re.search(pattern, r.getMessage())]
 
 
 def test_a_refused_publish_is_kept_retried_with_backoff_and_raised_once(
@@ -115,7 +123,8 @@ def test_a_refused_subscription_is_logged_and_raised(broker_factory, make_publis
     assert wait_until(lambda: any(body.get("state") == "subscribe-refused" for _, body in pub.told), 5), pub.told
     (event,) = [body for _, body in pub.told if body.get("kind") == "mqtt"]
     assert event["topic"] == f"{ROOT}/cmd/+" and event["code"] == 0x87
-    assert warnings_matching(caplog, r"refused subscribe to .*/cmd/\+: Not authorized \(0x87\); this device receives no commands")
+    assert warnings_matching(caplog, r"refused subscribe to .*/cmd/\+: Not authorized \(0x87\); "
+                                     r"this device receives no commands")
     assert wait_until(lambda: pub.outbox.depth() == 0, 5)  # the event was published (publishing is allowed)
 
 
@@ -187,7 +196,8 @@ def test_a_full_command_queue_answers_busy_from_the_sender_thread(broker: Broker
     client.loop_start()
     try:  # nobody drains pub.commands: the agent is "busy"
         for i in range(MAX_PENDING_COMMANDS + 8):
-            client.publish(f"{ROOT}/cmd/bench", json.dumps({"v": 1, "request_id": f"flood-{i}"}), qos=1).wait_for_publish(5)
+            client.publish(f"{ROOT}/cmd/bench", json.dumps({"v": 1, "request_id": f"flood-{i}"}),
+                           qos=1).wait_for_publish(5)
         client.publish(f"{ROOT}/cmd/bench", b"\xff no id", qos=1).wait_for_publish(5)
     finally:
         client.disconnect()

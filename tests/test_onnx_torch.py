@@ -12,19 +12,20 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper
+# imported after the importorskip calls, so a missing extra skips the module instead of failing it
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from converters import PASSES, ConversionError, UnsupportedModelError
-from converters.onnx_torch import (
+from converters import PASSES, ConversionError, UnsupportedModelError  # noqa: E402
+from converters.onnx_torch import (  # noqa: E402
     RELATIVE_TOLERANCE,
     convert_onnx_to_torch,
     onnx_to_torch,
     random_inputs,
     weight_attributes,
 )
-from converters.onnx_torch_ops import OPS, OnnxModule
-from edgekit.errors import UsageError
-from tests.tinymodels import tiny_classifier
+from converters.onnx_torch_ops import OPS, OnnxModule  # noqa: E402
+from edgekit.errors import UsageError  # noqa: E402
+from tests.tinymodels import tiny_classifier  # noqa: E402
 
 INT64_MAX, INT64_MIN = np.iinfo(np.int64).max, np.iinfo(np.int64).min
 
@@ -139,7 +140,8 @@ def _conv_graph() -> Any:
         helper.make_node("Conv", ["s", "w4"], ["c1d"], pads=[1, 2], name="conv1d"),
         helper.make_node("ConvTranspose", ["c1", "wt", "bt"], ["t1"], strides=[2, 2], pads=[1, 0, 0, 1],
                          output_padding=[1, 1], group=2, name="up_asym"),
-        helper.make_node("ConvTranspose", ["c1", "wt"], ["t2"], strides=[2, 2], output_shape=[9, 10], group=2, name="up_shape"),
+        helper.make_node("ConvTranspose", ["c1", "wt"], ["t2"], strides=[2, 2], output_shape=[9, 10], group=2,
+                         name="up_shape"),
         helper.make_node("ConvTranspose", ["c1", "wt"], ["t3"], strides=[2, 2], auto_pad="SAME_UPPER", group=2),
         helper.make_node("ConvTranspose", ["c1", "wt"], ["t4"], strides=[2, 2], auto_pad="SAME_LOWER", group=2),
     ]
@@ -149,14 +151,17 @@ def _conv_graph() -> Any:
 
 def _resize_graph() -> Any:
     def resize(name: str, scales: list[float] | None, sizes: list[int] | None, **attrs: Any) -> Any:
-        return helper.make_node("Resize", ["x", "", f"{name}_scales" if scales else "", f"{name}_sizes" if sizes else ""],
+        return helper.make_node("Resize",
+                                ["x", "", f"{name}_scales" if scales else "", f"{name}_sizes" if sizes else ""],
                                 [name], name=name, **attrs)
 
     cases = {
         "linear_scales": ([1, 1, 2, 2], None, {"mode": "linear"}),
         "linear_down": ([1, 1, 0.5, 0.6], None, {"mode": "linear"}),
-        "linear_corners": (None, [1, 2, 9, 4], {"mode": "linear", "coordinate_transformation_mode": "align_corners"}),
-        "linear_pytorch": (None, [1, 2, 10, 3], {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}),
+        "linear_corners": (None, [1, 2, 9, 4],
+                           {"mode": "linear", "coordinate_transformation_mode": "align_corners"}),
+        "linear_pytorch": (None, [1, 2, 10, 3],
+                           {"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}),
         "nearest_floor": ([1, 1, 2, 3], None, {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
                                                    "nearest_mode": "floor"}),
         "nearest_exact": (None, [1, 2, 10, 21], {"mode": "nearest", "nearest_mode": "round_prefer_ceil"}),
@@ -258,7 +263,8 @@ def _norm_pool_reduce_graph() -> Any:
         helper.make_node("MaxPool", ["x"], ["mp_same"], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER"),
         helper.make_node("AveragePool", ["x"], ["ap_sym"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
         helper.make_node("AveragePool", ["x"], ["ap_asym"], kernel_shape=[3, 3], strides=[2, 2], pads=[0, 1, 1, 0]),
-        helper.make_node("AveragePool", ["x"], ["ap_count"], kernel_shape=[3, 3], pads=[0, 1, 1, 0], count_include_pad=1),
+        helper.make_node("AveragePool", ["x"], ["ap_count"], kernel_shape=[3, 3], pads=[0, 1, 1, 0],
+                         count_include_pad=1),
         helper.make_node("GlobalAveragePool", ["x"], ["gap"]),
         helper.make_node("GlobalMaxPool", ["x"], ["gmp"]),
         helper.make_node("ReduceMean", ["x", "axes23"], ["rmean"], keepdims=0),
@@ -322,13 +328,15 @@ def test_shape_arithmetic_is_folded_at_build_time() -> None:
         helper.make_node("Slice", ["shape", "one", "two"], ["c"]),
         helper.make_node("Concat", ["n1", "c", "hw_prod"], ["new_shape"], axis=0),
         helper.make_node("Reshape", ["x", "new_shape"], ["flat"]),
-        helper.make_node("ConstantOfShape", ["c"], ["twos"], value=numpy_helper.from_array(np.array([2.0], np.float32))),
+        helper.make_node("ConstantOfShape", ["c"], ["twos"],
+                         value=numpy_helper.from_array(np.array([2.0], np.float32))),
         helper.make_node("Unsqueeze", ["twos", "axis1"], ["twos_col"]),
         helper.make_node("Add", ["flat", "twos_col"], ["shifted"]),
         helper.make_node("Cast", ["n"], ["n_float"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["shifted", "n_float"], ["out"]),
     ]
-    inits = {"zero": np.array(0, np.int64), "last2": i64(-2, -1), "axis0": i64(0), "axis1": i64(1), "one": i64(1), "two": i64(2)}
+    inits = {"zero": np.array(0, np.int64), "last2": i64(-2, -1), "axis0": i64(0), "axis1": i64(1), "one": i64(1),
+             "two": i64(2)}
     module, exported = _same_as_ort(_model(nodes, {"x": [2, 3, 4, 5]}, ["out"], inits))
     assert [s.node.op_type for s in module.steps] == ["Reshape", "Add", "Mul"]
     assert module(torch.zeros(2, 3, 4, 5)).shape == (2, 3, 20)

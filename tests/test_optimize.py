@@ -32,12 +32,14 @@ def lite0(zoo):  # type: ignore[no-untyped-def]
     return model
 
 
-def test_pretrained_classifier_int8_bundle(lite0, photo_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_pretrained_classifier_int8_bundle(lite0, photo_dir: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     """Real ImageNet weights, real photos: INT8 within a 15-point budget, verified bundle, contract JSON."""
     spec_file = lite0.onnx_path.with_suffix(".json")
     code, result = _cli_json(
-        capsys, "optimize", str(lite0.onnx_path), "--target", "x86-cpu", "--precision", "int8", "--calib", str(photo_dir),
-        "--preprocess", str(spec_file), "--task", "classification", "--max-drop", "15", "--output", str(tmp_path / "b"),
+        capsys, "optimize", str(lite0.onnx_path), "--target", "x86-cpu", "--precision", "int8",
+        "--calib", str(photo_dir), "--preprocess", str(spec_file), "--task", "classification", "--max-drop", "15",
+        "--output", str(tmp_path / "b"),
     )
     assert code == 0
     assert result["precision"] in ("int8", "int8-mixed")
@@ -52,7 +54,8 @@ def test_pretrained_classifier_int8_bundle(lite0, photo_dir: Path, tmp_path: Pat
     assert bundle.manifest.preprocess is not None and bundle.manifest.preprocess.mean == (127.0, 127.0, 127.0)
     report = json.loads((bundle.root / "report.json").read_text())
     int8 = next(c for c in report["candidates"] if c["name"] == "int8")
-    assert int8["passes"][0]["int8_compute_nodes"] == int8["passes"][0]["compute_nodes"] == 50  # every Conv and the Gemm
+    # every Conv and the Gemm
+    assert int8["passes"][0]["int8_compute_nodes"] == int8["passes"][0]["compute_nodes"] == 50
     assert int8["passes"][1]["name"] == "onnx-int8-bias-correction" and int8["passes"][1]["layers"] == 50
     golden = np.load(bundle.root / "golden.npz")
     assert golden["input"].shape == (1, 3, 224, 224) and golden["output_0"].shape == (1, 1000)

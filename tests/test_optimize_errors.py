@@ -28,7 +28,8 @@ def _assert_nothing_left(out: Path) -> None:
 
 def test_missing_model_file(tmp_path: Path, photo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
-    code, err = _run(capsys, "optimize", str(tmp_path / "nope.onnx"), "--target", "x86-cpu", "--calib", str(photo_dir), "--output", str(out))
+    code, err = _run(capsys, "optimize", str(tmp_path / "nope.onnx"), "--target", "x86-cpu", "--calib", str(photo_dir),
+                     "--output", str(out))
     assert code == 2 and "ModelInputError" in err and "nope.onnx' does not exist" in err
     _assert_nothing_left(out)
 
@@ -37,7 +38,8 @@ def test_file_that_is_not_onnx(tmp_path: Path, photo_dir: Path, capsys: pytest.C
     fake = tmp_path / "model.onnx"
     fake.write_text("this is not a model\n" * 10)
     out = tmp_path / "out"
-    code, err = _run(capsys, "optimize", str(fake), "--target", "x86-cpu", "--calib", str(photo_dir), "--output", str(out))
+    code, err = _run(capsys, "optimize", str(fake), "--target", "x86-cpu", "--calib", str(photo_dir),
+                     "--output", str(out))
     assert code == 2 and "not a readable ONNX model" in err
     _assert_nothing_left(out)
 
@@ -72,12 +74,14 @@ def test_unreadable_images(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFix
 def test_dynamic_shape_without_a_shape(tmp_path: Path, photo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = tiny_classifier(tmp_path / "dyn.onnx", batch="N", height="H")
     out = tmp_path / "out"
-    code, err = _run(capsys, "optimize", str(model), "--target", "x86-cpu", "--calib", str(photo_dir), "--output", str(out))
+    code, err = _run(capsys, "optimize", str(model), "--target", "x86-cpu", "--calib", str(photo_dir),
+                     "--output", str(out))
     assert code == 2 and "dynamic dimensions" in err and "--input-shape input:1,3,224,224" in err
     _assert_nothing_left(out)
 
 
-def test_dynamic_shape_fixed_by_input_shape(tmp_path: Path, photo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dynamic_shape_fixed_by_input_shape(tmp_path: Path, photo_dir: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     model = tiny_classifier(tmp_path / "dyn.onnx", batch="N", height="H")
     out = tmp_path / "out"
     code = main(["optimize", str(model), "--target", "x86-cpu", "--calib", str(photo_dir), "--output", str(out),
@@ -88,20 +92,24 @@ def test_dynamic_shape_fixed_by_input_shape(tmp_path: Path, photo_dir: Path, cap
     assert manifest["inputs"][0]["shape"] == [1, 3, 48, 48]
 
 
-def test_non_bundle_output_directory_is_not_clobbered(tiny: Path, tmp_path: Path, photo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_non_bundle_output_directory_is_not_clobbered(tiny: Path, tmp_path: Path, photo_dir: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "precious"
     out.mkdir()
     (out / "thesis.txt").write_text("keep me")
-    code, err = _run(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--calib", str(photo_dir), "--output", str(out))
+    code, err = _run(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--calib", str(photo_dir),
+                     "--output", str(out))
     assert code == 2 and "refusing to overwrite" in err
     assert (out / "thesis.txt").read_text() == "keep me"
 
 
 def test_bad_max_drop_and_a_precision_the_target_lacks(tiny: Path, tmp_path: Path, photo_dir: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    code, err = _run(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--max-drop", "-3", "--output", str(tmp_path / "o"))
+    code, err = _run(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--max-drop", "-3",
+                     "--output", str(tmp_path / "o"))
     assert code == 2 and "--max-drop -3.0 is out of range" in err
-    code, err = _run(capsys, "optimize", str(tiny), "--target", "rpi4", "--precision", "fp16", "--calib", str(photo_dir),
+    code, err = _run(capsys, "optimize", str(tiny), "--target", "rpi4", "--precision", "fp16",
+                     "--calib", str(photo_dir),
                      "--output", str(tmp_path / "o"))
     assert code == 2 and "--precision fp16 is not offered by target 'rpi4'; it offers int8, fp32" in err
 
@@ -113,25 +121,27 @@ def test_bad_input_shape_argument(tiny: Path, tmp_path: Path, capsys: pytest.Cap
     assert "expected NAME:1,3,224,224" in capsys.readouterr().err
 
 
-def test_preprocess_file_with_a_bad_key(tiny: Path, tmp_path: Path, photo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_preprocess_file_with_a_bad_key(tiny: Path, tmp_path: Path, photo_dir: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "pre.json"
     spec.write_text(json.dumps({"resize": "squash", "colour": "RGB"}))
     out = tmp_path / "out"
-    code, err = _run(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--calib", str(photo_dir), "--output", str(out),
-                     "--preprocess", str(spec))
+    code, err = _run(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--calib", str(photo_dir),
+                     "--output", str(out), "--preprocess", str(spec))
     assert code == 2
     assert "key 'resize': Input should be 'letterbox', 'stretch' or 'center-crop' (got 'squash')" in err
     assert "key 'colour': Extra inputs are not permitted" in err
     _assert_nothing_left(out)
 
 
-def test_ssd_anchors_of_the_wrong_shape(tiny: Path, tmp_path: Path, photo_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ssd_anchors_of_the_wrong_shape(tiny: Path, tmp_path: Path, photo_dir: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     import numpy as np
 
     anchors = tmp_path / "anchors.npy"
     np.save(anchors, np.zeros((10, 3), np.float32))
     out = tmp_path / "out"
-    code, err = _run(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--calib", str(photo_dir), "--output", str(out),
-                     "--decoder", "ssd", "--task", "detection", "--anchors", str(anchors))
+    code, err = _run(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--calib", str(photo_dir),
+                     "--output", str(out), "--decoder", "ssd", "--task", "detection", "--anchors", str(anchors))
     assert code == 2 and "has shape [10, 3]; expected [N, 4] (y, x, h, w)" in err
     _assert_nothing_left(out)

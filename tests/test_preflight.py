@@ -24,9 +24,12 @@ def refusal(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 
 CASES = {
-    "missing-source-file": ({"source": "{tmp}/nope.mp4"}, r"key 'sources.0.uri': source URI .*nope.mp4.*: no such file"),
-    "missing-video-node": ({"source": "/dev/video97"}, r"key 'sources.0.uri': .*'/dev/video97': no such device node"),
-    "url-port-out-of-range": ({"source": "rtsp://cam.local:99999/stream"}, r"key 'sources.0.uri': .*99999.*out of range"),
+    "missing-source-file": ({"source": "{tmp}/nope.mp4"},
+                            r"key 'sources.0.uri': source URI .*nope.mp4.*: no such file"),
+    "missing-video-node": ({"source": "/dev/video97"},
+                           r"key 'sources.0.uri': .*'/dev/video97': no such device node"),
+    "url-port-out-of-range": ({"source": "rtsp://cam.local:99999/stream"},
+                              r"key 'sources.0.uri': .*99999.*out of range"),
     "url-without-host": ({"source": "rtsp:///stream"}, r"key 'sources.0.uri': .*has no host"),
     "empty-password-file": ({"password": b""}, r"key 'mqtt.password_file': .*pw' is empty"),
     "blank-password-line": ({"password": b"\nsecret\n"}, r"key 'mqtt.password_file': the first line of .*pw' is empty"),

@@ -10,11 +10,12 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from onnx import TensorProto, helper, numpy_helper
+# imported after the importorskip calls, so a missing extra skips the module instead of failing it
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from converters import PASSES, ConversionError
-from converters.prune_groups import find_groups
-from device_agent.bench.cost import model_cost
+from converters import PASSES, ConversionError  # noqa: E402
+from converters.prune_groups import find_groups  # noqa: E402
+from device_agent.bench.cost import model_cost  # noqa: E402
 
 
 def _branchy(path: Path) -> Path:
@@ -42,7 +43,8 @@ def _branchy(path: Path) -> Path:
         helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
         helper.make_node("Gemm", ["flat", "wf", "bf"], ["logits"], transB=1, name="fc"),
     ]
-    graph = helper.make_graph(nodes, "branchy", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
+    graph = helper.make_graph(nodes, "branchy",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 16, 16])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)
@@ -57,7 +59,8 @@ def _run(path: Path, x: np.ndarray) -> np.ndarray:
 
 def test_channels_shared_with_another_branch_stay_whole(tmp_path: Path) -> None:
     groups = {g.producer: g for g in find_groups(onnx.load(str(_branchy(tmp_path / "m.onnx"))))}
-    assert groups["expand"].prunable and groups["expand"].through == ["depthwise"] and groups["expand"].consumer == "project"
+    assert (groups["expand"].prunable and groups["expand"].through == ["depthwise"]
+            and groups["expand"].consumer == "project")
     assert groups["head"].prunable and groups["head"].consumer == "fc" and groups["head"].pooled_input == "er"
     assert groups["project"].skipped.startswith("reaches Add 'residual'")
     assert groups["shortcut"].skipped.startswith("reaches Add") and groups["side"].skipped.startswith("reaches Concat")
@@ -108,13 +111,15 @@ def test_least_squares_recovers_a_pruned_pretrained_classifier(zoo, photo_dir: P
     results = {}
     for recover in (False, True):
         dst = tmp_path / f"p{recover}.onnx"
-        report = PASSES["onnx-prune"](model.onnx_path, dst, ratio=0.2, calibration=calib, recover=recover, max_samples=48)
+        report = PASSES["onnx-prune"](model.onnx_path, dst, ratio=0.2, calibration=calib, recover=recover,
+                                      max_samples=48)
         assert report.details["macs_removed"] >= 0.2 * 0.99 and report.details["groups_pruned"] >= 4
         assert all(kept % 8 == 0 for kept, _ in report.details["channels"].values())
         results[recover] = compare_outputs(model.task, [[reference]], [[_run(dst, held)]])
     assert report.details["refitted_layers"] == report.details["groups_pruned"]  # every consumer here is pointwise
     assert results[True].details["mean_cosine"] > results[False].details["mean_cosine"]
-    assert results[True].optimized >= 50.0  # measured 65 (50 without LS) on the benchmark photos: no training, no labels
+    # measured 65 (50 without LS) on the benchmark photos: no training, no labels
+    assert results[True].optimized >= 50.0
 
 
 def test_optimize_prunes_then_quantizes_and_the_agent_runs_it(zoo, photo_dir: Path, video_file: Path, broker,  # type: ignore[no-untyped-def]
@@ -153,7 +158,8 @@ def test_optimize_refuses_a_bad_prune_ratio(zoo, photo_dir: Path, tmp_path: Path
     from edgekit.optimize import optimize
 
     with pytest.raises(UsageError, match=r"--prune 1.3 is out of range; expected the fraction of MACs to remove"):
-        optimize(zoo("efficientnet-lite0").onnx_path, target="x86-cpu", output=tmp_path / "b", prune=1.3, calib=photo_dir)
+        optimize(zoo("efficientnet-lite0").onnx_path, target="x86-cpu", output=tmp_path / "b", prune=1.3,
+                 calib=photo_dir)
     assert not (tmp_path / "b").exists()
 
 
@@ -229,8 +235,9 @@ def test_a_pytorch_model_is_pruned_and_quantized_for_rpi5_and_the_agent_runs_it(
                               torch.nn.Conv2d(16, 64, 1), torch.nn.ReLU6(), torch.nn.AdaptiveAvgPool2d(1),
                               torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
     spec = PreprocessSpec(size_wh=(96, 96), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
-    result = optimize(net, example_input=torch.zeros(1, 3, 96, 96), target="rpi5", output=tmp_path / "b", precision="int8",
-                      prune=0.3, calib=photo_dir, preprocess=spec, task="classification", max_drop=100, max_samples=80)
+    result = optimize(net, example_input=torch.zeros(1, 3, 96, 96), target="rpi5", output=tmp_path / "b",
+                      precision="int8", prune=0.3, calib=photo_dir, preprocess=spec, task="classification",
+                      max_drop=100, max_samples=80)
     names = {c["name"]: c for c in result.report["candidates"]}
     assert result.winner == "int8-pruned" and result.manifest.model.format == "tflite"
     passes = [p["name"] for p in names["int8-pruned"]["passes"]]

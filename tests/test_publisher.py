@@ -148,7 +148,7 @@ def test_stop_leaves_retained_offline_status(broker: Broker, make_publisher) -> 
     assert not pub.connected
     late = Collector(broker, client_id="late")  # subscribes after the fact: sees only the retained one
     assert late.wait_for(lambda c: bool(c.received("/status")), 5)
-    topic, body, retained = next(m for m in late.messages if m[0].endswith("/status"))
+    _topic, body, retained = next(m for m in late.messages if m[0].endswith("/status"))
     assert retained and body["state"] == "offline" and body["device"] == DEVICE and body["model"] == "tiny"
     late.close()
 
@@ -199,6 +199,7 @@ def test_refused_publish_stays_queued(broker_factory, make_publisher) -> None:  
     assert collector.wait_for(lambda c: c.seqs("/results") == [refused + 1], 5)
     assert wait_until(lambda: pub.last_error is not None and f"seq {refused}" in pub.last_error, 5), pub.last_error
     # seq 2 reaching the collector does not mean its PUBACK was handled yet: wait for the row itself
-    assert wait_until(lambda: [r.seq for r in pub.outbox.pending()] == [refused], 5), [r.seq for r in pub.outbox.pending()]
+    assert wait_until(lambda: [r.seq for r in pub.outbox.pending()] == [refused], 5), \
+        [r.seq for r in pub.outbox.pending()]
     assert [r.seq for r in pub.outbox.pending()] == [refused]
     collector.close()

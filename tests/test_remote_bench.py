@@ -49,7 +49,8 @@ def _bench(**fields: Any) -> bytes:
 def test_a_valid_bench_command_parses_with_its_defaults() -> None:
     cmd = parse_command("bench", _bench(runs=30, warmup=5))
     assert isinstance(cmd, BenchCommand)
-    assert (cmd.request_id, cmd.runs, cmd.warmup, cmd.duration_s, cmd.profile, cmd.samples) == ("r1", 30, 5, None, True, False)
+    assert ((cmd.request_id, cmd.runs, cmd.warmup, cmd.duration_s, cmd.profile, cmd.samples)
+            == ("r1", 30, 5, None, True, False))
     assert parse_command("bench", _bench(duration_s=2)).duration_s == 2.0  # a JSON integer is a fine number of seconds
 
 
@@ -103,8 +104,8 @@ def test_a_busy_reply_ends_the_remote_wait_with_the_devices_reason() -> None:
 
     events: queue.Queue[tuple[Any, ...]] = queue.Queue()
     events.put(("subscribed", []))
-    events.put(("message", json.dumps({"v": 1, "request_id": "r1", "state": "busy", "command": "bench", "device": DEVICE,
-                                       "seq": 7, "boot": "b1", "ts": 1.7e9,  # a whole envelope: replies are parsed
+    events.put(("message", json.dumps({"v": 1, "request_id": "r1", "state": "busy", "command": "bench",
+                                       "device": DEVICE, "seq": 7, "boot": "b1", "ts": 1.7e9,  # a whole envelope
                                        "reason": "32 commands are already waiting"}).encode()))
     client = SimpleNamespace(publish=lambda *_a, **_k: SimpleNamespace(mid=1))
     with pytest.raises(RemoteError, match="device 'cam-01' is busy and did not run the bench command: 32 commands"):
@@ -307,7 +308,8 @@ def test_bad_commands_get_an_error_reply_and_the_agent_stays_up(live: LiveAgent)
     def rejected_now() -> set[tuple[str, Any]]:
         return {(b["command"], b["request_id"]) for b in live.events("command") if b["state"] == "rejected"}
 
-    assert live.collector.wait_for(lambda _c: len(live.events("command")) >= 4 and expected <= rejected_now(), timeout=10)
+    assert live.collector.wait_for(lambda _c: len(live.events("command")) >= 4 and expected <= rejected_now(),
+                                   timeout=10)
     rejected = {(b["command"], b["request_id"]) for b in live.events("command") if b["state"] == "rejected"}
     assert {("bench", "neg"), ("bench", "extra"), ("format-disk", "fmt"), ("bench", None)} <= rejected
     assert not live.replies("neg")[0][1].get("result")
@@ -401,7 +403,8 @@ def test_the_same_request_id_runs_once_and_gets_its_reply_twice(live: LiveAgent)
 
     assert live.collector.wait_for(lambda c: len(done(c)) == 2, timeout=15), live.replies("idem-1")
     first, again = done(live.collector)
-    assert {k: v for k, v in first.items() if k not in ENVELOPE} == {k: v for k, v in again.items() if k not in ENVELOPE}
+    assert ({k: v for k, v in first.items() if k not in ENVELOPE}
+            == {k: v for k, v in again.items() if k not in ENVELOPE})
     assert again["replay"] is True and "replay" not in first and again["seq"] > first["seq"]
     assert [b["state"] for b in _distinct([b for _, b in live.replies("idem-1")])] == ["running", "done", "done"]
     assert [e["state"] for e in live.events("bench") if e["request_id"] == "idem-1"] == ["started", "finished"]
@@ -419,7 +422,8 @@ def test_a_flood_while_a_bench_holds_the_loop_gets_busy_replies(live: LiveAgent)
     client.connect(live.broker.host, live.broker.port)
     client.loop_start()
     try:
-        infos = [client.publish(f"edgekit/v1/{DEVICE}/cmd/bench", _bench(request_id=rid, runs=-1), qos=1) for rid in flood]
+        infos = [client.publish(f"edgekit/v1/{DEVICE}/cmd/bench", _bench(request_id=rid, runs=-1), qos=1)
+                 for rid in flood]
         for info in infos:
             info.wait_for_publish(5)
     finally:
@@ -455,7 +459,8 @@ def test_a_request_id_is_remembered_across_an_agent_restart(live: LiveAgent, tmp
     broker = broker_factory()
     collector = JsonCollector(broker, client_id="restart-collector")
     clip = samples.write_video(tmp_path / "clip.mp4", seconds=2, fps=10, size_wh=(320, 240))
-    config = load_config(write_config(tmp_path / "agent", live.bundle, clip, broker, source_lines="loop = true\nfps = 10"))
+    config = load_config(write_config(tmp_path / "agent", live.bundle, clip, broker,
+                                      source_lines="loop = true\nfps = 10"))
     payload = _bench(request_id="persist-1", runs=3, warmup=0, profile=False)
 
     def replies() -> list[dict[str, Any]]:

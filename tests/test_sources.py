@@ -169,7 +169,7 @@ def test_short_file_streams_then_stops_at_end_of_stream(runners: list[SourceRunn
 
 
 def test_fps_paces_a_file_in_real_time(runners: list[SourceRunner], clip20: Path) -> None:
-    runner, events = make(runners, clip20, fps=20)
+    runner, _events = make(runners, clip20, fps=20)
     start = time.monotonic()
     runner.start()
     assert wait_for(lambda: runner.state is S.STOPPED, timeout=5.0)
@@ -197,13 +197,13 @@ def test_slow_consumer_gets_the_newest_frame_and_drops_counted(runners: list[Sou
         assert frame is not None
         seen.append(frame.frame_id)
         time.sleep(0.05)  # inference slower than the source
-    assert all(b > a for a, b in zip(seen, seen[1:])), seen
-    assert any(b - a > 1 for a, b in zip(seen, seen[1:])), seen
+    assert all(b > a for a, b in zip(seen, seen[1:])), seen  # noqa: RUF007  (assertions kept as written)
+    assert any(b - a > 1 for a, b in zip(seen, seen[1:])), seen  # noqa: RUF007
     assert runner.stats()["frames_dropped"] > 0
 
 
 def test_a_file_without_fps_follows_a_slow_consumer_frame_by_frame(runners: list[SourceRunner], clip: Path) -> None:
-    runner, events = make(runners, clip, follow_consumer=True)
+    runner, _events = make(runners, clip, follow_consumer=True)
     runner.start()
     seen = []
     while (frame := runner.frames.get(timeout=3.0)) is not None:
@@ -229,7 +229,8 @@ def test_latest_frame_slot() -> None:
     assert slot.get(timeout=5.0) is None and time.monotonic() - start < 0.5
 
 
-def test_image_folder_is_a_finite_source_and_skips_unreadable_files(runners: list[SourceRunner], tmp_path: Path) -> None:
+def test_image_folder_is_a_finite_source_and_skips_unreadable_files(runners: list[SourceRunner],
+                                                                     tmp_path: Path) -> None:
     samples.write_image_folder(tmp_path, count=5, max_side_px=200)
     (tmp_path / "zz_half_written.jpg").write_bytes(b"\xff\xd8\xff garbage")
     runner, events = make(runners, tmp_path)
@@ -261,7 +262,8 @@ def test_deleted_file_mid_stream_reconnects_with_backoff_and_stops_cleanly(
     assert time.monotonic() - start < 2.0 and runner.state is S.STOPPED
 
 
-def test_file_truncated_mid_stream_is_a_read_error_not_an_end(runners: list[SourceRunner], clip: Path, tmp_path: Path) -> None:
+def test_file_truncated_mid_stream_is_a_read_error_not_an_end(runners: list[SourceRunner], clip: Path,
+                                                              tmp_path: Path) -> None:
     path = Path(shutil.copy(clip, tmp_path / clip.name))
     runner, events = make(runners, path, fps=20, backoff_initial_s=0.05)
     runner.start()
@@ -361,7 +363,8 @@ def silent_server() -> Iterator[int]:
     server.close()
 
 
-def test_rtsp_server_that_never_answers_is_abandoned_and_retried(runners: list[SourceRunner], silent_server: int) -> None:
+def test_rtsp_server_that_never_answers_is_abandoned_and_retried(runners: list[SourceRunner],
+                                                                 silent_server: int) -> None:
     runner, events = make(runners, f"rtsp://127.0.0.1:{silent_server}/stream", read_timeout_s=0.5, stall_after_s=0.3,
                           backoff_initial_s=0.1, backoff_max_s=1.0)  # fmt: skip
     start = time.monotonic()
@@ -440,7 +443,8 @@ class EndingLiveSource:
         self.cap.release()
 
 
-def test_a_live_source_whose_read_gives_nothing_reconnects_and_never_ends(runners: list[SourceRunner], clip: Path) -> None:
+def test_a_live_source_whose_read_gives_nothing_reconnects_and_never_ends(runners: list[SourceRunner],
+                                                                          clip: Path) -> None:
     runner, events = make(runners, clip, kind="test-ending-live", backoff_initial_s=0.05, backoff_max_s=0.2)
     assert not runner.finite
     runner.start()

@@ -58,7 +58,8 @@ def test_the_agent_runs_the_tflite_bundle_on_a_video(rpi5_int8: Path, broker: Br
 
 def test_camera_npu_names_the_operators_that_stay_float(zoo, photo_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     model = zoo("mobilenetv3-small")
-    with pytest.raises(OptimizeFailed, match=r"int8: \d+ operator\(s\) stay float and would fall back to the CPU: #\d+ "):
+    with pytest.raises(OptimizeFailed,
+                       match=r"int8: \d+ operator\(s\) stay float and would fall back to the CPU: #\d+ "):
         optimize(model.onnx_path, target="camera-npu-int8", output=tmp_path / "npu", calib=photo_dir,
                  preprocess=model.preprocess, task="classification", max_drop=100, max_samples=60)
     assert not (tmp_path / "npu").exists()
@@ -138,7 +139,8 @@ def classifier_bundles(zoo, photo_dir: Path, tmp_path_factory: pytest.TempPathFa
             for target, budget in CLASSIFIER_BUDGET.items()}
 
 
-def test_an_onnx_classifier_meets_a_tight_budget_on_rpi5_with_chains_in_float(classifier_bundles: dict[str, Path]) -> None:
+def test_an_onnx_classifier_meets_a_tight_budget_on_rpi5_with_chains_in_float(
+        classifier_bundles: dict[str, Path]) -> None:
     """Full INT8 misses 5 points; the layer chains INT8 hurts most stay float until the budget is met."""
     from converters.tflite_check import float_operators
     from device_agent.bundle import load_bundle
@@ -147,7 +149,8 @@ def test_an_onnx_classifier_meets_a_tight_budget_on_rpi5_with_chains_in_float(cl
     m = bundle.manifest
     assert m.precision == "int8-mixed" and m.model.format == "tflite" and m.inputs[0].layout == "NHWC"
     assert float_operators(bundle.model_path)  # really mixed: some operators stay float on the CPU
-    assert m.validation is not None and m.validation.passed and m.validation.optimized >= 100 - CLASSIFIER_BUDGET["rpi5"]
+    assert (m.validation is not None and m.validation.passed
+            and m.validation.optimized >= 100 - CLASSIFIER_BUDGET["rpi5"])
     report = json.loads((bundle.root / "report.json").read_text())
     names = {c["name"]: c for c in report["candidates"]}
     assert not names["int8"]["passed"] and "chains that help most in float" in names["int8"]["note"]
@@ -169,7 +172,8 @@ def test_camera_npu_gets_a_full_integer_efficientnet(classifier_bundles: dict[st
     assert manifest["precision"] == "int8" and manifest["target"]["name"] == "camera-npu-int8"
     assert manifest["inputs"][0]["dtype"] == "int8" and manifest["outputs"][0]["dtype"] == "int8"
     assert float_operators(bundle / manifest["model"]["file"]) == []
-    assert manifest["validation"]["passed"] and manifest["validation"]["optimized"] >= 100 - CLASSIFIER_BUDGET["camera-npu-int8"]
+    assert (manifest["validation"]["passed"]
+            and manifest["validation"]["optimized"] >= 100 - CLASSIFIER_BUDGET["camera-npu-int8"])
     report = json.loads((bundle / "report.json").read_text())
     assert {c["name"] for c in report["candidates"]} == {"fp32", "int8"}  # no mixed precision on an int8-only NPU
     fp32 = next(c for c in report["candidates"] if c["name"] == "fp32")
@@ -180,11 +184,13 @@ def test_the_agent_runs_both_classifier_bundles_on_a_video(classifier_bundles: d
                                                            broker: Broker, tmp_path: Path) -> None:
     for target, bundle in classifier_bundles.items():
         collector = Collector(broker)
-        agent = Agent(load_config(write_config(tmp_path / target, bundle, video_file, broker)))  # golden self test first
+        # the golden self test first
+        agent = Agent(load_config(write_config(tmp_path / target, bundle, video_file, broker)))
         assert agent.run(max_frames=20) == 0
         assert collector.wait_for(lambda c: len(c.received("/results")) >= 20, timeout=10), target
         results = collector.received("/results")
-        assert {r["model"]["precision"] for r in results} == {json.loads((bundle / "manifest.json").read_text())["precision"]}
+        assert ({r["model"]["precision"] for r in results}
+                == {json.loads((bundle / "manifest.json").read_text())["precision"]})
         top = [r["result"]["classifications"][0] for r in results]
         assert all(0 <= t["score"] <= 1 and t["label"] for t in top), target
         collector.close()

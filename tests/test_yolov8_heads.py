@@ -37,7 +37,8 @@ def test_the_cut_is_found_in_the_graph_and_proved(detector) -> None:  # type: ig
     assert split.task.labels == model.task.labels
     assert split.max_relative_error < 1e-4
     shapes = sorted(h.shape for h in heads[0])
-    assert shapes == [(1, 64, 10, 10), (1, 64, 20, 20), (1, 64, 40, 40), (1, 80, 10, 10), (1, 80, 20, 20), (1, 80, 40, 40)]
+    assert shapes == [(1, 64, 10, 10), (1, 64, 20, 20), (1, 64, 40, 40),
+                      (1, 80, 10, 10), (1, 80, 20, 20), (1, 80, 40, 40)]
     kept = onnx.load(str(split.path))
     assert not {"Softmax", "Sub"} & {n.op_type for n in kept.graph.node}  # the decode tail is gone
 
@@ -77,7 +78,7 @@ def test_layouts_and_orders_decode_the_same(detector) -> None:  # type: ignore[n
 def test_heads_that_do_not_fit_are_named(detector) -> None:  # type: ignore[no-untyped-def]
     _, split, _, heads = detector
     with pytest.raises(DecodeError, match=r"'yolov8-heads'.*\[1, 64, 40, 40\].*not YOLOv8 heads"):
-        decode(heads[0][:1] + [np.zeros((1, 7, 20, 20), np.float32)], split.task)
+        decode([*heads[0][:1], np.zeros((1, 7, 20, 20), np.float32)], split.task)
     with pytest.raises(DecodeError, match=r"task.strides has 2 values for 3 output levels"):
         decode(heads[0], split.task.model_copy(update={"strides": [8.0, 16.0]}))
     with pytest.raises(DecodeError, match=r"yolov8-heads.*\[1, 84, 2100\]"):
@@ -88,7 +89,8 @@ def test_heads_that_do_not_fit_are_named(detector) -> None:  # type: ignore[no-u
 
 def test_a_classifier_has_no_yolov8_tail_to_cut(zoo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     model = zoo("mobilenetv2")
-    with pytest.raises(ConversionError, match=r"a YOLOv8 export has one output \[1, 4\+nc, N\]; this one is \[1, 1000\]"):
+    with pytest.raises(ConversionError,
+                       match=r"a YOLOv8 export has one output \[1, 4\+nc, N\]; this one is \[1, 1000\]"):
         split_yolov8(model.onnx_path, model.task, tmp_path / "x.onnx", np.zeros((1, 3, 224, 224), np.float32))
 
 

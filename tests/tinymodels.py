@@ -84,7 +84,8 @@ def tiny_tflite(path: Path, *, seed: int = 0) -> tuple[Path, np.ndarray, np.ndar
         return tflite.TensorEnd(b)
 
     buffers = [buffer(None), buffer(weights.tobytes()), buffer(bias.tobytes()), buffer(None), buffer(None)]
-    tensors = [tensor("input", [1, 4], 3), tensor("weights", [3, 4], 1), tensor("bias", [3], 2), tensor("output", [1, 3], 4)]
+    tensors = [tensor("input", [1, 4], 3), tensor("weights", [3, 4], 1), tensor("bias", [3], 2),
+               tensor("output", [1, 3], 4)]
     tflite.FullyConnectedOptionsStart(b)
     tflite.FullyConnectedOptionsAddFusedActivationFunction(b, tflite.ActivationFunctionType.NONE)
     options = tflite.FullyConnectedOptionsEnd(b)

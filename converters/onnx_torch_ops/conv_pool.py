@@ -81,7 +81,8 @@ def conv_transpose(node: Node, x: Tensor, w: Tensor, b: Tensor | None = None) ->
         return fn(x, w, b, strides, pads[:n], extra, node.attr("group", 1), dilations)
     y = fn(x, w, b, strides, 0, extra, node.attr("group", 1), dilations)
     crop = tuple(slice(p, size - q) for p, q, size in zip(pads[:n], pads[n:], y.shape[2:]))
-    return y[(slice(None), slice(None)) + crop]
+    index = (slice(None), slice(None), *crop)  # batch and channels whole, spatial dims cropped
+    return y[index]
 
 
 def _gemm_weights(node: Node) -> dict[int, np.ndarray | None]:

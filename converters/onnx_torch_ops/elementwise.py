@@ -28,14 +28,17 @@ _BINARY: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "Less": torch.lt, "GreaterOrEqual": torch.ge, "LessOrEqual": torch.le, "And": torch.logical_and,
     "Or": torch.logical_or, "Xor": torch.logical_xor,
 }
-_VARIADIC: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"Max": torch.maximum, "Min": torch.minimum, "Sum": torch.add}
+_VARIADIC: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "Max": torch.maximum, "Min": torch.minimum, "Sum": torch.add,
+}
 
-for _name, _fn in _UNARY.items():
-    op(_name)(lambda node, x, _fn=_fn: _fn(x))
-for _name, _fn in _BINARY.items():
-    op(_name)(lambda node, a, b, _fn=_fn: _fn(a, b))
-for _name, _fn in _VARIADIC.items():
-    op(_name)(lambda node, *xs, _fn=_fn: functools.reduce(_fn, xs))
+# one loop variable per table: each has its own callable type
+for _name, _unary in _UNARY.items():
+    op(_name)(lambda node, x, _fn=_unary: _fn(x))
+for _name, _binary in _BINARY.items():
+    op(_name)(lambda node, a, b, _fn=_binary: _fn(a, b))
+for _name, _variadic in _VARIADIC.items():
+    op(_name)(lambda node, *xs, _fn=_variadic: functools.reduce(_fn, xs))
 
 
 @op("Mean")

@@ -92,7 +92,7 @@ def op(op_type: str, *, static: Sequence[int] = (), prepare: Prepare | None = No
     """Register ``fn`` for ``op_type``; ``static`` inputs are read at build time (see the module doc)."""
 
     def plan(node: Node) -> dict[int, np.ndarray | None]:
-        plan_: dict[int, np.ndarray | None] = {i: None for i in static}
+        plan_: dict[int, np.ndarray | None] = dict.fromkeys(static)
         plan_.update(prepare(node) if prepare else {})
         return plan_
 

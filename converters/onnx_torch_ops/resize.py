@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
@@ -57,14 +58,15 @@ def resize(node: Node, x: Tensor, *_: Tensor | None) -> Tensor:
     if sizes[:2] != list(x.shape[:2]) or rank not in (3, 4, 5):
         raise node.fail(f"only spatial dims of N, C, ... data resize; got sizes {sizes} for shape {list(x.shape)}")
     mode, coord = node.attr("mode", "nearest"), node.attr("coordinate_transformation_mode", "half_pixel")
-    by_size = {"size": sizes[2:]} if sizes_in else {"scale_factor": scales[2:], "recompute_scale_factor": False}
+    by_size: dict[str, Any] = {"size": sizes[2:]} if sizes_in else {"scale_factor": scales[2:],
+                                                                     "recompute_scale_factor": False}
     ratios = [i / o if sizes_in else 1 / s for i, o, s in zip(x.shape[2:], sizes[2:], scales[2:])]
     if mode == "nearest":
         wanted = [_onnx_nearest(node, i, o, s) for i, o, s in zip(x.shape[2:], sizes[2:], scales[2:])]
         for name, exact in (("nearest", False), ("nearest-exact", True)):
             if all(np.array_equal(w, _torch_nearest(i, o, r, exact))
                    for w, i, o, r in zip(wanted, x.shape[2:], sizes[2:], ratios)):
-                return F.interpolate(x, mode=name, **by_size)  # type: ignore[arg-type]
+                return F.interpolate(x, mode=name, **by_size)
         raise node.fail(f"nearest with {coord!r} and nearest_mode {node.attr('nearest_mode', 'round_prefer_floor')!r} "
                         "picks pixels neither torch 'nearest' nor 'nearest-exact' does for these sizes")
     corners = {"half_pixel": False, "align_corners": True,
@@ -72,7 +74,8 @@ def resize(node: Node, x: Tensor, *_: Tensor | None) -> Tensor:
     torch_mode = {"linear": ("linear", "bilinear", "trilinear")[rank - 3], "cubic": "bicubic" if rank == 4 else ""}
     if mode not in torch_mode or not torch_mode[mode] or corners is None:
         raise node.fail(f"mode {mode!r} with coordinate_transformation_mode {coord!r} on rank-{rank} data has no "
-                        "torch interpolate equivalent (linear/cubic support half_pixel, pytorch_half_pixel, align_corners)")
+                        "torch interpolate equivalent "
+                        "(linear/cubic support half_pixel, pytorch_half_pixel, align_corners)")
     if mode == "cubic" and (node.attr("cubic_coeff_a", -0.75) != -0.75 or node.attr("exclude_outside", 0)):
         raise node.fail("cubic takes only cubic_coeff_a=-0.75 and exclude_outside=0 (torch's bicubic)")
-    return F.interpolate(x, mode=torch_mode[mode], align_corners=corners, **by_size)  # type: ignore[arg-type]
+    return F.interpolate(x, mode=torch_mode[mode], align_corners=corners, **by_size)

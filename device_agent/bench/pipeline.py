@@ -23,9 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from device_agent.bench.runner import BenchInputError
 from device_agent.bench.stats import LatencyStats
-from device_agent.errors import BundleError
+from device_agent.errors import BenchInputError, BundleError
 from device_agent.sources.types import SourceError
 
 STAGES = ("capture", "preprocess", "infer", "postprocess", "publish")
@@ -56,9 +55,10 @@ def benchmark_pipeline(
         raise BenchInputError(f"pipeline mode needs a bundle; {str(bundle_path)!r}: {exc}") from exc
     m = bundle.manifest
     if m.preprocess is None:
-        raise BenchInputError(f"bundle {str(bundle_path)!r} declares no image preprocessing; pipeline mode runs camera frames")
-    runtime = create_runtime(m.target.runtime, bundle.model_path, threads=m.target.threads if threads is None else threads,
-                             providers=m.target.providers)
+        raise BenchInputError(f"bundle {str(bundle_path)!r} declares no image preprocessing; "
+                              "pipeline mode runs camera frames")
+    runtime = create_runtime(m.target.runtime, bundle.model_path,
+                             threads=m.target.threads if threads is None else threads, providers=m.target.providers)
     try:
         backend = open_source(source)
         backend.open()
@@ -108,6 +108,7 @@ def benchmark_pipeline(
         finally:
             backend.close()
             outbox.close()
+    assert image is not None  # frames >= 1, so the loop read at least one frame (a None read raises)
     stages = {stage: LatencyStats.from_ns(ns).to_json() for stage, ns in times.items()}
     total_p50 = sum(s["p50"] for s in stages.values()) or 1.0
     for s in stages.values():

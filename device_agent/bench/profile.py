@@ -55,7 +55,8 @@ def parse_ort_profile(trace: Path, *, skip_runs: int = 0) -> OpProfile:
         raise AgentError(f"cannot read the onnxruntime profile {str(trace)!r}: {exc}") from exc
     starts = sorted(float(e.get("ts", 0)) for e in events if e.get("name") == "model_run")
     if len(starts) <= skip_runs:
-        raise AgentError(f"the onnxruntime profile {str(trace)!r} holds {len(starts)} runs; expected more than {skip_runs}")
+        raise AgentError(f"the onnxruntime profile {str(trace)!r} holds {len(starts)} runs; "
+                         f"expected more than {skip_runs}")
     after_ts = starts[skip_runs]
     runs = len(starts) - skip_runs
     by_type_us: dict[str, float] = defaultdict(float)

@@ -125,7 +125,8 @@ def resolve_model(path: Path | str, options: BenchOptions) -> ModelUnderTest:
                               precision=m.precision, feeds_from="golden" if golden else "random", golden=golden,
                               recorded_cost=m.performance.get("cost"))
     if not p.exists():
-        raise BenchInputError(f"model {str(p)!r} does not exist; expected a .onnx or .tflite file or a bundle directory")
+        raise BenchInputError(f"model {str(p)!r} does not exist; "
+                              "expected a .onnx or .tflite file or a bundle directory")
     runtime = _SUFFIX_RUNTIME.get(p.suffix.lower())
     if runtime is None:
         raise BenchInputError(f"cannot benchmark {str(p)!r}: expected a .onnx or .tflite file or a bundle directory")
@@ -133,8 +134,8 @@ def resolve_model(path: Path | str, options: BenchOptions) -> ModelUnderTest:
         wanted = _RUNTIME_SUFFIX.get(options.runtime, "?")
         raise BenchInputError(f"--runtime {options.runtime!r} reads {wanted} files, but {str(p)!r} is a "
                               f"{p.suffix.lower()} model for runtime {runtime!r}")
-    return ModelUnderTest(path=p, model_file=p, runtime=runtime, threads=options.threads or 0, providers=options.providers,
-                          name=p.name, precision=None, feeds_from="random")
+    return ModelUnderTest(path=p, model_file=p, runtime=runtime, threads=options.threads or 0,
+                          providers=options.providers, name=p.name, precision=None, feeds_from="random")
 
 
 def _golden_feeds(golden_file: Path, manifest: Any) -> Callable[[tuple[TensorInfo, ...]], list[np.ndarray]]:
@@ -303,7 +304,8 @@ def benchmark_model(path: Path | str, options: BenchOptions = BenchOptions(),
         "cost": cost,
         "cost_note": cost_note,
         "gops": round(gops, 3) if gops is not None else None,
-        "peak": None if peak is None else {"gops": round(peak.gops, 1), "precision": peak.precision, "source": peak.source},
+        "peak": (None if peak is None
+                 else {"gops": round(peak.gops, 1), "precision": peak.precision, "source": peak.source}),
         "percent_of_peak": round(100.0 * gops / peak.gops, 2) if (gops is not None and peak) else None,
         "top_ops": profile,
         "top_ops_note": profile_note,

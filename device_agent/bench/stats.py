@@ -14,7 +14,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-PERCENTILES: tuple[tuple[str, float], ...] = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99_9", 99.9))
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p99_9", 99.9),
+)
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class LatencyStats:
     drift_pct: float  # median of the last tenth vs the first tenth of the runs, in percent (throttling shows here)
 
     @classmethod
-    def from_ms(cls, samples_ms: Sequence[float]) -> LatencyStats:
+    def from_ms(cls, samples_ms: Sequence[float] | np.ndarray) -> LatencyStats:
         ms = np.asarray(samples_ms, dtype=np.float64)
         if ms.size == 0:
             raise ValueError("no timed runs to summarize")
@@ -79,7 +81,7 @@ def relative_spread(values: Sequence[float]) -> float:
 
 
 def warm_up(
-    run: Callable[[], None],
+    run: Callable[[], object],  # its result is not used
     *,
     runs: int | None = None,
     tolerance: float = 0.03,
@@ -121,4 +123,5 @@ def warm_up(
         now = time.perf_counter_ns()
         stable = len(medians) >= blocks and relative_spread(medians[-blocks:]) <= tolerance
         if (stable and now >= earliest) or done >= max_runs or now >= deadline:
-            return Warmup(runs=done, ms=(now - start) / 1e6, stable=stable, fixed=False, block_medians_ms=tuple(medians))
+            return Warmup(runs=done, ms=(now - start) / 1e6, stable=stable, fixed=False,
+                          block_medians_ms=tuple(medians))

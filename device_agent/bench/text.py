@@ -34,7 +34,8 @@ def text_report(models: Sequence[Mapping[str, Any]]) -> str:
         warm = m["warmup"]
         cost = m.get("cost") or {}
         lines += [
-            f"{m['name']}  ({m['runtime']}, {m['threads'] or 'default'} threads, {m['precision']}, input: {m['input']})",
+            f"{m['name']}  ({m['runtime']}, {m['threads'] or 'default'} threads, {m['precision']}, "
+            f"input: {m['input']})",
             f"  providers used: {', '.join(m['providers']) or '-'}"
             + (f" (asked: {', '.join(m['providers_asked'])})"
                if [a for a in m["providers_asked"] if not any(a in used for used in m["providers"])] else ""),
@@ -47,14 +48,16 @@ def text_report(models: Sequence[Mapping[str, Any]]) -> str:
             f"  peak RSS {_f(m['peak_rss_mb'], 1)} MB   "
             + (f"{cost['flops'] / 1e9:.3f} GFLOPs, {cost['params'] / 1e6:.2f} M params, " if cost else "")
             + f"{_f(m['gops'], 1)} GOP/s"
-            + (f" = {_f(m['percent_of_peak'], 1)}% of {m['peak']['gops']:.0f} ({m['peak']['source']})" if m.get("peak") else ""),
+            + (f" = {_f(m['percent_of_peak'], 1)}% of {m['peak']['gops']:.0f} ({m['peak']['source']})"
+               if m.get("peak") else ""),
         ]
         machine = m.get("machine") or {}
         if machine.get("other_cpu_pct") is not None:
             lines.append(f"  other programs used {machine['other_cpu_pct']}% of the CPUs during the timed runs"
                          + (f", steal {machine['steal_pct']}%" if machine.get("steal_pct") else ""))
         if machine.get("governor") not in (None, "performance"):
-            lines.append(f"  note: CPU governor '{machine['governor']}' scales the clock; 'performance' gives steadier numbers")
+            lines.append(f"  note: CPU governor '{machine['governor']}' scales the clock; "
+                         "'performance' gives steadier numbers")
         profile = m.get("top_ops")
         if profile:
             ops = ", ".join(f"{o['op']} {o['percent']:.0f}%" for o in profile["by_type"][:5])

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from device_agent.bench.runner import BenchInputError, BenchOptions, benchmark_model
-from device_agent.errors import AgentError
+from device_agent.bench.runner import BenchOptions, benchmark_model
+from device_agent.errors import AgentError, BenchInputError
 
 _ERRORS: dict[str, type[AgentError]] = {"BenchInputError": BenchInputError}
 
@@ -36,8 +36,8 @@ def main(argv: list[str]) -> int:
     model, options_json, out = argv
     try:
         options = BenchOptions.from_json(json.loads(options_json))
-        record: dict[str, Any] = benchmark_model(model, options,
-                                                 on_phase=lambda name: print(f"phase: {name}", file=sys.stderr, flush=True))
+        record: dict[str, Any] = benchmark_model(
+            model, options, on_phase=lambda name: print(f"phase: {name}", file=sys.stderr, flush=True))
     except AgentError as exc:  # reported to the parent, which raises it again with the same type
         record = {"error": {"type": type(exc).__name__, "message": str(exc)}}
     Path(out).write_text(json.dumps(record), encoding="utf-8")
@@ -96,7 +96,7 @@ def bench_in_subprocess(
         if proc.returncode != 0 or not out.is_file():
             detail = "\n".join(list(tail)[-8:]) or "no output"
             raise BenchFailed(f"benchmark process for {str(model)!r} exited with status {proc.returncode}:\n{detail}")
-        record = json.loads(out.read_text(encoding="utf-8"))
+        record: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     if "error" in record:
         kind, message = record["error"]["type"], record["error"]["message"]
         if kind in _ERRORS:

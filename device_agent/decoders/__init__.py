@@ -12,7 +12,7 @@ from device_agent.decoders.registry import DECODERS, Decoder, decode, get_decode
 from device_agent.decoders.types import Classification, DecodeResult, Detection
 
 # imported for their registration side effect
-from device_agent.decoders import raw, softmax_topk, ssd, yolov5, yolov8, yolov8_heads  # noqa: E402,F401  isort: skip
+from device_agent.decoders import raw, softmax_topk, ssd, yolov5, yolov8, yolov8_heads  # noqa: F401  isort: skip
 
 __all__ = [
     "DECODERS",

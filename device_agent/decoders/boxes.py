@@ -12,11 +12,13 @@ def cxcywh_to_xyxy(box_cxcywh: np.ndarray) -> np.ndarray:
     """Boxes ``[N, 4]`` as centre, width, height -> corners ``x1, y1, x2, y2``."""
     b = np.asarray(box_cxcywh, dtype=np.float32).reshape(-1, 4)
     half_wh = b[:, 2:4] / 2
-    return np.concatenate([b[:, 0:2] - half_wh, b[:, 0:2] + half_wh], axis=1)
+    corners: np.ndarray = np.concatenate([b[:, 0:2] - half_wh, b[:, 0:2] + half_wh], axis=1)
+    return corners
 
 
 def _area(box_xyxy: np.ndarray) -> np.ndarray:
-    return (box_xyxy[:, 2] - box_xyxy[:, 0]).clip(0) * (box_xyxy[:, 3] - box_xyxy[:, 1]).clip(0)
+    area: np.ndarray = (box_xyxy[:, 2] - box_xyxy[:, 0]).clip(0) * (box_xyxy[:, 3] - box_xyxy[:, 1]).clip(0)
+    return area
 
 
 def iou_matrix(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:

@@ -63,7 +63,8 @@ def first_output(outputs: Sequence[np.ndarray], decoder: str, expected: str) -> 
     return np.asarray(outputs[0], dtype=np.float32)
 
 
-def shape_error(decoder: str, shape: tuple[int, ...], expected: str, why: str = "") -> DecodeError:
+def shape_error(decoder: str, shape: tuple[int, ...] | tuple[tuple[int, ...], ...], expected: str,
+                why: str = "") -> DecodeError:
     """The one message format for a misfit output: decoder, shape received, shape expected."""
     tail = f" ({why})" if why else ""
     return DecodeError(f"decoder {decoder!r} got an output of shape {list(shape)}; expected {expected}{tail}")

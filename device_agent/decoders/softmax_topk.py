@@ -22,7 +22,8 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax over the last axis, shifted by the max so large logits do not overflow."""
     shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=-1, keepdims=True)
     e = np.exp(shifted)
-    return e / e.sum(axis=-1, keepdims=True)
+    probabilities: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return probabilities
 
 
 def as_probabilities(row: np.ndarray) -> np.ndarray:

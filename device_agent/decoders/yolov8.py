@@ -33,16 +33,20 @@ def candidates_last(out: np.ndarray, num_labels: int) -> np.ndarray:
     if out.ndim != 3 or out.shape[0] != 1:
         raise shape_error(KEY, out.shape, expected)
     a, b = out.shape[1], out.shape[2]
+    rows: np.ndarray  # [N, 4+nc]; numpy types out[0] as Any
     if num_labels:
         channels = 4 + num_labels
         if a == channels:
-            return out[0].T
+            rows = out[0].T
+            return rows
         if b == channels:
-            return out[0]
+            rows = out[0]
+            return rows
         raise shape_error(KEY, out.shape, expected)
     if min(a, b) < 5:
         raise shape_error(KEY, out.shape, expected, "fewer than 5 channels")
-    return out[0].T if a <= b else out[0]
+    rows = out[0].T if a <= b else out[0]
+    return rows
 
 
 @register_decoder(KEY)

@@ -38,7 +38,8 @@ KEY = "yolov8-heads"
 DEFAULT_REG_MAX = 16
 #: Stride of the finest level when neither the task nor the frame transform gives the input size (P3).
 BASE_STRIDE = 8
-_EXPECTED = "per level [1, H, W, 4*reg_max] box and [1, H, W, nc] class heads (NHWC or NCHW), or one [1, H, W, 4*reg_max+nc]"
+_EXPECTED = ("per level [1, H, W, 4*reg_max] box and [1, H, W, nc] class heads (NHWC or NCHW), "
+             "or one [1, H, W, 4*reg_max+nc]")
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,13 @@ class Level:
 
     @property
     def reg_max(self) -> int:
-        return self.box.shape[1] // 4
+        return int(self.box.shape[1]) // 4
 
     def centres(self, rows: np.ndarray) -> np.ndarray:
         """Cell centres ``[n, 2]`` (x, y) in grid units of the flattened ``rows`` (row-major, as exported)."""
         ys, xs = np.divmod(rows, self.grid_hw[1])
-        return np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float32)
+        centres: np.ndarray = np.stack([xs + 0.5, ys + 0.5], axis=1).astype(np.float32)
+        return centres
 
     def boxes_xyxy(self, rows: np.ndarray) -> np.ndarray:
         """Boxes ``[n, 4]`` in input pixels for the given rows: DFL expectation around the cell centre."""
@@ -70,10 +72,13 @@ class Level:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
+    y: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
+    return y
 
 
-def _read(maps: list[np.ndarray], channels_last: bool, num_labels: int) -> list[tuple[tuple[int, int], np.ndarray, np.ndarray]] | None:
+def _read(
+    maps: list[np.ndarray], channels_last: bool, num_labels: int
+) -> list[tuple[tuple[int, int], np.ndarray, np.ndarray]] | None:
     """``(grid_hw, box [H*W, 4*reg_max], cls [H*W, nc])`` per level, finest first, under one layout;
     None where that layout does not fit a YOLOv8 head."""
     groups: dict[tuple[int, int], list[np.ndarray]] = {}
@@ -133,7 +138,8 @@ def predictions(outputs: Sequence[np.ndarray], task: TaskSpec, transform: FrameT
         xyxy = level.boxes_xyxy(np.arange(level.box.shape[0]))
         cxcywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1)
         columns.append(np.concatenate([cxcywh, _sigmoid(level.cls)], axis=1))
-    return np.concatenate(columns, axis=0).T[None].astype(np.float32)
+    stacked: np.ndarray = np.concatenate(columns, axis=0).T[None].astype(np.float32)
+    return stacked
 
 
 @register_decoder(KEY)

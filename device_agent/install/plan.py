@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 
@@ -56,7 +57,7 @@ def default_package() -> str:
     except metadata.PackageNotFoundError:
         direct = None
     if direct:
-        url = json.loads(direct).get("url", "")
+        url: str = json.loads(direct).get("url", "")
         if url.startswith("file://") and Path(url[7:]).is_dir():
             return url[7:]
     return f"edgekit=={__version__}"
@@ -112,7 +113,8 @@ def install_steps(o: InstallOptions) -> list[Step]:
     steps = []
 
     def check_python() -> str:
-        version = _run([o.python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"], "asking Python its version")
+        version = _run([o.python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                       "asking Python its version")
         if tuple(int(v) for v in version.split(".")[:2]) < (3, 10):
             raise InstallError(f"Python {version.strip()} at {o.python} is too old; the agent needs 3.10 or newer")
         return f"Python {version.strip()} at {o.python}"
@@ -251,7 +253,7 @@ def uninstall_steps(root: Path = Path("/"), *, purge: bool = False) -> list[Step
             ["systemctl", "disable", "--now", files.SERVICE], f"stopping {files.SERVICE}") and None))
     for path in (files.WANTS, files.UNIT, files.SYSUSERS, files.TMPFILES):
         target = _at(root, path)
-        steps.append(Step("remove", str(target), lambda t=target: _remove(t)))
+        steps.append(Step("remove", str(target), partial(_remove, target)))
     if _live(root) and _systemd_running():
         steps.append(Step("reload", "systemctl daemon-reload", lambda: _run(["systemctl", "daemon-reload"],
                                                                              "reloading systemd") and None))
@@ -259,7 +261,7 @@ def uninstall_steps(root: Path = Path("/"), *, purge: bool = False) -> list[Step
     if purge:
         for target in kept:
             steps.append(Step("purge", f"{target} (with --purge: unsent results in the outbox are lost)",
-                              lambda t=target: _remove(t)))
+                              partial(_remove, target)))
     else:
         steps.append(Step("keep", "kept: " + ", ".join(map(str, kept)) + " (--purge removes them)", lambda: None))
     return steps

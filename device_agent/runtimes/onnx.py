@@ -82,7 +82,8 @@ class OnnxRuntime(Runtime):
         if len(feeds) != len(self._input_names):
             raise RuntimeLoadError(f"model takes {len(self._input_names)} inputs, got {len(feeds)}")
         try:
-            return self._session.run(None, dict(zip(self._input_names, feeds)))
+            outputs: list[np.ndarray] = self._session.run(None, dict(zip(self._input_names, feeds)))
+            return outputs
         except Exception as exc:  # wrap ORT's InvalidArgument etc. with what was fed
             shapes = [(f.shape, str(f.dtype)) for f in feeds]
             expected = [(i.shape, i.dtype) for i in self._inputs]

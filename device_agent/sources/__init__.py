@@ -25,7 +25,7 @@ from device_agent.sources.types import (
 )
 
 # imported for their registration side effect
-from device_agent.sources import image_folder, opencv, video_file  # noqa: E402,F401  isort: skip
+from device_agent.sources import image_folder, opencv, video_file  # noqa: F401  isort: skip
 
 __all__ = [
     "ALLOWED_TRANSITIONS",

@@ -2,8 +2,9 @@
 
 It opens the backend, reads, paces files to ``fps`` in real time, loops files and folders by
 reopening them, and hands each image to ``deliver``. Only a finite backend (a file or folder)
-can end with "eos"; a live one whose read gives nothing ends with "error", so it is reconnected. An open or read that hangs (OpenCV can
-block on a dead RTSP server) hangs only this thread: the supervisor abandons it by setting
+can end with "eos"; a live one whose read gives nothing ends with "error", so it is reconnected.
+An open or read that hangs (OpenCV can block on a dead RTSP server) hangs only this thread: the
+supervisor abandons it by setting
 ``cancelled``, and the backend is closed if the call ever returns.
 """
 
@@ -81,7 +82,8 @@ class Connection(threading.Thread):
                     if not self.loop:
                         return self._finish("eos")
                     if in_pass == 0:
-                        return self._finish("error", "a pass over the source gave no frame; not looping an empty source")
+                        return self._finish("error",
+                                            "a pass over the source gave no frame; not looping an empty source")
                     backend.close()  # reopen rather than seek: notices a file that was replaced or removed
                     backend = open_source(self.spec)
                     backend.open()

@@ -22,10 +22,13 @@ def as_bgr(image: np.ndarray, where: str) -> np.ndarray:
     cv2 = import_cv2()
     if image.dtype != np.uint8:
         raise SourceError(f"{where} gave a frame of dtype {image.dtype}; expected uint8")
+    converted: np.ndarray  # cv2 comes from import_cv2, a module typed as such: its results are Any
     if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        converted = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        return converted
     if image.ndim == 3 and image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        converted = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        return converted
     if image.ndim == 3 and image.shape[2] == 3:
         return image
     raise SourceError(f"{where} gave a frame of shape {list(image.shape)}; expected HxWx3")

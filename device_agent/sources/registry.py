@@ -15,11 +15,11 @@ opens it in a helper thread, because an open can hang). A URI that fits no kind 
 from __future__ import annotations
 
 import os
-
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import ClassVar, Protocol, TypeVar
 
 import numpy as np
@@ -76,7 +76,7 @@ def register_source(kind: str) -> Callable[[B], B]:
         if kind in SOURCES and SOURCES[kind] is not cls:
             raise ValueError(f"source kind {kind!r} is registered twice")
         cls.kind = kind  # type: ignore[attr-defined]
-        SOURCES[kind] = cls  # type: ignore[assignment]
+        SOURCES[kind] = cls
         return cls
 
     return add
@@ -143,7 +143,7 @@ camera, set them yourself (e.g. ``OPENCV_FFMPEG_LOGLEVEL=32``, ``OPENCV_LOG_LEVE
 """
 
 
-def import_cv2():  # type: ignore[no-untyped-def]
+def import_cv2() -> ModuleType:
     """OpenCV, or :class:`MissingDependencyError` naming the ``agent`` extra."""
     for name, value in QUIET_NATIVE_LOGS.items():
         os.environ.setdefault(name, value)

@@ -111,7 +111,8 @@ class SourceRunner:
         # overlaps with inference on the previous frame.
         self.prepare = prepare
         # Resolve the kind once: a bad URI fails here, and a file deleted later stays a file.
-        self._spec = SourceSpec(uri, kind=kind or source_kind(uri), open_timeout_s=read_timeout_s, read_timeout_s=read_timeout_s)
+        self._spec = SourceSpec(uri, kind=kind or source_kind(uri), open_timeout_s=read_timeout_s,
+                                read_timeout_s=read_timeout_s)
         self.finite = open_source(self._spec).finite  # an unknown kind fails now, not in a thread
         self.frames = LatestFrame()
         self._lock = threading.Lock()
@@ -178,8 +179,8 @@ class SourceRunner:
             if conn.cancelled.is_set():
                 return  # an abandoned connection came back late
             now_ns = read_ns
-            frame = Frame(frame_id=self._next_id, source=self.name, captured_ns=now_ns, wall_time=time.time(), image=image,
-                          prepared=prepared)
+            frame = Frame(frame_id=self._next_id, source=self.name, captured_ns=now_ns, wall_time=time.time(),
+                          image=image, prepared=prepared)
             self._next_id += 1
             self._last_frame_ns = now_ns
             conn.frames += 1

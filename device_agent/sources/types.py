@@ -17,10 +17,9 @@ RECONNECTING and is retried forever, so an agent can never take a dead camera fo
 
 from __future__ import annotations
 
-from typing import Any
-
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +82,8 @@ def transition(old: SourceState, new: SourceState) -> SourceState:
     """Return ``new`` if ``old -> new`` is allowed; raise :class:`SourceStateError` otherwise."""
     if new not in ALLOWED_TRANSITIONS[old]:
         allowed = ", ".join(s.name for s in sorted(ALLOWED_TRANSITIONS[old], key=lambda s: s.name)) or "none"
-        raise SourceStateError(f"illegal source state change {old.name} -> {new.name}; from {old.name} allowed: {allowed}")
+        raise SourceStateError(f"illegal source state change {old.name} -> {new.name}; "
+                               f"from {old.name} allowed: {allowed}")
     return new
 
 

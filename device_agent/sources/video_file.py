@@ -72,4 +72,5 @@ class VideoFileSource(CaptureSource):
                 f"after frame {self._read}): truncated or rewritten"
             )
         if self._announced and self._read < self._announced:
-            raise SourceError(f"{where} stopped decoding at frame {self._read} of {self._announced}: corrupt or truncated")
+            raise SourceError(f"{where} stopped decoding at frame {self._read} of {self._announced}: "
+                              "corrupt or truncated")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.status import Status
 
 from edgekit.errors import UsageError
 
@@ -37,9 +39,11 @@ def add_parser(sub: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    bench.add_argument("models", nargs="*", metavar="MODEL_OR_BUNDLE", help=".onnx or .tflite files or bundle directories")
+    bench.add_argument("models", nargs="*", metavar="MODEL_OR_BUNDLE",
+                       help=".onnx or .tflite files or bundle directories")
     bench.add_argument("--runtime", choices=["onnxruntime", "tflite"], help="default: from the bundle or file suffix")
-    bench.add_argument("--threads", type=int, help="inference threads (default: the bundle target's, else the runtime's)")
+    bench.add_argument("--threads", type=int,
+                       help="inference threads (default: the bundle target's, else the runtime's)")
     bench.add_argument("--provider", action="append", default=[], metavar="NAME",
                        help="onnxruntime execution provider, in order of preference (repeatable), e.g. "
                        "TensorrtExecutionProvider, CUDAExecutionProvider; default: the bundle's, else CPU. "
@@ -69,7 +73,12 @@ def _options(args: argparse.Namespace, *, keep_samples: bool) -> Any:
     from device_agent.bench.runner import BenchOptions
 
     return BenchOptions(runs=args.runs, duration_s=args.duration, warmup=args.warmup, threads=args.threads,
-                        runtime=args.runtime, providers=tuple(args.provider), profile=not args.no_profile, top=args.top, keep_samples=keep_samples)
+                        runtime=args.runtime, providers=tuple(args.provider), profile=not args.no_profile, top=args.top,
+                        keep_samples=keep_samples)
+
+
+def _frame_status(status: Status, model: str, done: int, total: int) -> None:
+    status.update(f"pipeline: {model} {done}/{total}")
 
 
 def _pipeline(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -80,7 +89,7 @@ def _pipeline(args: argparse.Namespace, out: Console, err: Console) -> int:
     for model in args.models:
         with err.status(f"pipeline: {model}") as status:
             results.append(benchmark_pipeline(model, args.pipeline, frames=args.frames, threads=args.threads,
-                                              on_frame=lambda done, total, m=model: status.update(f"pipeline: {m} {done}/{total}")))
+                                              on_frame=partial(_frame_status, status, model)))
     if args.json:
         print(json.dumps({"v": 1, "pipeline": results}))
     else:
@@ -98,7 +107,8 @@ def _remote(args: argparse.Namespace, out: Console, err: Console) -> dict[str, A
         raise UsageError("--device benchmarks the device's active bundle: name at most one BUNDLE to check it against")
     bundle = Path(args.models[0]) if args.models else None
     with err.status(f"asking {args.device} via {args.broker}") as status:
-        record = remote_benchmark(args.broker, args.device, options=_options(args, keep_samples=bool(args.plot or args.samples)),
+        record = remote_benchmark(args.broker, args.device,
+                                  options=_options(args, keep_samples=bool(args.plot or args.samples)),
                                   bundle=bundle, samples=bool(args.plot or args.samples),
                                   timeout_s=args.timeout or (args.duration or 10.0) + 300.0,
                                   on_state=lambda state: status.update(f"{args.device}: {state}"))

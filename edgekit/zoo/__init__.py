@@ -12,12 +12,11 @@
 Torch is imported only while building, so listing the zoo needs nothing extra.
 """
 
-from edgekit.zoo.registry import ZOO, ModelCard, ZooEntry, ZooModel, build_model, register_model
-
 # Explicit imports register the entries; the order is the order they are listed in.
-from edgekit.zoo import efficientnet_lite as _efficientnet_lite  # noqa: E402,F401
-from edgekit.zoo import mobilenet as _mobilenet  # noqa: E402,F401
-from edgekit.zoo import yolo as _yolo  # noqa: E402,F401
-from edgekit.zoo import yolo_pretrained as _yolo_pretrained  # noqa: E402,F401
+from edgekit.zoo import efficientnet_lite as _efficientnet_lite  # noqa: F401
+from edgekit.zoo import mobilenet as _mobilenet  # noqa: F401
+from edgekit.zoo import yolo as _yolo  # noqa: F401
+from edgekit.zoo import yolo_pretrained as _yolo_pretrained  # noqa: F401
+from edgekit.zoo.registry import ZOO, ModelCard, ZooEntry, ZooModel, build_model, register_model
 
 __all__ = ["ZOO", "ModelCard", "ZooEntry", "ZooModel", "build_model", "register_model"]

@@ -44,7 +44,8 @@ def _conv_bn_act(c_in: int, c_out: int, k: int, *, stride: int = 1, groups: int 
                  act: Callable[[], Any] | None, eps: float = 1e-5) -> Any:
     from torch import nn
 
-    layers = [nn.Conv2d(c_in, c_out, k, stride, (k - 1) // 2, groups=groups, bias=False), nn.BatchNorm2d(c_out, eps=eps)]
+    layers = [nn.Conv2d(c_in, c_out, k, stride, (k - 1) // 2, groups=groups, bias=False),
+              nn.BatchNorm2d(c_out, eps=eps)]
     return nn.Sequential(*layers, *([act()] if act is not None else []))
 
 
@@ -58,7 +59,8 @@ def mobilenet_v2(classes: int = CLASSES) -> Any:
             super().__init__()
             mid = c_in * expand
             layers = [_conv_bn_act(c_in, mid, 1, act=nn.ReLU6)] if expand != 1 else []
-            layers += [_conv_bn_act(mid, mid, 3, stride=stride, groups=mid, act=nn.ReLU6), _conv_bn_act(mid, c_out, 1, act=None)]
+            layers += [_conv_bn_act(mid, mid, 3, stride=stride, groups=mid, act=nn.ReLU6),
+                       _conv_bn_act(mid, c_out, 1, act=None)]
             self.conv = nn.Sequential(*layers)
             self.residual = stride == 1 and c_in == c_out
 

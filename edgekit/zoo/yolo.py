@@ -65,7 +65,8 @@ def yolov8n(classes: int = len(COCO_LABELS), size: int = INPUT_WH[0]) -> Any:
     class Conv(nn.Sequential):
         def __init__(self, c_in: int, c_out: int, k: int = 1, s: int = 1) -> None:
             super().__init__(
-                nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False), nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.03), nn.SiLU()
+                nn.Conv2d(c_in, c_out, k, s, k // 2, bias=False), nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.03),
+                nn.SiLU(),
             )
 
     class Bottleneck(nn.Module):
@@ -101,6 +102,9 @@ def yolov8n(classes: int = len(COCO_LABELS), size: int = INPUT_WH[0]) -> Any:
             return self.cv2(torch.cat(y, 1))
 
     class Detect(nn.Module):
+        anchors: torch.Tensor  # buffers, registered in __init__
+        strides: torch.Tensor
+
         def __init__(self, channels: tuple[int, ...]) -> None:
             super().__init__()
             c2, c3 = max(16, channels[0] // 4, REG_MAX * 4), max(channels[0], min(classes, 100))

@@ -129,5 +129,5 @@ def shown(dims: tuple[int | str, ...]) -> str:
 
 
 # The counters register themselves; they import their readers (onnx, LiteRT) only when used.
-from device_agent.bench.cost import onnx as _onnx  # noqa: F401  isort: skip
-from device_agent.bench.cost import tflite as _tflite  # noqa: F401  isort: skip
+from device_agent.bench.cost import onnx as _onnx  # noqa: E402,F401  isort: skip
+from device_agent.bench.cost import tflite as _tflite  # noqa: E402,F401  isort: skip
