@@ -36,7 +36,8 @@ def _decoded(kind: str) -> DecodeResult:
         return DecodeResult("softmax-topk", "classification",
                             classifications=tuple(Classification(i, f"class{i}", 0.1 * i) for i in range(5)))
     return DecodeResult("yolov8", "detection",
-                        detections=tuple(Detection(i % 3, "person", 0.5, (1.0 * i, 2.0, 30.0, 40.5)) for i in range(10)))
+                        detections=tuple(Detection(i % 3, "person", 0.5, (1.0 * i, 2.0, 30.0, 40.5))
+                                         for i in range(10)))
 
 
 def _ways(decoded: DecodeResult) -> dict[str, Callable[[], Any]]:

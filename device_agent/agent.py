@@ -104,8 +104,10 @@ class Agent:
         self.publisher = Publisher(
             MqttSettings(host=mqtt.host, port=mqtt.port, client_id=mqtt.client_id or f"edgekit-{config.device_id}",
                          username=mqtt.username, password=mqtt_password(config),
-                         tls_ca=_str(mqtt.tls.ca if mqtt.tls else None), tls_cert=_str(mqtt.tls.cert if mqtt.tls else None),
-                         tls_key=_str(mqtt.tls.key if mqtt.tls else None), keepalive=mqtt.keepalive_s, protocol=mqtt.protocol),
+                         tls_ca=_str(mqtt.tls.ca if mqtt.tls else None),
+                         tls_cert=_str(mqtt.tls.cert if mqtt.tls else None),
+                         tls_key=_str(mqtt.tls.key if mqtt.tls else None), keepalive=mqtt.keepalive_s,
+                         protocol=mqtt.protocol),
             self.outbox, device_id=config.device_id, topic_root=mqtt.topic_root, on_event=self._said,
             status_body=Identity(agent=__version__, model=self.model_ref),
         )
@@ -222,7 +224,8 @@ class Agent:
         rid = seen.request_id
         if seen.reply is None:  # accepted, then the agent stopped before it finished: say so, once and for all
             reply = Reply(request_id=rid, state="error", command=seen.command,
-                          error=f"request {rid} was interrupted: the agent stopped while running it (boot {seen.boot}); "
+                          error=f"request {rid} was interrupted: the agent stopped while running it "
+                                f"(boot {seen.boot}); "
                                 "it is not run twice: send it again with a new request_id")
             self.outbox.request_finished(rid, body_of(reply))
         else:  # as recorded (an older agent also recorded the envelope's keys; the envelope adds them again)
@@ -366,7 +369,8 @@ class Agent:
                 stopped = [s for s in self.sources if s.state is SourceState.STOPPED]
                 if any(not s.ended for s in stopped):  # a live source never stops by itself: its supervisor died
                     raise SourceStoppedError(f"source(s) {', '.join(s.name for s in stopped if not s.ended)} stopped "
-                                             "without reaching the end of a finite stream; exiting non-zero to be restarted")
+                                             "without reaching the end of a finite stream; "
+                                             "exiting non-zero to be restarted")
                 if not busy and len(stopped) == len(self.sources):  # only finite sources that reached their end
                     self.stop_reason = "every source has ended"
                     log.info("every source has ended")
@@ -392,7 +396,8 @@ class Agent:
             self.systemd.close()
             left = self.outbox.depth()
             log.log(logging.WARNING if left else logging.INFO,
-                    shutdown_line(reason=self.stop_reason, started_s=self._started, now=self._totals(), outbox_left=left))
+                    shutdown_line(reason=self.stop_reason, started_s=self._started, now=self._totals(),
+                                  outbox_left=left))
         return 0
 
     # -- what the log says ------------------------------------------------------------------

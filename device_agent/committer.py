@@ -73,7 +73,7 @@ class Committer:
             if batch:
                 try:
                     self.outbox.add_many(batch)
-                except BaseException as exc:  # kept and re-raised in the agent's thread by put()/close()
+                except BaseException as exc:  # noqa: BLE001  kept and re-raised in the agent's thread by put()/close()
                     log.error("outbox commit failed: %s", exc)
                     self._error = exc
                     return

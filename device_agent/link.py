@@ -113,7 +113,8 @@ class LinkMonitor:
             self._failed_attempts += 1
             self._problem(cause)
         if changed and retrying:
-            log.warning("MQTT: cannot connect to %s: %s; retrying with backoff (logged again only if the cause changes)",
+            log.warning("MQTT: cannot connect to %s: %s; retrying with backoff "
+                        "(logged again only if the cause changes)",
                         self.where, cause)
         elif changed:
             log.warning("MQTT: cannot connect: %s", cause)

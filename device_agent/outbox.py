@@ -187,7 +187,7 @@ class Outbox:
             self._put_meta("boot_count", self.boot_count)
         self._last_seq = last_seq
         self._reserved = self._read_reservation() or 0
-        self._depth = self._conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        self._depth: int = self._conn.execute("SELECT count(*) FROM messages").fetchone()[0]
         self._pinned = self._conn.execute("SELECT count(*) FROM messages WHERE pinned = 1").fetchone()[0]
 
     def _read_reservation(self) -> int | None:
@@ -246,7 +246,8 @@ class Outbox:
             except sqlite3.Error as exc:
                 self._last_seq, self._depth, self._pinned = counters  # rolled back: so are the counters
                 raise OutboxError(f"cannot commit to outbox {self.path}: {exc}") from exc
-            if self._depth - self._pinned > self.max_rows or self._oldest_created_locked() < time.time() - self.max_age_s:
+            too_old = self._oldest_created_locked() < time.time() - self.max_age_s
+            if self._depth - self._pinned > self.max_rows or too_old:
                 gap = self._enforce_locked()
                 if gap is not None:
                     self._gaps.append(gap)
@@ -360,7 +361,8 @@ class Outbox:
                 self._conn.execute("UPDATE requests SET reply = ? WHERE request_id = ? AND reply IS NULL",
                                    (json.dumps(reply, separators=(",", ":")), request_id))
         except sqlite3.Error as exc:
-            raise OutboxError(f"cannot record the reply to command request {request_id!r} in {self.path}: {exc}") from exc
+            raise OutboxError(f"cannot record the reply to command request {request_id!r} "
+                              f"in {self.path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -308,7 +308,8 @@ class Publisher:
         attempt_open, self._attempt_open = self._attempt_open, False
         if not self._stopping.is_set() and not self._auth_failed.is_set() and (session_up or attempt_open):
             if session_up:
-                cause = disconnect_cause(reason_code, from_broker=bool(getattr(flags, "is_disconnect_packet_from_server", False)),
+                from_broker = bool(getattr(flags, "is_disconnect_packet_from_server", False))
+                cause = disconnect_cause(reason_code, from_broker=from_broker,
                                          keepalive_s=paho_keepalive_s(self.settings.keepalive))
                 self.link.lost(cause)
             else:  # no CONNACK on this connection: a failed attempt, e.g. plaintext to a TLS port

@@ -46,7 +46,9 @@ class Rule:
         return best > 0.0, best
 
     def update(self, result: DecodeResult, *, source: str, frame_id: int) -> AlertEvent | None:
-        """The event to raise for this frame of ``source``, if any: once when the streak reaches N, once when it ends."""
+        """The event to raise for this frame of ``source``, if any.
+
+        Raised once when the streak reaches N, cleared once when it ends."""
         hit, score = self.matches(result)
         self.streak = self.streak + 1 if hit else 0
         if hit and self.streak >= self.config.consecutive and not self.active:

@@ -3,7 +3,8 @@
 The exchange (design.md, MQTT contract): subscribe to ``edgekit/v1/<device>/reply/<request_id>``
 first, then publish the command to ``edgekit/v1/<device>/cmd/<name>`` (QoS 1, never
 retained: an agent refuses retained commands). The device answers ``running``, then ``done``
-with a result, or ``error`` / ``refused`` / ``busy`` (too many commands waiting) with a message. Replies travel through the
+with a result, or ``error`` / ``refused`` / ``busy`` (too many commands waiting) with a message.
+Replies travel through the
 device's durable outbox, so one may arrive twice; they are deduplicated on ``(device, seq)``.
 The command is built through its model and every reply parsed through the contract
 (:mod:`device_agent.protocol`): a malformed reply is named in the error if no good one comes.
@@ -124,7 +125,8 @@ def send_command(
                          client_id=f"edgekit-remote-{request_id[:12]}", protocol=mqtt.MQTTv5)
     client.on_connect = lambda c, _u, _f, reason, _p: (
         events.put(("refused", str(reason))) if reason.is_failure else c.subscribe(reply_topic, qos=1))
-    client.on_subscribe = lambda _c, _u, _mid, codes, _p: events.put(("subscribed", [str(r) for r in codes if r.is_failure]))
+    client.on_subscribe = lambda _c, _u, _mid, codes, _p: events.put(
+        ("subscribed", [str(r) for r in codes if r.is_failure]))
     client.on_publish = lambda _c, _u, mid, reason, _p: events.put(("puback", mid, reason.is_failure, str(reason)))
     client.on_message = lambda _c, _u, msg: events.put(("message", bytes(msg.payload)))  # only reply_topic's
     client.on_disconnect = lambda _c, _u, _f, reason, _p: events.put(("disconnected", str(reason)))

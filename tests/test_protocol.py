@@ -67,7 +67,8 @@ def test_nullable_fields_stay_and_omitted_ones_go() -> None:
     assert busy == {"kind": "command", "state": "busy", "command": "bench", "request_id": None, "reason": "full"}
     assert body_of(Reply(request_id="r1", state="running", command="bench")) == {
         "request_id": "r1", "state": "running", "command": "bench"}
-    assert body_of(CameraEvent(source="s", from_="starting", to="streaming", reason="r", attempt=0))["from"] == "starting"
+    camera = CameraEvent(source="s", from_="starting", to="streaming", reason="r", attempt=0)
+    assert body_of(camera)["from"] == "starting"
 
 
 def test_parse_returns_the_typed_message_and_keeps_unknown_fields() -> None:
@@ -133,7 +134,8 @@ def test_every_field_is_described() -> None:
 def test_committed_schema_files_are_current() -> None:
     folder = ROOT / "docs" / "protocol"
     files = schema_files()
-    assert sorted(p.name for p in folder.glob("*.json")) == sorted(files), "run: edgekit protocol schema --output docs/protocol"
+    assert sorted(p.name for p in folder.glob("*.json")) == sorted(files), \
+        "run: edgekit protocol schema --output docs/protocol"
     for name, schema in files.items():
         assert json.loads((folder / name).read_text()) == schema, f"docs/protocol/{name} is stale: run " \
             "edgekit protocol schema --output docs/protocol"

@@ -42,7 +42,8 @@ from device_agent.protocol.topics import TOPIC_ROOT, Topic, Topics, parse_topic,
 from device_agent.protocol.wire import Received, parse
 
 __all__ = [
-    "COMMANDS", "ENVELOPE_FIELDS", "EVENT_TYPES", "PROTOCOL_VERSION", "TOPIC_ROOT", "AlertEvent", "BenchCommand", "BenchEvent",
+    "COMMANDS", "ENVELOPE_FIELDS", "EVENT_TYPES", "PROTOCOL_VERSION", "TOPIC_ROOT", "AlertEvent", "BenchCommand",
+    "BenchEvent",
     "Body", "CameraEvent", "ClassScore", "Command", "CommandError", "CommandEvent", "Decoded", "DetectedBox",
     "Envelope", "Event", "FrameEvent", "FrameRef", "GapEvent", "LinkStats", "Metrics", "ModelEvent", "ModelRef",
     "MqttEvent", "OutboxEvent", "ProtocolError", "RawTensor", "Received", "Reply", "Result", "SourceStats",

@@ -104,7 +104,8 @@ class AlertEvent(EventBody):
     kind: Literal["alert"] = Field(default="alert", description="event kind")
     rule: str = Field(description="rule name from the config")
     label: str = Field(description="label the rule watches")
-    state: Literal["raised", "cleared"] = Field(description="raised once when the streak reaches N, cleared once when it ends")
+    state: Literal["raised", "cleared"] = Field(
+        description="raised once when the streak reaches N, cleared once when it ends")
     score: float | None = omitted("best matching score in the frame that raised it (raised)")
     frames: int | None = omitted("matching frames in a row when raised (raised)")
     source: str = Field(description="source of the frame that raised or cleared it")
@@ -133,5 +134,8 @@ EVENT_TYPES: tuple[type[EventBody], ...] = (CameraEvent, ModelEvent, OutboxEvent
                                              BenchEvent, FrameEvent, AlertEvent, MqttEvent)
 """Every event kind, in the order the README lists them."""
 
-Event = Annotated[CameraEvent | ModelEvent | OutboxEvent | GapEvent | CommandEvent | BenchEvent | FrameEvent | AlertEvent | MqttEvent, Field(discriminator="kind")]
+Event = Annotated[
+    CameraEvent | ModelEvent | OutboxEvent | GapEvent | CommandEvent | BenchEvent | FrameEvent | AlertEvent | MqttEvent,
+    Field(discriminator="kind"),
+]
 """Any event, told apart by ``kind``."""

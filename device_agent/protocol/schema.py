@@ -18,7 +18,8 @@ MESSAGE_KINDS = ("status", "results", "events", "metrics", "reply")
 
 def schema_files() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema: ``status.json`` ... ``reply.json``, then ``cmd-<name>.json`` per command."""
-    files = {f"{kind}.json": _titled(_open(adapter(kind).json_schema(mode="validation")), kind) for kind in MESSAGE_KINDS}
+    files = {f"{kind}.json": _titled(_open(adapter(kind).json_schema(mode="validation")), kind)
+             for kind in MESSAGE_KINDS}
     for name, model in sorted(COMMANDS.items()):
         files[f"cmd-{name}.json"] = _titled(model.model_json_schema(mode="validation"), f"cmd/{name}")
     return files
@@ -30,7 +31,8 @@ def _open(node: Any) -> Any:
     one), and constant fields (``v``, an event's ``kind``) required: the builder fills them in, they always arrive."""
     if isinstance(node, dict):
         out = {k: _open(v) for k, v in node.items() if not (k == "additionalProperties" and v is False)}
-        consts = [name for name, prop in out.get("properties", {}).items() if isinstance(prop, dict) and "const" in prop]
+        consts = [name for name, prop in out.get("properties", {}).items()
+                  if isinstance(prop, dict) and "const" in prop]
         if consts:
             out["required"] = consts + [r for r in out.get("required", []) if r not in consts]
         return out

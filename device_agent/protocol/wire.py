@@ -84,7 +84,7 @@ class Received:
     def payload(self) -> dict[str, Any]:
         """The payload as received, unknown fields included (also nested ones, which the models keep only
         at the top level when dumping)."""
-        return json.loads(self.raw) if self.raw else self.message.model_dump(mode="json")  # type: ignore[no-any-return]
+        return json.loads(self.raw) if self.raw else self.message.model_dump(mode="json")
 
 
 def parse(topic: str, payload: bytes, *, root: str = TOPIC_ROOT) -> Received:
@@ -105,7 +105,8 @@ def parse(topic: str, payload: bytes, *, root: str = TOPIC_ROOT) -> Received:
     if envelope is not None and envelope.device != where.device_id:
         raise ProtocolError(topic, f"device {envelope.device!r} in the payload is not the topic's {where.device_id!r}")
     if isinstance(message, Reply) and message.request_id != where.name:
-        raise ProtocolError(topic, f"request_id {message.request_id!r} in the payload is not the topic's {where.name!r}")
+        raise ProtocolError(topic, f"request_id {message.request_id!r} in the payload is not the topic's "
+                                   f"{where.name!r}")
     return Received(where, message, bytes(payload))
 
 

