@@ -189,6 +189,10 @@ class Broker:
     def start(self, timeout: float = 10.0) -> Broker:
         if self.running:
             return self
+        # Our own listener, not just an open port: two test processes can draw the same free port,
+        # and a broker of the other one would answer the connect while ours failed to bind.
+        opened = f"listen socket on port {self.port}."
+        before = self._log_text().count(opened)
         self._proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
@@ -197,13 +201,23 @@ class Broker:
                 err = self._proc.stderr.read().decode() if self._proc.stderr else ""
                 log = self.log.read_text() if self.log.exists() else ""
                 raise RuntimeError(f"mosquitto exited with {self._proc.returncode}: {err}\n{log}")
+            if self._log_text().count(opened) <= before:
+                time.sleep(0.02)
+                continue
             try:
                 socket.create_connection((self.host, self.port), timeout=0.2).close()
-                return self
+                if self._proc.poll() is None:
+                    return self
             except OSError:
                 time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"mosquitto did not listen on {self.port} within {timeout}s")
+
+    def _log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def freeze(self) -> None:
         """SIGSTOP: connections stay open but nothing is read or acknowledged until ``stop()``."""
