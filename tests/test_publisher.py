@@ -123,6 +123,7 @@ def test_right_password_connects(tmp_path: Path, make_publisher, use_tool: bool)
         pub = make_publisher(b, username="edge-device", password="right")
         pub.start()
         assert pub.wait_connected(10), pub.last_error
+        pub.stop(timeout=2)  # before the broker goes: a link lost after the test would log into a closed stream
 
 
 def test_tls_broker_with_generated_ca(broker_factory, make_publisher) -> None:  # noqa: F811
