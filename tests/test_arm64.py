@@ -49,9 +49,11 @@ def test_one_command_installs_an_agent_that_publishes_on_arm64(broker: Broker, p
     assert machine.stdout.strip() == "aarch64", machine.stderr  # LiteRT's aarch64 build, as on a Pi
 
     # what a user then does: put a Raspberry Pi bundle where the config points, and a video to read
-    bundle = optimize(tiny_classifier(tmp_path / "tiny.onnx", size=32), target="rpi5", output=tmp_path / "b",
-                      precision="int8", calib=photo_dir, max_drop=100).bundle
-    shutil.copytree(bundle, root / "var/lib/edgekit-agent/bundles/active")
+    made = optimize(tiny_classifier(tmp_path / "tiny.onnx", size=32), target="rpi5", output=tmp_path / "b",
+                    precision="int8", calib=photo_dir, max_drop=100)
+    # the int8 family is static and dynamic INT8; the faster on this machine ships (a coin toss on a tiny model)
+    assert made.manifest.precision in ("int8", "int8-dynamic"), made.manifest.precision
+    shutil.copytree(made.bundle, root / "var/lib/edgekit-agent/bundles/active")
     samples.write_video(root / "opt/test/street.mp4", seconds=3, fps=10, size_wh=(320, 240))
     check = chroot("/opt/edgekit-agent/bin/edgekit-agent", "check-config", "/etc/edgekit/agent.toml", timeout=600)
     assert check.returncode == 0 and check.stdout.startswith("ok: pi-emu"), check.stdout + check.stderr
@@ -64,7 +66,7 @@ def test_one_command_installs_an_agent_that_publishes_on_arm64(broker: Broker, p
     assert run.returncode == 0, run.stderr[-3000:]
     assert collector.wait_for(lambda c: len(c.received("/results")) >= 20, timeout=30)
     results = collector.received("/results")
-    assert {r["model"]["precision"] for r in results} == {"int8"}
+    assert {r["model"]["precision"] for r in results} == {made.manifest.precision}
     assert all(r["result"]["kind"] == "classification" for r in results)
     assert any(topic.startswith("edgekit/v1/pi-emu/") for topic, _, _ in collector.messages)
     outbox = root / "var/lib/edgekit-agent/outbox/outbox.db"
