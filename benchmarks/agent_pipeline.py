@@ -39,9 +39,9 @@ def free_port() -> int:
 def build_bundle(work: Path) -> Path:
     from benchlib import models_dir
 
-    from edgekit import samples
-    from edgekit.optimize import optimize
-    from edgekit.zoo import build_model
+    from edgekit.content import samples
+    from edgekit.content.zoo import build_model
+    from edgekit.optimize.pipeline import optimize
 
     model = build_model("efficientnet-lite0", models_dir())
     samples.write_image_folder(work / "calib", count=120, seed=3)
@@ -59,8 +59,8 @@ def write_config(work: Path, bundle: Path, video: Path, port: int, threads: int)
 
 
 def bare_loop_fps(bundle: Path, video: Path, threads: int) -> float:
-    from device_agent.bundle import load_bundle
-    from device_agent.preprocess import preprocess
+    from device_agent.bundle.verify import load_bundle
+    from device_agent.pipeline.preprocess import preprocess
     from device_agent.runtimes import create_runtime
 
     b = load_bundle(bundle)
@@ -78,8 +78,8 @@ def bare_loop_fps(bundle: Path, video: Path, threads: int) -> float:
 
 AGENT_PROBE = """
 import resource, sys, time
-from device_agent.agent import Agent
-from device_agent.config import load_config
+from device_agent.service.agent import Agent
+from device_agent.service.config import load_config
 agent = Agent(load_config(sys.argv[1]))
 start = time.perf_counter(); agent.run(); elapsed = time.perf_counter() - start
 print(agent.frames_done, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -87,9 +87,9 @@ print(agent.frames_done, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_ma
 
 
 def outbox_rate(port: int, work: Path, count: int) -> float:
-    from device_agent.committer import Committer
-    from device_agent.outbox import Outbox
-    from device_agent.publisher import MqttSettings, Publisher
+    from device_agent.transport.committer import Committer
+    from device_agent.transport.outbox import Outbox
+    from device_agent.transport.publisher import MqttSettings, Publisher
 
     outbox = Outbox(work / "rate.db", device_id="rate")
     publisher = Publisher(MqttSettings(host="127.0.0.1", port=port, client_id="rate"), outbox, device_id="rate",
@@ -134,14 +134,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--messages", type=int, default=2000)
     args = parser.parse_args()
-    from edgekit import samples
+    from edgekit.content import samples
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         bundle = args.bundle or build_bundle(work)
         video = samples.write_video(work / "street.mp4", seconds=args.seconds, fps=30, size_wh=(640, 480))
         port = free_port()
-        broker = subprocess.Popen([sys.executable, "-m", "edgekit.demo_broker", "--port", str(port)],
+        broker = subprocess.Popen([sys.executable, "-m", "edgekit.fleet.demo_broker", "--port", str(port)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.5)
         try:

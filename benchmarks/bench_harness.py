@@ -30,7 +30,7 @@ import onnxruntime as ort
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.tflite_builder writes the TFLite model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support.tflite_builder writes the TFLite model
 
 from device_agent.bench.runner import (
     BenchOptions,
@@ -40,9 +40,9 @@ from device_agent.bench.runner import (
 )
 from device_agent.bench.worker import bench_in_subprocess
 from device_agent.runtimes import create_runtime
-from edgekit.benchmark import benchmark
-from edgekit.zoo import build_model
-from tests.tflite_builder import conv_stack_tflite
+from edgekit.bench.benchmark import benchmark
+from edgekit.content.zoo import build_model
+from tests.support.tflite_builder import conv_stack_tflite
 
 RESULTS = Path(__file__).parent / "results" / "bench_harness.json"
 MODELS_DIR = Path.home() / ".cache" / "edgekit" / "bench-models"
@@ -158,7 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds and runs (a smoke run)")
     parser.add_argument("--tflite", type=Path, help="a .tflite model for the LiteRT comparison (default: a "
-                        "MobileNet-v1-like float model, 216 M MACs, written by tests/tflite_builder.py)")
+                        "MobileNet-v1-like float model, 216 M MACs, written by tests/support/tflite_builder.py)")
     args = parser.parse_args()
     rounds, runs = (2, 100) if args.quick else (5, 400)
     models = [build_model(name, MODELS_DIR).onnx_path for name in ("mobilenetv2", "efficientnet-lite0")]

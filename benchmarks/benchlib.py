@@ -13,9 +13,9 @@ import numpy as np
 import onnx
 
 from converters.onnx_prepare import prepare_onnx
-from edgekit.calibration import CalibrationSet, load_calibration
-from edgekit.validation import Agreement
-from edgekit.zoo import ZooModel, build_model
+from edgekit.content.zoo import ZooModel, build_model
+from edgekit.optimize.calibration import CalibrationSet, load_calibration
+from edgekit.optimize.validation import Agreement
 
 
 def models_dir() -> Path:

@@ -1,6 +1,6 @@
 """How a live camera source survives stalls, drops and returns: detection, recovery, leaks.
 
-A real HTTP MJPEG camera (tests/live_camera.py: JPEG frames of a real photograph, served as
+A real HTTP MJPEG camera (tests/support/live_camera.py: JPEG frames of a real photograph, served as
 ``multipart/x-mixed-replace``) is read by the agent's own ``url`` source (OpenCV's FFmpeg
 backend) under a ``SourceRunner``, and made to fail N times: stall (socket open, no bytes),
 drop (connections refused), garbage, return. Two runs side by side:
@@ -38,7 +38,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the camera lives with the tests
 
 from device_agent.sources import SourceRunner
-from tests.live_camera import LiveCamera, StateLog, runner_cycles
+from tests.support.live_camera import LiveCamera, StateLog, runner_cycles
 
 RESULTS = Path(__file__).parent / "results"
 RUNS: dict[str, dict[str, Any]] = {

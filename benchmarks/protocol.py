@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from device_agent.decoders.types import Classification, DecodeResult, Detection
+from device_agent.pipeline.decoders.types import Classification, DecodeResult, Detection
 from device_agent.protocol import Decoded, FrameRef, ModelRef, Result, body_of
 
 ROUNDS = 15

@@ -38,9 +38,9 @@ from rich.table import Table
 from converters import PASSES
 from converters.errors import ConversionError
 from device_agent.bench.cost import model_cost
-from edgekit import samples
-from edgekit.measure import compare_latency, run_all
-from edgekit.validation import compare_outputs
+from edgekit.content import samples
+from edgekit.optimize.measure import compare_latency, run_all
+from edgekit.optimize.validation import compare_outputs
 
 RESULTS = Path(__file__).parent / "results"
 #: The photographs of things among OpenCV's sample images (Debian ``opencv-doc``,

@@ -26,11 +26,11 @@ from rich.table import Table
 
 from converters.onnx_int8 import quantize_int8_static, quantized_compute_nodes
 from converters.onnx_nncf import quantize_nncf
-from edgekit import samples
+from edgekit.content import samples
 from edgekit.errors import OptimizeFailed
-from edgekit.measure import compare_latency, run_all
-from edgekit.optimize import optimize
-from edgekit.validation import compare_outputs
+from edgekit.optimize.measure import compare_latency, run_all
+from edgekit.optimize.pipeline import optimize
+from edgekit.optimize.validation import compare_outputs
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -38,11 +38,11 @@ from converters.onnx_int8 import quantize_int8_static
 from converters.onnx_torch import weight_attributes
 from converters.routes import find_route
 from converters.tflite_check import float_operators
-from edgekit import samples
-from edgekit.heads import SPLITTERS
-from edgekit.measure import compare_latency, run_all
-from edgekit.sensitivity import candidate_chains, float_chains, rank_chains
-from edgekit.validation import compare_outputs
+from edgekit.content import samples
+from edgekit.optimize.heads import SPLITTERS
+from edgekit.optimize.measure import compare_latency, run_all
+from edgekit.optimize.sensitivity import candidate_chains, float_chains, rank_chains
+from edgekit.optimize.validation import compare_outputs
 
 RESULTS = Path(__file__).parent / "results"
 MIXED_CHAINS = 2  # layer chains kept in float in the mixed variant, ranked by ONNX Runtime INT8 output SNR

@@ -1,7 +1,7 @@
 """Passes: model file in, model file out, report back.
 
 A pass is a small callable registered under a key. Chains of passes are explicit in
-the orchestrator (``edgekit.optimize``); nothing here calls another pass behind the
+the orchestrator (``edgekit.optimize.pipeline``); nothing here calls another pass behind the
 caller's back.
 """
 

@@ -1,6 +1,6 @@
 """``onnx-extract``: keep the part of an ONNX graph that computes the named tensors.
 
-Used to cut a detector before its decode tail (see ``edgekit.heads``): the kept graph runs
+Used to cut a detector before its decode tail (see ``edgekit.optimize.heads``): the kept graph runs
 on the accelerator, the tail on the CPU. Every named tensor must exist in the graph, and the
 kept graph is fully checked before it is written.
 """

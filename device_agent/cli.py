@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from device_agent import __version__
-from device_agent.config import ConfigError
 from device_agent.errors import AgentError, BenchInputError, BundleError
 from device_agent.install.board import BOARD_KINDS
-from device_agent.publisher import PublisherAuthError
+from device_agent.service.config import ConfigError
+from device_agent.transport.publisher import PublisherAuthError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from device_agent.bundle import load_bundle
+    from device_agent.bundle.verify import load_bundle
 
     bundle = load_bundle(args.bundle)
     m = bundle.manifest
@@ -134,8 +134,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from device_agent.config import load_config
-    from device_agent.preflight import preflight
+    from device_agent.service.config import load_config
+    from device_agent.service.preflight import preflight
 
     config = load_config(args.config)
     bundle = preflight(config).bundle  # the very checks run makes before it starts
@@ -177,9 +177,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from device_agent import logs
-    from device_agent.agent import Agent
-    from device_agent.config import load_config
+    from device_agent.service import logs
+    from device_agent.service.agent import Agent
+    from device_agent.service.config import load_config
 
     logs.configure(args.log_level, args.log_format or "text")
     config = load_config(args.config)

@@ -29,7 +29,7 @@ $EK inspect "$OUT/bundles/efficientnet-lite0"
 
 step "starting a local MQTT broker (Mosquitto if installed, else the embedded amqtt)"
 PORT=$(.venv/bin/python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
-.venv/bin/python -m edgekit.demo_broker --port "$PORT" > "$OUT/broker.log" 2>&1 &
+.venv/bin/python -m edgekit.fleet.demo_broker --port "$PORT" > "$OUT/broker.log" 2>&1 &
 BROKER=$!
 trap 'kill $BROKER 2>/dev/null || true' EXIT
 for _ in $(seq 50); do [ -s "$OUT/broker.log" ] && break; sleep 0.1; done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The agent on arm64 under QEMU user-mode emulation (no Pi needed): builds (once, cached) a Debian
 # bookworm arm64 root with debootstrap, the base of Raspberry Pi OS, copies this checkout into it,
-# and runs tests/test_arm64.py: the one-line installer inside the root, then the agent loading a
+# and runs tests/device_agent/test_arm64.py: the one-line installer inside the root, then the agent loading a
 # Raspberry Pi bundle and publishing results to a broker on this machine. Needs root (chroot,
 # mounts) and installs qemu-user-static and debootstrap with apt-get when they are missing.
 # About 5 minutes the first time (debootstrap), then about 3-4 minutes.
@@ -59,7 +59,7 @@ mount --rbind /dev "$ROOT/dev"
 # This machine's /sys is NOT mounted: with its x86 CPU topology beside the Pi's cpuinfo, LiteRT's
 # int8 kernels computed wrong outputs under emulation (the agent's golden self test refused the
 # bundle, as it should).
-.venv/bin/python -c "from tests.test_bench_hardware import PI5_CPUINFO; print(PI5_CPUINFO, end='')" > "$ROOT/tmp/cpuinfo"
+.venv/bin/python -c "from tests.device_agent.test_bench_hardware import PI5_CPUINFO; print(PI5_CPUINFO, end='')" > "$ROOT/tmp/cpuinfo"
 mount --bind "$ROOT/tmp/cpuinfo" "$ROOT/proc/cpuinfo"
-say "tests/test_arm64.py under emulation"
-EDGEKIT_ARM64_ROOT="$ROOT" .venv/bin/python -m pytest tests/test_arm64.py -q -s -p no:cacheprovider "$@"
+say "tests/device_agent/test_arm64.py under emulation"
+EDGEKIT_ARM64_ROOT="$ROOT" .venv/bin/python -m pytest tests/device_agent/test_arm64.py -q -s -p no:cacheprovider "$@"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekit import samples
+from edgekit.content import samples
 
 
 @pytest.fixture(scope="session")
@@ -34,10 +34,10 @@ def model_dir() -> Path:
 @pytest.fixture(scope="session")
 def zoo(model_dir: Path):  # type: ignore[no-untyped-def]
     """``zoo(name)`` builds (or reuses) a zoo model."""
-    from edgekit.zoo import build_model
+    from edgekit.content.zoo import build_model
 
     return lambda name: build_model(name, model_dir)
 
 
 # A real Mosquitto on a free port for every test that asks for `broker` / `broker_factory`.
-from tests.mqtt_broker import broker, broker_factory  # noqa: E402,F401
+from tests.support.mqtt_broker import broker, broker_factory  # noqa: E402,F401

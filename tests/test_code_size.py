@@ -17,26 +17,26 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
 KNOWN: dict[str, int] = {
-    "device_agent/publisher.py": 464,
-    "edgekit/optimize.py": 450,
+    "device_agent/transport/publisher.py": 464,
+    "edgekit/optimize/pipeline.py": 450,
     "converters/onnx_prune.py": 447,
-    "device_agent/agent.py": 442,
-    "device_agent/outbox.py": 413,
+    "device_agent/service/agent.py": 442,
+    "device_agent/transport/outbox.py": 413,
     "converters/onnx_prune.py::prune_onnx": 107,
-    "edgekit/zoo/yolo.py::yolov8n": 104,
+    "edgekit/content/zoo/yolo.py::yolov8n": 104,
     "device_agent/cli.py::build_parser": 99,
-    "edgekit/optimize.py::_run": 96,
+    "edgekit/optimize/pipeline.py::_run": 96,
     "device_agent/bench/pipeline.py::benchmark_pipeline": 95,
     "converters/torch_onnx.py::export_torch_to_onnx": 90,
     "edgekit/cli/main.py::build_parser": 86,
     "converters/onnx_torch.py::_build": 83,
     "converters/onnx_int8.py::quantize_int8_static": 75,
     "device_agent/bench/runner.py::benchmark_model": 75,
-    "edgekit/optimize.py::optimize": 69,
-    "device_agent/agent.py::run": 65,
+    "edgekit/optimize/pipeline.py::optimize": 69,
+    "device_agent/service/agent.py::run": 65,
     "converters/onnx_torch.py::convert_onnx_to_torch": 64,
     "converters/onnx_bias_correction.py::correct_bias": 62,
-    "device_agent/publisher.py::__init__": 62,
+    "device_agent/transport/publisher.py::__init__": 62,
 }
 """Oversized today (``path`` for a module, ``path::function``), with its length in lines."""
 

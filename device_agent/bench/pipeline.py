@@ -40,12 +40,12 @@ def benchmark_pipeline(
     on_frame: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``frames`` frames of ``source`` (looped if it ends) through every stage; per-stage stats."""
-    from device_agent.bundle import load_bundle
-    from device_agent.decoders import decode
-    from device_agent.outbox import Outbox
-    from device_agent.preprocess import dequantize, preprocess, quantize
+    from device_agent.bundle.verify import load_bundle
+    from device_agent.pipeline.decoders import decode
+    from device_agent.pipeline.preprocess import dequantize, preprocess, quantize
     from device_agent.runtimes import create_runtime
     from device_agent.sources import open_source
+    from device_agent.transport.outbox import Outbox
 
     if frames < 1:
         raise BenchInputError(f"--frames must be at least 1, got {frames}")

@@ -36,7 +36,7 @@ from device_agent.bench.hardware import Peak, detect_cpu, peak_from_profile
 from device_agent.bench.stats import LatencyStats, Warmup, warm_up
 from device_agent.errors import BenchInputError, BundleError, CostError
 from device_agent.runtimes import Runtime, TensorInfo, create_runtime
-from device_agent.system import peak_rss_mb, rss_mb, temperature_c
+from device_agent.service.health import peak_rss_mb, rss_mb, temperature_c
 
 DEFAULT_DURATION_S = 10.0
 PROFILE_RUNS = 20
@@ -107,7 +107,7 @@ def resolve_model(path: Path | str, options: BenchOptions) -> ModelUnderTest:
     """A bundle directory or a ``.onnx``/``.tflite`` file; :class:`BenchInputError` says what is wrong."""
     p = Path(path)
     if p.is_dir():
-        from device_agent.bundle import load_bundle
+        from device_agent.bundle.verify import load_bundle
 
         try:
             bundle = load_bundle(p, check_model_io=False)
@@ -140,7 +140,7 @@ def resolve_model(path: Path | str, options: BenchOptions) -> ModelUnderTest:
 
 def _golden_feeds(golden_file: Path, manifest: Any) -> Callable[[tuple[TensorInfo, ...]], list[np.ndarray]]:
     def feeds(_inputs: tuple[TensorInfo, ...]) -> list[np.ndarray]:
-        from device_agent.preprocess import quantize
+        from device_agent.pipeline.preprocess import quantize
 
         with np.load(golden_file) as golden:
             return [quantize(golden["input"].astype(np.float32), manifest.inputs[0])]

@@ -6,7 +6,7 @@ Building and parsing are two sides with two rules:
   (strict types, unknown fields refused): a misspelt or unknown field is a bug in the agent and
   fails where it is written, not on a consumer's screen. The envelope (``v``, ``device``, ``seq``,
   ``boot``, ``ts``) is not the builder's business: the outbox adds it in the same transaction
-  that hands out the ``seq`` (:meth:`device_agent.outbox.Outbox._insert_locked`).
+  that hands out the ``seq`` (:meth:`device_agent.transport.outbox.Outbox._insert_locked`).
 - **Parsing is tolerant.** The host parses with the *wire* model of each message
   (:mod:`device_agent.protocol.wire`): the body's fields plus the envelope, unknown fields
   kept. A fleet never upgrades at once; a newer agent may add a field, and an older monitor or

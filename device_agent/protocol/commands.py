@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
-from device_agent.config_errors import explain
 from device_agent.errors import AgentError
+from device_agent.service.config_errors import explain
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 MAX_PAYLOAD_BYTES = 64 * 1024

@@ -22,12 +22,12 @@ from typing import Annotated, Any, cast
 
 from pydantic import Field, TypeAdapter, ValidationError, create_model
 
-from device_agent.config_errors import explain
 from device_agent.protocol.base import Body, Envelope, ProtocolError
 from device_agent.protocol.events import EVENT_TYPES
 from device_agent.protocol.messages import Metrics, Reply, Status
 from device_agent.protocol.results import Result
 from device_agent.protocol.topics import TOPIC_ROOT, Topic, parse_topic
+from device_agent.service.config_errors import explain
 
 
 @cache

@@ -83,7 +83,7 @@ def _frame_status(status: Status, model: str, done: int, total: int) -> None:
 
 def _pipeline(args: argparse.Namespace, out: Console, err: Console) -> int:
     from device_agent.bench.pipeline import benchmark_pipeline
-    from edgekit.bench_report import pipeline_table
+    from edgekit.bench.report import pipeline_table
 
     results = []
     for model in args.models:
@@ -99,7 +99,7 @@ def _pipeline(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _remote(args: argparse.Namespace, out: Console, err: Console) -> dict[str, Any]:
-    from edgekit.remote import remote_benchmark
+    from edgekit.fleet.remote import remote_benchmark
 
     if not args.broker:
         raise UsageError("--device needs --broker HOST:PORT (the broker the agent is connected to)")
@@ -119,8 +119,8 @@ def _remote(args: argparse.Namespace, out: Console, err: Console) -> dict[str, A
 
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from edgekit.bench_report import print_benchmark, write_csv
-    from edgekit.benchmark import benchmark
+    from edgekit.bench.benchmark import benchmark
+    from edgekit.bench.report import print_benchmark, write_csv
 
     if args.pipeline:
         if args.device:
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
                                    target=args.target, progress=lambda name, phase: status.update(f"{name}: {phase}"))
         result = run_result.to_json(samples=True)
     if args.plot:
-        from edgekit.bench_plot import plot_benchmark
+        from edgekit.bench.plot import plot_benchmark
 
         plot_benchmark(result["models"], args.plot)
     if args.csv:

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     opt.add_argument("model", help="an .onnx file, or a float .tflite file for a TFLite target "
-                     "(PyTorch modules: use the Python API edgekit.optimize)")
+                     "(PyTorch modules: use the Python API edgekit.optimize.pipeline)")
     opt.add_argument("--target", required=True,
                      help="target profile name (see 'edgekit targets') or a .toml profile file")
     opt.add_argument("--output", required=True, help="bundle directory to write (replaced if it is a bundle)")
@@ -149,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _optimize(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from edgekit.optimize import optimize
-    from edgekit.report import print_optimize
+    from edgekit.cli.views import print_optimize
+    from edgekit.optimize.pipeline import optimize
 
     result = optimize(
         args.model, target=args.target, output=args.output, precision=args.precision, calib=args.calib,
@@ -166,8 +166,8 @@ def _optimize(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _inspect(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from device_agent.bundle import load_bundle
-    from edgekit.report import manifest_view
+    from device_agent.bundle.verify import load_bundle
+    from edgekit.cli.views import manifest_view
 
     bundle = load_bundle(Path(args.bundle))
     if args.json:
@@ -178,7 +178,7 @@ def _inspect(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _targets(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from edgekit.report import targets_table
+    from edgekit.cli.views import targets_table
     from edgekit.targets import available_targets
 
     profiles = available_targets()
@@ -194,7 +194,7 @@ def _error(err: Console, exc: BaseException) -> None:
 
 
 def _zoo(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from edgekit.zoo import ZOO, build_model
+    from edgekit.content.zoo import ZOO, build_model
 
     if args.zoo_command == "list":
         for name in ZOO:
@@ -217,8 +217,8 @@ def _zoo(args: argparse.Namespace, out: Console, err: Console) -> int:
 def _monitor(args: argparse.Namespace, out: Console, err: Console) -> int:
     from rich.live import Live
 
-    from edgekit.monitor import MonitorState, watch
-    from edgekit.report import monitor_table
+    from edgekit.cli.views import monitor_table
+    from edgekit.fleet.monitor import MonitorState, watch
 
     state = MonitorState()
     if args.json:
@@ -232,7 +232,7 @@ def _monitor(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _samples(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from edgekit import samples
+    from edgekit.content import samples
 
     folder = Path(args.folder)
     images = samples.write_image_folder(folder / "images", count=args.images)

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from device_agent.config_errors import explain
+from device_agent.service.config_errors import explain
 from edgekit.errors import TargetError
 
 if sys.version_info >= (3, 11):

@@ -1,0 +1,1 @@
+"""Frame to message: preprocessing (:mod:`.preprocess`), decoders, alert rules and publishing policies."""

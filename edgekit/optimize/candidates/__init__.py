@@ -1,0 +1,1 @@
+"""The candidate models of one run: ONNX Runtime precisions (:mod:`.onnx`) and LiteRT ones (:mod:`.tflite`)."""
