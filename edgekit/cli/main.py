@@ -21,7 +21,7 @@ from rich.markup import escape
 from converters.errors import ConversionError
 from device_agent.errors import AgentError, BenchInputError, BundleError
 from edgekit import __version__
-from edgekit.cli import bench, inspect, monitor, optimize, protocol, samples, targets, zoo
+from edgekit.cli import bench, inspect_bundle, monitor, optimize, protocol, samples, targets, zoo
 from edgekit.errors import EdgeKitError, OptimizeFailed
 
 
@@ -35,7 +35,7 @@ class Command(Protocol):
 
 COMMANDS: dict[str, Command] = {
     "optimize": optimize,
-    "inspect": inspect,
+    "inspect": inspect_bundle,  # not inspect.py: a script run from this folder would shadow the stdlib
     "targets": targets,
     "zoo": zoo,
     "monitor": monitor,
