@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
 from rich.markup import escape
@@ -13,47 +13,48 @@ from rich.table import Table
 from device_agent.bundle.manifest import Manifest
 from edgekit.targets import TargetProfile
 
+if TYPE_CHECKING:
+    from edgekit.optimize.report import OptimizeReport
+
 
 def _fmt(value: float | None, digits: int = 2, suffix: str = "") -> str:
     return "-" if value is None else f"{value:.{digits}f}{suffix}"
 
 
-def optimize_table(report: Mapping[str, Any]) -> Table:
-    validation = report["validation"]
-    table = Table(title=f"Candidates: {validation['metric']} vs the original "
-                        f"on {validation['samples']} held-out samples",
+def optimize_table(report: OptimizeReport) -> Table:
+    validation = report.validation
+    table = Table(title=f"Candidates: {validation.metric} vs the original "
+                        f"on {validation.samples} held-out samples",
                   title_justify="left")
     for column in ("candidate", "p50 ms", "speedup", "agree %", "drop", "MB", "budget", ""):
         table.add_column(column, justify="left" if column in ("candidate", "budget", "") else "right", no_wrap=True)
-    for c in report["candidates"]:
-        latency = c["latency_ms"]["p50"] if c["latency_ms"] else None
+    for c in report.candidates:
         table.add_row(
-            c["name"],
-            _fmt(latency),
-            _fmt(c["speedup"], 2, "x"),
-            _fmt(c["value"]),
-            _fmt(c["drop"]),
-            _fmt(c["size_bytes"] / 1e6, 1),
-            "[green]pass[/]" if c["passed"] else "[red]miss[/]",
-            "[bold green]winner[/]" if c["name"] == report["winner"] else "",
+            c.name,
+            _fmt(c.latency_ms.p50 if c.latency_ms else None),
+            _fmt(c.speedup, 2, "x"),
+            _fmt(c.value),
+            _fmt(c.drop),
+            _fmt(c.size_bytes / 1e6, 1),
+            "[green]pass[/]" if c.passed else "[red]miss[/]",
+            "[bold green]winner[/]" if c.name == report.winner else "",
         )
     return table
 
 
-def print_optimize(console: Console, bundle: str, report: Mapping[str, Any]) -> None:
-    validation = report["validation"]
-    data = report["data"]
+def print_optimize(console: Console, bundle: str, report: OptimizeReport) -> None:
+    validation, data, latency = report.validation, report.data, report.latency_ms
     lines = [
         f"bundle      {bundle}",
-        f"target      {report['target']['name']} ({report['target']['runtime']})",
-        f"winner      {report['winner']}: {report['reason']}",
-        f"latency     {report['latency_ms']['reference']:.2f} ms fp32 -> {report['latency_ms']['optimized']:.2f} ms",
-        f"validation  {validation['metric']} {validation['optimized']:.2f} vs {validation['reference']:.2f} on "
-        f"{validation['samples']} held-out samples ({'passed' if validation['passed'] else 'FAILED'}, budget "
-        f"{validation['max_drop']} points)",
-        f"data        {data['calibration']} calibration + {data['validation']} validation samples from {data['source']}"
-        + (f", {len(data['skipped'])} unreadable skipped" if data["skipped"] else ""),
-        f"took        {report['seconds']:.1f} s",
+        f"target      {report.target.name} ({report.target.runtime})",
+        f"winner      {report.winner}: {report.reason}",
+        f"latency     {latency.reference:.2f} ms fp32 -> {latency.optimized:.2f} ms",
+        f"validation  {validation.metric} {validation.optimized:.2f} vs {validation.reference:.2f} on "
+        f"{validation.samples} held-out samples ({'passed' if validation.passed else 'FAILED'}, budget "
+        f"{validation.max_drop} points)",
+        f"data        {data.calibration} calibration + {data.validation} validation samples from {data.source}"
+        + (f", {len(data.skipped)} unreadable skipped" if data.skipped else ""),
+        f"took        {report.seconds:.1f} s",
     ]
     console.print(Panel(Group(optimize_table(report), "", *lines), title="edgekit optimize", expand=False))
 

@@ -21,18 +21,16 @@ import numpy as np
 from device_agent.bundle.manifest import FileEntry, Manifest
 from device_agent.bundle.verify import MANIFEST, load_bundle, sha256_file
 from edgekit import __version__
-from edgekit.errors import UsageError
 
 
-def check_destination(output: Path) -> None:
-    """Fail early, before any work, if ``output`` cannot become a bundle."""
+def destination_problem(output: Path) -> str | None:
+    """Why ``output`` cannot become a bundle (checked before any work), or None."""
     if output.exists() and not output.is_dir():
-        raise UsageError(f"--output {str(output)!r} exists and is a file; expected a directory for the bundle")
+        return f"{str(output)!r} exists and is a file; expected a directory for the bundle"
     if output.is_dir() and any(output.iterdir()) and not (output / MANIFEST).is_file():
-        raise UsageError(
-            f"--output {str(output)!r} is a non-empty directory that is not a bundle; "
-            "refusing to overwrite it: choose a new or empty directory"
-        )
+        return (f"{str(output)!r} is a non-empty directory that is not a bundle; "
+                "refusing to overwrite it: choose a new or empty directory")
+    return None
 
 
 def scratch_dir(output: Path) -> Path:

@@ -82,17 +82,11 @@ def load_calibration(
     p = Path(path)
     if max_samples < MIN_SAMPLES:
         raise CalibrationError(f"max_samples must be at least {MIN_SAMPLES}, got {max_samples}")
-    if not p.exists():
-        raise CalibrationError(f"calibration data {str(path)!r} does not exist; "
-                               "give a folder of images, a video or a .npy")
-    suffix = p.suffix.lower()
-    if p.is_file() and suffix == ".npy":
+    problem = source_problem(path)
+    if problem is not None:
+        raise CalibrationError(f"calibration data {problem}")
+    if p.is_file() and p.suffix.lower() == ".npy":
         return _load_npy(p, str(path), input_shape, max_samples)
-    if not (p.is_dir() or suffix in VIDEO_EXTENSIONS):
-        raise CalibrationError(
-            f"calibration data {str(path)!r} is a {suffix or 'extension-less'} file; expected a folder of "
-            f"images ({', '.join(IMAGE_EXTENSIONS)}), a video ({', '.join(VIDEO_EXTENSIONS)}) or a .npy array"
-        )
     if preprocess is None:
         raise CalibrationError(
             f"calibration data {str(path)!r} holds images; a preprocess spec is needed to turn them into "
@@ -100,6 +94,18 @@ def load_calibration(
         )
     loader = _load_folder if p.is_dir() else _load_video
     return loader(p, str(path), preprocess, input_shape, max_samples, progress)
+
+
+def source_problem(path: Path | str) -> str | None:
+    """Why ``path`` cannot be calibration data, judged by its kind alone (checked before any work), or None."""
+    p = Path(path)
+    if not p.exists():
+        return f"{str(path)!r} does not exist; give a folder of images, a video or a .npy"
+    suffix = p.suffix.lower()
+    if not (p.is_dir() or suffix in (".npy", *VIDEO_EXTENSIONS)):
+        return (f"{str(path)!r} is a {suffix or 'extension-less'} file; expected a folder of images "
+                f"({', '.join(IMAGE_EXTENSIONS)}), a video ({', '.join(VIDEO_EXTENSIONS)}) or a .npy array")
+    return None
 
 
 def _cv2() -> ModuleType:

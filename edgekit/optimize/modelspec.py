@@ -75,11 +75,16 @@ def resolve_preprocess(
         raise UsageError(f"invalid preprocessing spec {str(given)!r}: {explain(exc)}") from exc
 
 
+def preprocess_problem(given: str | Path) -> str | None:
+    """Why ``given`` names no preprocessing (checked before any work), or None."""
+    if str(given) in PREPROCESS_PRESETS or Path(given).is_file():
+        return None
+    return f"{str(given)!r} is neither a preset ({', '.join(PREPROCESS_PRESETS)}) nor an existing file"
+
+
 def _read_fields(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UsageError(
-            f"--preprocess {str(path)!r} is neither a preset ({', '.join(PREPROCESS_PRESETS)}) nor an existing file"
-        )
+    if (problem := preprocess_problem(path)) is not None:
+        raise UsageError(f"--preprocess {problem}")
     text = path.read_text(encoding="utf-8")
     try:
         raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
@@ -102,20 +107,36 @@ def infer_task(outputs: Sequence[TensorInfo]) -> str:
     return "raw"
 
 
+def anchors_problem(path: str | Path) -> str | None:
+    """Why ``path`` holds no SSD anchors (checked before any work), or None."""
+    try:
+        _load_anchors(Path(path))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def read_anchors(path: str | Path) -> list[tuple[float, float, float, float]]:
     """SSD anchors from a ``.npy`` of shape ``[N, 4]`` (y_center, x_center, height, width), normalized."""
+    try:
+        anchors = _load_anchors(Path(path))
+    except ValueError as exc:
+        raise UsageError(f"--anchors {exc}") from exc
+    return [tuple(float(v) for v in row) for row in anchors]  # type: ignore[misc]
+
+
+def _load_anchors(file: Path) -> Any:
     import numpy as np
 
-    file = Path(path)
     if not file.is_file():
-        raise UsageError(f"--anchors {str(file)!r} does not exist; expected a .npy of shape [N, 4]")
+        raise ValueError(f"{str(file)!r} does not exist; expected a .npy of shape [N, 4]")
     try:
         anchors = np.load(file, allow_pickle=False)
     except ValueError as exc:
-        raise UsageError(f"--anchors {str(file)!r} is not a readable .npy file: {exc}") from exc
+        raise ValueError(f"{str(file)!r} is not a readable .npy file: {exc}") from exc
     if anchors.ndim != 2 or anchors.shape[1] != 4:
-        raise UsageError(f"--anchors {str(file)!r} has shape {list(anchors.shape)}; expected [N, 4] (y, x, h, w)")
-    return [tuple(float(v) for v in row) for row in anchors]  # type: ignore[misc]
+        raise ValueError(f"{str(file)!r} has shape {list(anchors.shape)}; expected [N, 4] (y, x, h, w)")
+    return anchors
 
 
 def resolve_task(

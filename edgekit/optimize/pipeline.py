@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -24,12 +24,12 @@ from converters.base import PassReport
 from converters.errors import ConversionError
 from converters.onnx_prepare import prepare_onnx
 from device_agent.bench.cost import model_cost
-from device_agent.bundle.manifest import Manifest, PreprocessSpec, TensorStats
+from device_agent.bundle.manifest import PreprocessSpec, TaskSpec, TensorStats
 from device_agent.errors import AgentError, CostError
 from device_agent.runtimes import create_runtime, runtime_for_file
-from edgekit.errors import EdgeKitError, ModelInputError, OptimizeFailed, UsageError
-from edgekit.optimize.bundle_writer import check_destination, scratch_dir, write_bundle
-from edgekit.optimize.calibration import load_calibration
+from edgekit.errors import EdgeKitError, ModelInputError, UsageError
+from edgekit.optimize.bundle_writer import scratch_dir, write_bundle
+from edgekit.optimize.calibration import CalibrationSet, load_calibration
 from edgekit.optimize.candidates.onnx import BUILDERS, Candidate, Workspace, build_fp32
 from edgekit.optimize.candidates.tflite import (
     TFLITE_PRECISIONS,
@@ -43,103 +43,72 @@ from edgekit.optimize.candidates.tflite import (
 from edgekit.optimize.finetune import FineTune, finetune_onnx
 from edgekit.optimize.measure import compare_latency, run_all
 from edgekit.optimize.model_io import adapt_feeds, in_layout
-from edgekit.optimize.model_source import bring_model
+from edgekit.optimize.model_source import SourceModel, bring_model
 from edgekit.optimize.modelspec import resolve_preprocess, resolve_task, tensor_specs
+from edgekit.optimize.options import OptimizeOptions, PrecisionChoice
+from edgekit.optimize.report import OptimizeReport, OptimizeResult, build_report
+from edgekit.optimize.selection import choose, finalists, require_passing
 from edgekit.progress import Steps
-from edgekit.targets import TargetProfile, get_target
+from edgekit.targets import TargetProfile
 
-PrecisionChoice = Literal["auto", "int8", "fp16", "fp32"]
+__all__ = ["OptimizeOptions", "OptimizeResult", "PrecisionChoice", "optimize"]
 
 
 @dataclass(frozen=True)
-class OptimizeResult:
-    """What ``optimize`` produced: the bundle, the winner and the full report."""
+class _Run:
+    """What every step of one run shares."""
 
-    bundle: Path
-    manifest: Manifest
-    winner: str
-    report: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``--json`` object of the command-line contract."""
-        latency = self.report["latency_ms"]
-        return {
-            "bundle": str(self.bundle),
-            "precision": self.manifest.precision,
-            "candidate": self.winner,
-            "target": self.manifest.target.name,
-            "latency_ms": {"reference": latency["reference"], "optimized": latency["optimized"]},
-            "speedup": latency["reference"] / latency["optimized"],
-            "validation": self.report["validation"],
-            "candidates": self.report["candidates"],
-            "reason": self.report["reason"],
-            "seconds": self.report["seconds"],
-        }
+    options: OptimizeOptions
+    profile: TargetProfile
+    work: Path
+    steps: Steps
+    threads: int
+    started: float
 
 
-def optimize(
-    model: str | Path | Any,
-    *,
-    target: str,
-    output: str | Path,
-    precision: PrecisionChoice = "auto",
-    calib: str | Path | None = None,
-    max_drop: float = 1.0,
-    task: str | None = None,
-    decoder: str | None = None,
-    labels: Sequence[str] | str | Path | None = None,
-    anchors: str | Path | None = None,
-    preprocess: PreprocessSpec | str | Path | dict[str, Any] | None = None,
-    input_shapes: Mapping[str, Sequence[int]] | None = None,
-    example_input: Any = None,
-    prune: float | None = None,
-    finetune: FineTune | None = None,
-    sparsity: float | None = None,
-    name: str | None = None,
-    version: str = "1",
-    max_samples: int = 500,
-    threads: int | None = None,
-    progress: bool = False,
-) -> OptimizeResult:
-    """Optimize ``model`` (an ONNX path, or a ``torch.nn.Module`` with ``example_input``) for ``target``.
+@dataclass(frozen=True)
+class _Reference:
+    """The float reference every candidate is validated and timed against."""
 
-    Raises :class:`UsageError` (bad input) before any work where it can, and
-    :class:`OptimizeFailed` when no candidate meets ``max_drop`` (percentage points).
-    Nothing is left at ``output`` unless a complete, verified bundle was written.
+    source: SourceModel
+    path: Path
+    prepared: dict[str, Any]
+    runtime: Any  # its runtime: the inputs and outputs the model has
+
+
+@dataclass(frozen=True)
+class _Data:
+    """The task, the preprocessing, and the samples to calibrate and validate on."""
+
+    task: TaskSpec
+    spec: PreprocessSpec | None
+    loaded: CalibrationSet
+    calibration: np.ndarray
+    validation: np.ndarray
+
+
+def optimize(model: str | Path | Any, options: OptimizeOptions | None = None, **keywords: Any) -> OptimizeResult:
+    """Optimize ``model`` (an ONNX or float TFLite path, or a ``torch.nn.Module`` with ``example_input``).
+
+    ``options`` is an :class:`OptimizeOptions`, or give its fields as keywords (``target=``,
+    ``output=``, ``calib=``, ...; the advanced ones, e.g. ``threads=``, too). Every option is
+    checked before the model is loaded: :class:`~edgekit.optimize.options.OptionsError` (a
+    :class:`UsageError`) names each bad one. Raises :class:`OptimizeFailed` when no candidate
+    meets ``max_drop`` (percentage points). Nothing is left at ``output`` unless a complete,
+    verified bundle was written.
     """
     started = time.perf_counter()
-    if precision not in ("auto", "int8", "fp16", "fp32"):
-        raise UsageError(f"--precision {precision!r} is not one of: auto, int8, fp16, fp32")
-    if not 0.0 <= max_drop <= 100.0:
-        raise UsageError(f"--max-drop {max_drop} is out of range; expected percentage points between 0 and 100")
-    if finetune is not None and prune is None:
-        raise UsageError("finetune is the fine-tuning hook of a pruned model; give prune=RATIO too")
-    if sparsity is not None and not 0.0 < sparsity < 1.0:
-        raise UsageError(f"--sparsity {sparsity} is out of range; expected the fraction of weights to zero, between 0 "
-                         "and 1 (exclusive), e.g. 0.5")
-    if prune is not None and not 0.0 < prune < 1.0:
-        raise UsageError(f"--prune {prune} is out of range; expected the fraction of MACs to remove, between 0 and 1 "
-                         "(exclusive), e.g. 0.3")
-    profile = get_target(target)
-    if precision != "auto" and precision not in profile.precisions and precision != "fp32":
-        raise UsageError(
-            f"--precision {precision} is not offered by target {profile.name!r}; "
-            f"it offers {', '.join(profile.precisions)}"
-        )
-    out = Path(output)
-    check_destination(out)
-    work = scratch_dir(out)
-    staging = work / "bundle"
-    staging.mkdir()
+    if options is None:
+        options = OptimizeOptions.from_keywords(**keywords)
+    elif keywords:
+        raise TypeError(f"optimize() takes options or keywords, not both; got options and {', '.join(keywords)}")
+    profile = options.check()
+    work = scratch_dir(options.output)
+    (work / "bundle").mkdir()
+    threads = profile.threads if options.advanced.threads is None else options.advanced.threads
     try:
-        with Steps(enabled=progress) as steps:
-            return _run(
-                model, profile=profile, out=out, work=work, staging=staging, steps=steps, precision=precision,
-                calib=calib, max_drop=max_drop, task=task, decoder=decoder, labels=labels, anchors=anchors,
-                preprocess=preprocess, input_shapes=input_shapes, example_input=example_input, prune=prune,
-                finetune=finetune, sparsity=sparsity, name=name, version=version,
-                max_samples=max_samples, threads=profile.threads if threads is None else threads, started=started,
-            )
+        with Steps(enabled=options.progress) as steps:
+            return _run(model, _Run(options, profile, work, steps, threads, started))
     except ConversionError as exc:
         raise ModelInputError(str(exc)) from exc
     except AgentError as exc:
@@ -148,13 +117,38 @@ def optimize(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: Path, steps: Steps,
-         precision: str, calib: str | Path | None, max_drop: float, task: str | None, decoder: str | None,
-         labels: Any, anchors: Any, preprocess: Any, input_shapes: Any, example_input: Any, prune: float | None,
-         finetune: FineTune | None, sparsity: float | None, name: str | None, version: str,
-         max_samples: int, threads: int, started: float) -> OptimizeResult:
+def _run(model: Any, run: _Run) -> OptimizeResult:
+    options, profile, steps, threads = run.options, run.profile, run.steps, run.threads
+    ref = _load_reference(model, run)
+    data = _read_data(ref, run)
+    with steps.step(f"Running the reference on {len(data.validation)} held-out samples"):
+        reference_outputs = run_all(ref.path, [data.validation], threads=threads)
+    ws = Workspace(run.work, ref.path, [ref.runtime.inputs[0].name], [data.calibration], [data.validation],
+                   reference_outputs, data.task, options.max_drop, steps, threads)
+    candidates = _search(ws, run, ref.source.format)
+    require_passing(candidates, options.precision, options.max_drop)
+    chosen = finalists(candidates, options.max_drop, options.precision)
+    # Every candidate is timed, in one interleaved run, so the report shows what each try
+    # costs; only the finalists can win.
+    with steps.step(f"Timing {len(candidates)} candidate(s) side by side") as advance:
+        latencies = compare_latency({c.name: c.path for c in candidates}, [data.validation[:1]], threads=threads,
+                                    progress=advance)
+    for c in candidates:
+        c.latency = latencies[c.name]
+    winner, reason = choose(chosen, candidates, options.max_drop, options.precision)
+    task_spec = winner.task or data.task  # a detector cut at its heads decodes its own way
+    report = build_report(profile, ref.source, ref.prepared, data.spec, task_spec, data.loaded,
+                          (len(data.calibration), len(data.validation)), candidates, winner, reason,
+                          options.max_drop, run.started)
+    return _write(run, ref, data, winner, report)
+
+
+def _load_reference(model: Any, run: _Run) -> _Reference:
+    """The user's model brought in and prepared as the float reference (a TFLite model as it is)."""
+    profile, work, steps, threads = run.profile, run.work, run.steps, run.threads
+    prune, sparsity, input_shapes = run.options.prune, run.options.sparsity, run.options.advanced.input_shapes
     with steps.step("Loading the model"):
-        source = bring_model(model, work, example_input=example_input)
+        source = bring_model(model, work, example_input=run.options.example_input)
     if source.format == "tflite":
         if prune is not None or sparsity is not None:
             raise UsageError(f"--prune and --sparsity work on ONNX and PyTorch models; {source.file_name} is a TFLite "
@@ -171,58 +165,58 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
     if len(runtime.inputs) != 1:
         raise UsageError(f"the model has {len(runtime.inputs)} inputs; "
                          "optimize takes models with one image or tensor input")
-    task_spec = resolve_task(task, decoder, labels, runtime.outputs, anchors)
-    input_shape = _reference_layout(runtime.inputs[0].shape) if source.format == "tflite" else runtime.inputs[0].shape
-    spec = resolve_preprocess(preprocess, input_shape, task=task_spec.kind)
-    if calib is None:
-        raise UsageError("--calib is required: a folder of images, a video file or a .npy of inputs, "
-                         "to calibrate and validate on")
-    with steps.step(f"Reading calibration data from {calib}") as advance:
-        data = load_calibration(calib, preprocess=spec, input_shape=input_shape, max_samples=max_samples,
-                                progress=advance)
+    return _Reference(source, reference, prepared, runtime)
+
+
+def _read_data(ref: _Reference, run: _Run) -> _Data:
+    """The task and preprocessing (given or guessed from the model), and the calibration data read through them."""
+    options = run.options
+    task_spec = resolve_task(options.task, options.advanced.decoder, options.labels, ref.runtime.outputs,
+                             options.advanced.anchors)
+    shape = ref.runtime.inputs[0].shape
+    input_shape = _reference_layout(shape) if ref.source.format == "tflite" else shape
+    spec = resolve_preprocess(options.preprocess, input_shape, task=task_spec.kind)
+    calib = options.calib
+    assert calib is not None  # OptimizeOptions.check requires it
+    with run.steps.step(f"Reading calibration data from {calib}") as advance:
+        data = load_calibration(calib, preprocess=spec, input_shape=input_shape,
+                                max_samples=options.advanced.max_samples, progress=advance)
     calibration, validation = data.split()
-    with steps.step(f"Running the reference on {len(validation)} held-out samples"):
-        reference_outputs = run_all(reference, [validation], threads=threads)
-    ws = Workspace(work, reference, [runtime.inputs[0].name], [calibration], [validation], reference_outputs,
-                   task_spec, max_drop, steps, threads)
-    asked: Sequence[str] = [precision]
-    if precision == "auto":
-        asked = profile.precisions
-    wanted: list[str] = ["fp32", *[p for p in asked if p != "fp32"]]  # fp32: the reference every speedup is against
+    return _Data(task_spec, spec, data, calibration, validation)
+
+
+def _search(ws: Workspace, run: _Run, source_format: str) -> list[Candidate]:
+    """Every candidate to try: the asked precisions (all the target's under ``auto``), with fp32 the
+    reference every speedup is against, and those of the pruned or sparse model when asked for."""
+    precision, profile = run.options.precision, run.profile
+    prune, finetune, sparsity = run.options.prune, run.options.advanced.finetune, run.options.sparsity
+    asked: Sequence[str] = profile.precisions if precision == "auto" else [precision]
+    wanted: list[str] = ["fp32", *[p for p in asked if p != "fp32"]]
     if prune is None and sparsity is None:
-        candidates = _candidates(ws, profile, wanted, source.format)
-    elif precision == "auto" and sparsity is None:  # pruned or not, whatever is fastest within the budget
-        candidates = [*_candidates(ws, profile, wanted, source.format),
-                      *_derived_candidates(ws, profile, wanted, prune, finetune, sparsity)]
-    else:  # what was asked for (sparsity is for size: it never wins on speed); the original fp32 is the speed reference
-        candidates = [*_candidates(ws, profile, ["fp32"], source.format),
-                      *_derived_candidates(ws, profile, wanted, prune, finetune, sparsity)]
-    _require_passing(candidates, precision, max_drop)
-    finalists = _finalists(candidates, max_drop, precision)
-    # Every candidate is timed, in one interleaved run, so the report shows what each try
-    # costs; only the finalists can win.
-    with steps.step(f"Timing {len(candidates)} candidate(s) side by side") as advance:
-        latencies = compare_latency({c.name: c.path for c in candidates}, [validation[:1]], threads=threads,
-                                    progress=advance)
-    for c in candidates:
-        c.latency = latencies[c.name]
-    reference_ms = latencies["fp32"].p50_ms
-    winner, reason = _choose(finalists, candidates, max_drop, precision)
+        return _candidates(ws, profile, wanted, source_format)
+    if precision == "auto" and sparsity is None:  # pruned or not, whatever is fastest within the budget
+        return [*_candidates(ws, profile, wanted, source_format),
+                *_derived_candidates(ws, profile, wanted, prune, finetune, sparsity)]
+    # what was asked for (sparsity is for size: it never wins on speed); the original fp32 is the speed reference
+    return [*_candidates(ws, profile, ["fp32"], source_format),
+            *_derived_candidates(ws, profile, wanted, prune, finetune, sparsity)]
+
+
+def _write(run: _Run, ref: _Reference, data: _Data, winner: Candidate, report: OptimizeReport) -> OptimizeResult:
+    """The winner's bundle, written all or nothing, and the result that describes it."""
+    profile, source, threads = run.profile, ref.source, run.threads
     winner_runtime = create_runtime(runtime_for_file(winner.path), winner.path, threads=threads)
     # the golden input in the model's layout (float: the agent quantizes it as it does frames) and the
     # model's raw outputs on it, which the device's self test must reproduce
-    golden_input = in_layout(winner_runtime.inputs[0], calibration[:1])
-    winner_outputs = winner_runtime.run(adapt_feeds(winner_runtime.inputs, [calibration[:1]]))
+    golden_input = in_layout(winner_runtime.inputs[0], data.calibration[:1])
+    winner_outputs = winner_runtime.run(adapt_feeds(winner_runtime.inputs, [data.calibration[:1]]))
     model_format = winner.path.suffix.lstrip(".")
-    bundle_spec = (spec if spec is None or profile.runtime == "onnxruntime"
-                   else spec.model_copy(update={"layout": "NHWC"}))
-    task_spec = winner.task or task_spec  # a detector cut at its heads decodes its own way
-    report = _report(profile, source, prepared, spec, task_spec, data, calibration, validation, candidates, winner,
-                     reason, reference_ms, max_drop, started)
+    bundle_spec = (data.spec if data.spec is None or profile.runtime == "onnxruntime"
+                   else data.spec.model_copy(update={"layout": "NHWC"}))
     manifest_fields: dict[str, Any] = {
         "schema": "edgekit.bundle/1",
-        "name": name or source.name,
-        "version": version,
+        "name": run.options.name or source.name,
+        "version": run.options.advanced.version,
         "precision": winner.precision,
         "model": {"file": f"model.{winner.precision}.{model_format}", "format": model_format, "sha256": ""},
         "target": {"name": profile.name, "runtime": profile.runtime, "providers": profile.providers,
@@ -231,17 +225,19 @@ def _run(model: Any, *, profile: TargetProfile, out: Path, work: Path, staging: 
                    for s in tensor_specs(winner_runtime.inputs, bundle_spec.layout if bundle_spec else None)],
         "outputs": [s.model_dump() for s in tensor_specs(winner_runtime.outputs)],
         "preprocess": bundle_spec.model_dump() if bundle_spec else None,
-        "task": task_spec.model_dump(),
+        "task": report.task.model_dump(),
         "source": {"file": source.file_name, "sha256": source.sha256, "format": source.format},
-        "validation": winner.agreement.to_validation_info(max_drop=max_drop).model_dump(),
+        "validation": report.validation.model_dump(),
         # the cost travels with the bundle: a device without the onnx package cannot count it
-        "performance": {"machine": report["machine"], "latency_ms": report["latency_ms"],
+        "performance": {"machine": report.machine.model_dump(), "latency_ms": report.latency_ms.model_dump(),
                         "cost": _cost(winner.path)},
         # statistics of what the device will see: the shipped model's own outputs
-        "baseline": _baseline(calibration, run_all(winner.path, [calibration[:32]], threads=threads)),
+        "baseline": _baseline(data.calibration, run_all(winner.path, [data.calibration[:32]], threads=threads)),
     }
-    manifest = write_bundle(out, staging=staging, model_file=winner.path, model_name=manifest_fields["model"]["file"],
-                            manifest_fields=manifest_fields, report=report,
+    out = run.options.output
+    manifest = write_bundle(out, staging=run.work / "bundle", model_file=winner.path,
+                            model_name=manifest_fields["model"]["file"], manifest_fields=manifest_fields,
+                            report=report.to_json(),
                             golden={"input": golden_input, **{f"output_{i}": o for i, o in enumerate(winner_outputs)}})
     return OptimizeResult(out, manifest, winner.name, report)
 
@@ -356,65 +352,6 @@ def _cost(model: Path) -> dict[str, Any] | None:
         return None
 
 
-def _finalists(candidates: list[Candidate], max_drop: float, precision: str) -> list[Candidate]:
-    """The candidates that may win: every one within budget (fp32, the reference, always is),
-    narrowed to the asked precision's family when one was asked for."""
-    passing = [c for c in candidates if c.passed(max_drop)]
-    if precision == "auto":
-        return passing
-    return [c for c in passing if c.name == "fp32" or c.precision.split("-")[0] == precision]
-
-
-def _require_passing(tried: list[Candidate], precision: str, max_drop: float) -> None:
-    """Fail before timing anything when no candidate (of the asked precision) can ship."""
-    if precision == "auto":
-        if not any(c.passed(max_drop) for c in tried):
-            why = "; ".join(f"{c.name}: {c.blocker or f'drop {c.agreement.drop:.2f}'}" for c in tried)
-            raise OptimizeFailed(f"no candidate can ship within the budget of {max_drop} points: {why}",
-                                 candidates=[c.summary(max_drop, None) for c in tried])
-        return
-    family = [c for c in tried if c.precision.split("-")[0] == precision]
-    if any(c.passed(max_drop) for c in family):
-        return
-    blocked = [f"{c.name}: {c.blocker}" for c in family if c.blocker]
-    if blocked:
-        raise OptimizeFailed(f"no {precision} candidate can ship: {'; '.join(blocked)}",
-                             candidates=[c.summary(max_drop, None) for c in tried])
-    best = max(family, key=lambda c: c.agreement.optimized)
-    raise OptimizeFailed(
-        f"no {precision} candidate met the accuracy budget of {max_drop} points: the best, {best.name}, has "
-        f"{best.agreement.metric} {best.agreement.optimized:.2f} vs {best.agreement.reference:.2f} "
-        f"(drop {best.agreement.drop:.2f}); tried {', '.join(c.name for c in family)}. "
-        "Raise --max-drop, give more representative --calib data, or use --precision auto",
-        candidates=[c.summary(max_drop, None) for c in tried],
-    )
-
-
-def _choose(finalists: list[Candidate], tried: list[Candidate], max_drop: float,
-            precision: str) -> tuple[Candidate, str]:
-    reference = next(c for c in tried if c.name == "fp32")
-    assert reference.latency is not None
-    if precision != "auto":
-        family = [c for c in finalists if c.precision.split("-")[0] == precision]
-        pick = min(family, key=lambda c: c.latency.p50_ms if c.latency else float("inf"))
-        speed = reference.latency.p50_ms / pick.latency.p50_ms if pick.latency else float("nan")
-        slower = " (slower than fp32 on this machine; --precision auto would keep fp32)" if speed < 1 else ""
-        return pick, f"{pick.name} was asked for and met the budget; {speed:.2f}x vs fp32{slower}"
-    passing = [c for c in finalists if c.passed(max_drop) and c.latency is not None]
-    best = min(passing, key=lambda c: c.latency.p50_ms if c.latency else float("inf"))
-    failed = [c.name for c in tried if not c.passed(max_drop)]
-    missed = f"; missed the budget: {', '.join(failed)}" if failed else ""
-    if best.name == "fp32":
-        others = [f"{c.name} {reference.latency.p50_ms / c.latency.p50_ms:.2f}x"
-                  for c in passing if c is not best and c.latency]
-        why = f"no candidate within budget ran faster than fp32 ({', '.join(others) or 'none passed'})"
-        return best, why + missed
-    assert best.latency is not None
-    speedup = reference.latency.p50_ms / best.latency.p50_ms
-    return best, (f"fastest candidate within the {max_drop}-point budget: {speedup:.2f}x "
-                  f"faster than fp32, {best.agreement.metric} drop {best.agreement.drop:.2f}{missed}")
-
-
 def _baseline(calibration: np.ndarray, outputs: list[list[np.ndarray]]) -> dict[str, TensorStats]:
     def stats(x: np.ndarray) -> TensorStats:
         return TensorStats(mean=float(x.mean()), std=float(x.std()), min=float(x.min()), max=float(x.max()))
@@ -423,28 +360,3 @@ def _baseline(calibration: np.ndarray, outputs: list[list[np.ndarray]]) -> dict[
     for i in range(len(outputs[0])):
         base[f"output_{i}"] = stats(np.concatenate([o[i] for o in outputs]))
     return base
-
-
-def _report(profile: TargetProfile, source: Any, prepared: Any, spec: PreprocessSpec | None, task: Any, data: Any,
-            calibration: np.ndarray, validation: np.ndarray, candidates: list[Candidate], winner: Candidate,
-            reason: str, reference_ms: float, max_drop: float, started: float) -> dict[str, Any]:
-    import platform
-
-    assert winner.latency is not None
-    return {
-        "source": {"file": source.file_name, "format": source.format, "sha256": source.sha256,
-                   "export": source.details},
-        "target": profile.model_dump(),
-        "prepare": prepared,
-        "preprocess": spec.model_dump() if spec else None,
-        "task": task.model_dump(),
-        "data": {"source": data.source, "kind": data.kind, "samples": len(data.inputs), "calibration": len(calibration),
-                 "validation": len(validation), "skipped": list(data.skipped)},
-        "candidates": [c.summary(max_drop, reference_ms) for c in candidates],
-        "winner": winner.name,
-        "reason": reason,
-        "latency_ms": {"reference": reference_ms, "optimized": winner.latency.p50_ms},
-        "validation": {**winner.agreement.to_validation_info(max_drop=max_drop).model_dump()},
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
-        "seconds": round(time.perf_counter() - started, 2),
-    }

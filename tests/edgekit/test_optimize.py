@@ -80,11 +80,11 @@ def test_auto_keeps_the_fastest_that_passes_and_never_a_slower_one(zoo, photo_di
     model = zoo("mobilenetv3-small")  # HardSwish and squeeze-excite: INT8 is not always faster here
     result = optimize(model.onnx_path, target="x86-cpu", output=tmp_path / "b", precision="auto", calib=photo_dir,
                       preprocess=model.preprocess, task="classification", max_drop=100.0)
-    timed = [c for c in result.report["candidates"] if c["latency_ms"] and c["passed"]]
-    fastest = min(timed, key=lambda c: c["latency_ms"]["p50"])
-    assert result.winner == fastest["name"]
-    assert result.report["latency_ms"]["optimized"] <= result.report["latency_ms"]["reference"]
-    assert "fp32" in {c["name"] for c in timed}
+    timed = [c for c in result.report.candidates if c.latency_ms and c.passed]
+    fastest = min(timed, key=lambda c: c.latency_ms.p50 if c.latency_ms else float("inf"))
+    assert result.winner == fastest.name
+    assert result.report.latency_ms.optimized <= result.report.latency_ms.reference
+    assert "fp32" in {c.name for c in timed}
 
 
 def test_detector_bundle_with_box_agreement(zoo, photo_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -96,8 +96,8 @@ def test_detector_bundle_with_box_agreement(zoo, photo_dir: Path, tmp_path: Path
     assert manifest.validation.metric == "detection_f1"
     assert manifest.validation.details["reference_boxes"] > 0
     assert manifest.outputs[0].shape == [1, 84, 2100]
-    int8 = result.report["candidates"][1]
-    assert "node_sigmoid" in int8["passes"][0]["float_output_tail"]  # scores never share a scale with pixels
+    int8 = result.report.candidates[1]
+    assert "node_sigmoid" in int8.passes[0]["float_output_tail"]  # scores never share a scale with pixels
 
 
 def test_pytorch_module_through_the_python_api(photo_dir: Path, tmp_path: Path) -> None:
@@ -110,17 +110,17 @@ def test_pytorch_module_through_the_python_api(photo_dir: Path, tmp_path: Path) 
                       precision="fp32", calib=photo_dir)
     assert result.manifest.source.format == "pytorch"
     assert result.manifest.inputs[0].shape == [1, 3, 64, 64]
-    assert result.report["source"]["export"]["max_abs_diff"] < 1e-4
+    assert result.report.source.export["max_abs_diff"] < 1e-4
 
 
 def test_video_and_npy_calibration(video_file: Path, tmp_path: Path) -> None:
     model = tiny_classifier(tmp_path / "tiny.onnx")
     result = optimize(model, target="x86-cpu", output=tmp_path / "v", precision="int8", calib=video_file, max_drop=100)
-    assert result.report["data"]["kind"] == "video"
+    assert result.report.data.kind == "video"
     inputs = np.random.default_rng(0).normal(size=(20, 3, 32, 32)).astype(np.float32)
     np.save(tmp_path / "inputs.npy", inputs)
     result = optimize(model, target="x86-cpu", output=tmp_path / "n", precision="fp32", calib=tmp_path / "inputs.npy")
-    assert result.report["data"]["kind"] == "npy" and result.manifest.preprocess is not None
+    assert result.report.data.kind == "npy" and result.manifest.preprocess is not None
 
 
 def test_fp16_for_a_gpu_target(tmp_path: Path, photo_dir: Path) -> None:

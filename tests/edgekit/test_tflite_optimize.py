@@ -81,7 +81,7 @@ def test_a_float_tflite_model_gets_fp16_and_int8_candidates(zoo, float_tflite: P
     result = optimize(float_tflite, target="rpi5", output=tmp_path / "b", calib=photo_dir, preprocess=model.preprocess,
                       labels=model.task.labels, task="classification", max_drop=2, max_samples=80)
     assert result.manifest.source.format == "tflite" and result.manifest.model.format == "tflite"
-    names = {c["name"]: c for c in result.report["candidates"]}
+    names = {c["name"]: c for c in result.report.to_json()["candidates"]}
     assert set(names) == {"fp32", "fp16", "int8", "int8-dynamic"}
     assert names["fp32"]["note"] == "the TFLite model as given" and names["fp32"]["value"] == 100.0
     assert [p["name"] for p in names["fp16"]["passes"]] == ["tflite->tflite-fp16"]
@@ -103,7 +103,7 @@ def test_a_float_tflite_model_becomes_full_integer_for_the_npu(zoo, float_tflite
     m = result.manifest
     assert m.precision == "int8" and m.inputs[0].dtype == "int8" and m.outputs[0].dtype == "int8"
     assert float_operators(result.bundle / m.model.file) == []
-    assert {c["name"] for c in result.report["candidates"]} == {"fp32", "int8"}  # dynamic INT8 has float I/O
+    assert {c["name"] for c in result.report.to_json()["candidates"]} == {"fp32", "int8"}  # dynamic INT8 has float I/O
 
 
 def test_tflite_input_that_cannot_be_optimized_is_refused_clearly(float_tflite: Path, photo_dir: Path,
