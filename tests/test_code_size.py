@@ -26,7 +26,6 @@ KNOWN: dict[str, int] = {
     "edgekit/content/zoo/yolo.py::yolov8n": 104,
     "device_agent/cli.py::build_parser": 99,
     "edgekit/optimize/pipeline.py::_run": 96,
-    "device_agent/bench/pipeline.py::benchmark_pipeline": 95,
     "converters/torch_onnx.py::export_torch_to_onnx": 90,
     "edgekit/cli/main.py::build_parser": 86,
     "converters/onnx_torch.py::_build": 83,
