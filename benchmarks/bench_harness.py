@@ -32,8 +32,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support.tflite_builder writes the TFLite model
 
+from device_agent.bench.options import BenchOptions
 from device_agent.bench.runner import (
-    BenchOptions,
     benchmark_model,
     random_feeds,
     time_runs,
@@ -102,8 +102,8 @@ def session_overhead(path: Path, *, rounds: int, runs: int, warmup: int, threads
         _bare_loop(session, feed, warmup)
         bare.append(float(np.median(_bare_loop(session, feed, runs))) / 1e6)
         del session
-        harness.append(benchmark_model(path, options)["latency_ms"]["p50"])
-        isolated.append(bench_in_subprocess(path, options)["latency_ms"]["p50"])
+        harness.append(benchmark_model(path, options).latency_ms.p50)
+        isolated.append(bench_in_subprocess(path, options).latency_ms.p50)
     ratio = [h / b for h, b in zip(harness, bare)]
     ratio_sub = [i / b for i, b in zip(isolated, bare)]
     return {"model": path.name, "threads": threads, "rounds": rounds, "runs": runs,
@@ -118,8 +118,10 @@ def repeatability(path: Path, *, duration_s: float, threads: int) -> dict[str, A
     result = benchmark([path], options=BenchOptions(duration_s=duration_s, threads=threads, profile=False,
                                                     keep_samples=False), repeat=3)
     record = result.models[0]
-    return {"model": path.name, "duration_s": duration_s, "p50_ms": record["repeats"]["p50_ms"],
-            "spread_pct": record["repeats"]["spread_pct"], "cv_pct": round(100 * record["latency_ms"]["cv"], 1)}
+    repeats = record.repeats
+    assert repeats is not None  # benchmark() sets it on every record
+    return {"model": path.name, "duration_s": duration_s, "p50_ms": list(repeats.p50_ms),
+            "spread_pct": repeats.spread_pct, "cv_pct": round(100 * record.latency_ms.cv, 1)}
 
 
 def litert_tool(path: Path, *, rounds: int, runs: int, warmup: int, threads: int) -> dict[str, Any] | None:
@@ -137,7 +139,7 @@ def litert_tool(path: Path, *, rounds: int, runs: int, warmup: int, threads: int
                 return {"model": path.name, "error": (proc.stderr or proc.stdout)[-800:]}
             data = json.loads(out.read_text())
             theirs.append(float(_find(data, "median_ms")))
-        ours.append(bench_in_subprocess(path, options)["latency_ms"]["p50"])
+        ours.append(bench_in_subprocess(path, options).latency_ms.p50)
     o, t = statistics.median(ours), statistics.median(theirs)
     return {"model": path.name, "threads": threads, "ours_p50_ms": ours, "litert_tool_median_ms": theirs,
             "ratio": round(o / t, 3)}

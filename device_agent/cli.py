@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from device_agent import __version__
+from device_agent.bench.flags import add_bench_flags, options_from_args
 from device_agent.errors import AgentError, BenchInputError, BundleError
 from device_agent.install.board import BOARD_KINDS
 from device_agent.service.config import ConfigError
@@ -65,14 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         "agent on a video or camera instead.",
     )
     bench.add_argument("bundle", help="bundle directory (or a .onnx/.tflite file)")
-    how_long = bench.add_mutually_exclusive_group()
-    how_long.add_argument("--runs", type=int, help="timed runs")
-    how_long.add_argument("--duration", type=float, help="seconds of timed runs (default 10)")
-    bench.add_argument("--warmup", type=int, help="exactly N warm-up runs (default: until stable)")
-    bench.add_argument("--threads", type=int, help="inference threads (default: the bundle target's)")
-    bench.add_argument("--provider", action="append", default=[], metavar="NAME",
-                       help="onnxruntime execution provider to prefer (repeatable; default: the bundle's)")
-    bench.add_argument("--no-profile", action="store_true", help="skip the per-operator profile")
+    add_bench_flags(bench)
     bench.add_argument("--pipeline", metavar="SOURCE", help="time the agent's stages on this video, folder or camera")
     bench.add_argument("--frames", type=int, default=300, help="with --pipeline: frames to time (default 300)")
     bench.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -160,17 +154,16 @@ def _bench(args: argparse.Namespace) -> int:
         print(json.dumps({"v": 1, "pipeline": [result]}) if args.json else pipeline_text(result),
               end="\n" if args.json else "")
         return 0
-    from device_agent.bench.runner import BenchOptions, benchmark_model
+    from device_agent.bench.runner import benchmark_model
 
-    options = BenchOptions(runs=args.runs, duration_s=args.duration, warmup=args.warmup, threads=args.threads,
-                           providers=tuple(args.provider), profile=not args.no_profile, keep_samples=False)
+    options = options_from_args(args, keep_samples=False)
     if not args.json:
         print(f"benchmarking {args.bundle} ...", file=sys.stderr, flush=True)
     record = benchmark_model(
         args.bundle, options,
         on_phase=None if args.json else lambda name: print(f"  {name}", file=sys.stderr, flush=True))
     if args.json:
-        print(json.dumps({"v": 1, "host": host_info(), "models": [record]}))
+        print(json.dumps({"v": 1, "host": host_info(), "models": [record.to_json()]}))
     else:
         print(text_report([record]), end="")
     return 0

@@ -20,15 +20,35 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from device_agent.bench.stats import LatencyStats
 from device_agent.errors import BenchInputError, BundleError
 from device_agent.sources.types import SourceError
 
+if TYPE_CHECKING:
+    from device_agent.bundle.manifest import Manifest
+    from device_agent.bundle.verify import Bundle
+    from device_agent.runtimes import Runtime
+    from device_agent.sources.registry import SourceBackend
+
 STAGES = ("capture", "preprocess", "infer", "postprocess", "publish")
 WARMUP_FRAMES = 5
+
+
+@dataclass
+class _Frames:
+    """What the timed frames gave: per-stage and end-to-end times (ns), and the last frame's size."""
+
+    times: dict[str, list[int]] = field(default_factory=lambda: {stage: [] for stage in STAGES})
+    e2e: list[int] = field(default_factory=list)
+    reopened: int = 0
+    wall_s: float = 0.0
+    size_wh: tuple[int, int] = (0, 0)
 
 
 def benchmark_pipeline(
@@ -40,23 +60,13 @@ def benchmark_pipeline(
     on_frame: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``frames`` frames of ``source`` (looped if it ends) through every stage; per-stage stats."""
-    from device_agent.bundle.verify import load_bundle
-    from device_agent.pipeline.decoders import decode
-    from device_agent.pipeline.preprocess import dequantize, preprocess, quantize
     from device_agent.runtimes import create_runtime
     from device_agent.sources import open_source
-    from device_agent.transport.outbox import Outbox
 
     if frames < 1:
         raise BenchInputError(f"--frames must be at least 1, got {frames}")
-    try:
-        bundle = load_bundle(bundle_path)
-    except BundleError as exc:
-        raise BenchInputError(f"pipeline mode needs a bundle; {str(bundle_path)!r}: {exc}") from exc
+    bundle = _load(bundle_path)
     m = bundle.manifest
-    if m.preprocess is None:
-        raise BenchInputError(f"bundle {str(bundle_path)!r} declares no image preprocessing; "
-                              "pipeline mode runs camera frames")
     runtime = create_runtime(m.target.runtime, bundle.model_path,
                              threads=m.target.threads if threads is None else threads, providers=m.target.providers)
     try:
@@ -64,25 +74,55 @@ def benchmark_pipeline(
         backend.open()
     except SourceError as exc:
         raise BenchInputError(f"cannot open the source {source!r}: {exc}") from exc
-    times: dict[str, list[int]] = {stage: [] for stage in STAGES}
-    e2e: list[int] = []
-    reopened = 0
+    try:
+        timed = _time_frames(m, runtime, backend, source, frames, on_frame)
+    finally:
+        backend.close()
+    return _summary(bundle, source, frames, timed)
+
+
+def _load(bundle_path: Path | str) -> Bundle:
+    from device_agent.bundle.verify import load_bundle
+
+    try:
+        bundle = load_bundle(bundle_path)
+    except BundleError as exc:
+        raise BenchInputError(f"pipeline mode needs a bundle; {str(bundle_path)!r}: {exc}") from exc
+    if bundle.manifest.preprocess is None:
+        raise BenchInputError(f"bundle {str(bundle_path)!r} declares no image preprocessing; "
+                              "pipeline mode runs camera frames")
+    return bundle
+
+
+def _read(backend: SourceBackend, source: str, timed: _Frames) -> np.ndarray:
+    image = backend.read()
+    if image is None:  # a file ended: reopen (the agent's loop = true); a camera that stops is an error
+        backend.close()
+        backend.open()
+        timed.reopened += 1
+        image = backend.read()
+        if image is None:
+            raise BenchInputError(f"source {source!r} gives no frames")
+    return image
+
+
+def _time_frames(m: Manifest, runtime: Runtime, backend: SourceBackend, source: str, frames: int,
+                 on_frame: Callable[[int, int], None] | None) -> _Frames:
+    from device_agent.pipeline.decoders import decode
+    from device_agent.pipeline.preprocess import dequantize, preprocess, quantize
+    from device_agent.transport.outbox import Outbox
+
+    assert m.preprocess is not None  # _load checked it
+    timed = _Frames()
     with tempfile.TemporaryDirectory(prefix="edgekit-pipeline-") as tmp:
         outbox = Outbox(Path(tmp) / "outbox.db", device_id="bench")
         try:
-            start_ns = None
+            start_ns = time.perf_counter_ns()
             for index in range(frames + WARMUP_FRAMES):
                 if index == WARMUP_FRAMES:
                     start_ns = time.perf_counter_ns()
                 t0 = time.perf_counter_ns()
-                image = backend.read()
-                if image is None:  # a file ended: reopen (the agent's loop = true); a camera that stops is an error
-                    backend.close()
-                    backend.open()
-                    reopened += 1
-                    image = backend.read()
-                    if image is None:
-                        raise BenchInputError(f"source {source!r} gives no frames")
+                image = _read(backend, source, timed)
                 t1 = time.perf_counter_ns()
                 tensor, transform = preprocess(image, m.preprocess)
                 tensor = quantize(tensor, m.inputs[0])
@@ -98,18 +138,22 @@ def benchmark_pipeline(
                     "result": result.to_json(),
                 })
                 t5 = time.perf_counter_ns()
+                timed.size_wh = (int(w), int(h))
                 if index >= WARMUP_FRAMES:
                     for stage, (a, b) in zip(STAGES, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5))):
-                        times[stage].append(b - a)
-                    e2e.append(t5 - t0)
+                        timed.times[stage].append(b - a)
+                    timed.e2e.append(t5 - t0)
                     if on_frame is not None:
                         on_frame(index - WARMUP_FRAMES + 1, frames)
-            wall_s = (time.perf_counter_ns() - (start_ns or time.perf_counter_ns())) / 1e9
+            timed.wall_s = (time.perf_counter_ns() - start_ns) / 1e9
         finally:
-            backend.close()
             outbox.close()
-    assert image is not None  # frames >= 1, so the loop read at least one frame (a None read raises)
-    stages = {stage: LatencyStats.from_ns(ns).to_json() for stage, ns in times.items()}
+    return timed
+
+
+def _summary(bundle: Bundle, source: str, frames: int, timed: _Frames) -> dict[str, Any]:
+    m = bundle.manifest
+    stages = {stage: LatencyStats.from_ns(ns).to_json() for stage, ns in timed.times.items()}
     total_p50 = sum(s["p50"] for s in stages.values()) or 1.0
     for s in stages.values():
         s["share_pct"] = round(100.0 * float(s["p50"]) / total_p50, 1)
@@ -118,11 +162,11 @@ def benchmark_pipeline(
         "name": f"{m.name} {m.precision}",
         "source": source,
         "frames": frames,
-        "frame_size_wh": [int(image.shape[1]), int(image.shape[0])],
-        "reopened": reopened,
+        "frame_size_wh": list(timed.size_wh),
+        "reopened": timed.reopened,
         "stages_ms": stages,
-        "e2e_ms": LatencyStats.from_ns(e2e).to_json(),
-        "e2e_fps": round(frames / wall_s, 2) if wall_s > 0 else None,
+        "e2e_ms": LatencyStats.from_ns(timed.e2e).to_json(),
+        "e2e_fps": round(frames / timed.wall_s, 2) if timed.wall_s > 0 else None,
         "infer_only_fps": round(1000.0 / float(stages["infer"]["p50"]), 2),
         "runtime": m.target.runtime,
     }

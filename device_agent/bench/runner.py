@@ -24,7 +24,7 @@ import gc
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,17 @@ import numpy as np
 from device_agent import __version__
 from device_agent.bench.contention import contention, snapshot
 from device_agent.bench.hardware import Peak, detect_cpu, peak_from_profile
+from device_agent.bench.options import BenchOptions
+from device_agent.bench.record import (
+    BenchRecord,
+    CostRecord,
+    Latency,
+    MachineState,
+    OpProfileRecord,
+    PeakRecord,
+    Temperatures,
+    WarmupRecord,
+)
 from device_agent.bench.stats import LatencyStats, Warmup, warm_up
 from device_agent.errors import BenchInputError, BundleError, CostError
 from device_agent.runtimes import Runtime, TensorInfo, create_runtime
@@ -42,49 +53,6 @@ DEFAULT_DURATION_S = 10.0
 PROFILE_RUNS = 20
 _SUFFIX_RUNTIME = {".onnx": "onnxruntime", ".tflite": "tflite"}
 _RUNTIME_SUFFIX = {v: k for k, v in _SUFFIX_RUNTIME.items()}
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    """What to measure and how long. ``runs`` and ``duration_s`` exclude each other."""
-
-    runs: int | None = None
-    duration_s: float | None = None
-    warmup: int | None = None  # None: until stable
-    threads: int | None = None  # None: the bundle's target threads, or the runtime's default
-    runtime: str | None = None  # None: from the bundle or the file's suffix
-    providers: tuple[str, ...] = ()  # onnxruntime execution providers; (): the bundle's, else CPU
-    min_runs: int = 10
-    min_warmup_s: float = 1.0
-    max_warmup_s: float = 20.0
-    profile: bool = True
-    top: int = 10
-    keep_samples: bool = True
-    target: str | None = None  # the device is this target: take its peak compute from the profile
-    target_peak_gops: Mapping[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.runs is not None and self.duration_s is not None:
-            raise BenchInputError("give --runs or --duration, not both")
-        if self.runs is not None and self.runs < 1:
-            raise BenchInputError(f"--runs must be at least 1, got {self.runs}")
-        if self.duration_s is not None and not self.duration_s > 0:
-            raise BenchInputError(f"--duration must be a positive number of seconds, got {self.duration_s}")
-        if self.warmup is not None and self.warmup < 0:
-            raise BenchInputError(f"--warmup must be 0 or more runs, got {self.warmup}")
-        if self.threads is not None and self.threads < 0:
-            raise BenchInputError(f"--threads must be 0 (runtime default) or more, got {self.threads}")
-
-    def to_json(self) -> dict[str, Any]:
-        return {"runs": self.runs, "duration_s": self.duration_s, "warmup": self.warmup, "threads": self.threads,
-                "runtime": self.runtime, "providers": list(self.providers), "min_runs": self.min_runs,
-                "min_warmup_s": self.min_warmup_s, "max_warmup_s": self.max_warmup_s,
-                "profile": self.profile, "top": self.top, "keep_samples": self.keep_samples, "target": self.target,
-                "target_peak_gops": dict(self.target_peak_gops)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> BenchOptions:
-        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -214,22 +182,23 @@ def time_runs(run: Callable[[], Any], options: BenchOptions) -> tuple[list[int],
     return samples, wall_s
 
 
-def _cost_json(mut: ModelUnderTest) -> tuple[dict[str, Any] | None, str | None]:
+def _cost(mut: ModelUnderTest) -> tuple[CostRecord | None, str | None]:
     """Counted from the model file; for a bundle on a device without ``onnx``, the count the host recorded."""
     from device_agent.bench.cost import model_cost
 
     try:
-        return model_cost(mut.model_file).to_json(), None
+        return CostRecord.model_validate(model_cost(mut.model_file).to_json()), None
     except CostError as exc:
         if mut.recorded_cost is not None:
-            return dict(mut.recorded_cost), f"from the bundle's manifest (counted on the host): {exc}"
+            return (CostRecord.model_validate(dict(mut.recorded_cost)),
+                    f"from the bundle's manifest (counted on the host): {exc}")
         return None, str(exc)
 
 
-def _precision_of(mut: ModelUnderTest, cost: dict[str, Any] | None) -> str:
+def _precision_of(mut: ModelUnderTest, cost: CostRecord | None) -> str:
     if mut.precision:
         return "int8" if mut.precision.startswith("int8") else mut.precision
-    return str(cost.get("precision", "fp32")) if cost else "fp32"
+    return cost.precision if cost else "fp32"
 
 
 def _peak(options: BenchOptions, precision: str, threads: int) -> Peak | None:
@@ -239,14 +208,25 @@ def _peak(options: BenchOptions, precision: str, threads: int) -> Peak | None:
     return detect_cpu().peak_gops(precision, threads or None)
 
 
-def benchmark_model(path: Path | str, options: BenchOptions = BenchOptions(),
-                    *, on_phase: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure one model; returns the JSON record ``edgekit benchmark --json`` prints per model."""
-    mut = resolve_model(path, options)
-    phase = on_phase or (lambda _name: None)
-    rss_before = rss_mb()
-    temp_before = temperature_c()
-    machine = machine_state()
+@dataclass(frozen=True)
+class _Timed:
+    """Phases load to timed, and the memory and temperature read while the timed session was alive."""
+
+    load_ms: float
+    first_ms: float
+    warm: Warmup
+    samples_ns: list[int]
+    wall_s: float
+    providers: tuple[str, ...]
+    contention: dict[str, Any]
+    peak_rss_mb: float
+    rss_after_mb: float
+    temperature_after_c: float | None
+
+
+def _time_model(mut: ModelUnderTest, options: BenchOptions,
+                phase: Callable[[str], None]) -> tuple[_Timed, list[np.ndarray]]:
+    """Load, first run, warm-up and timed runs in one session, freed on return (before the profile's)."""
     phase("load")
     t0 = time.perf_counter_ns()
     runtime = create_runtime(mut.runtime, mut.model_file, threads=mut.threads, providers=mut.providers)
@@ -258,65 +238,62 @@ def benchmark_model(path: Path | str, options: BenchOptions = BenchOptions(),
     first_ms = (time.perf_counter_ns() - t0) / 1e6
     phase("warmup")
     run = functools.partial(runtime.run, feeds)  # the timed call is exactly the agent's call
-    warm: Warmup = warm_up(run, runs=options.warmup, min_s=options.min_warmup_s, max_s=options.max_warmup_s,
-                           first_ms=first_ms)
+    warm = warm_up(run, runs=options.warmup, min_s=options.min_warmup_s, max_s=options.max_warmup_s,
+                   first_ms=first_ms)
     phase("timed")
     cpu_before = snapshot()
     samples_ns, wall_s = time_runs(run, options)
-    machine.update(contention(cpu_before, snapshot()))
-    stats = LatencyStats.from_ns(samples_ns)
-    peak_rss = peak_rss_mb()
-    rss_after = rss_mb()
-    temp_after = temperature_c()
-    providers = runtime.providers
-    del run, runtime  # free the timed session before the profiled one is made
-    profile: dict[str, Any] | None = None
+    busy = contention(cpu_before, snapshot())
+    return _Timed(load_ms=load_ms, first_ms=first_ms, warm=warm, samples_ns=samples_ns, wall_s=wall_s,
+                  providers=tuple(runtime.providers), contention=busy, peak_rss_mb=peak_rss_mb(),
+                  rss_after_mb=rss_mb(), temperature_after_c=temperature_c()), feeds
+
+
+def benchmark_model(path: Path | str, options: BenchOptions = BenchOptions(),
+                    *, on_phase: Callable[[str], None] | None = None) -> BenchRecord:
+    """Measure one model; returns the record ``edgekit benchmark --json`` prints per model."""
+    mut = resolve_model(path, options)
+    phase = on_phase or (lambda _name: None)
+    rss_before, temperature_before, machine = rss_mb(), temperature_c(), machine_state()
+    timed, feeds = _time_model(mut, options, phase)
+    profile: OpProfileRecord | None = None
     profile_note: str | None = None
     if options.profile:
         phase("profile")
         profile, profile_note = _profile(mut, feeds, options.top)
-    cost, cost_note = _cost_json(mut)
+    cost, cost_note = _cost(mut)
+    return _record(mut, options, timed, cost=cost, cost_note=cost_note, profile=profile, profile_note=profile_note,
+                   machine=MachineState.model_validate({**machine, **timed.contention}),
+                   temperatures=Temperatures(before=temperature_before, after=timed.temperature_after_c),
+                   model_rss_mb=max(0.0, timed.rss_after_mb - rss_before))
+
+
+def _record(mut: ModelUnderTest, options: BenchOptions, timed: _Timed, *, cost: CostRecord | None,
+            cost_note: str | None, profile: OpProfileRecord | None, profile_note: str | None,
+            machine: MachineState, temperatures: Temperatures, model_rss_mb: float) -> BenchRecord:
+    stats = LatencyStats.from_ns(timed.samples_ns)
     precision = _precision_of(mut, cost)
     peak = _peak(options, precision, mut.threads)
-    gops = (cost["flops"] / (stats.p50 / 1e3) / 1e9) if cost else None
-    latency = {**stats.to_json(), "load_ms": round(load_ms, 3), "first_ms": round(first_ms, 3)}
-    record: dict[str, Any] = {
-        "model": str(mut.path),
-        "name": mut.name,
-        "model_file": str(mut.model_file),
-        "runtime": mut.runtime,
-        "providers": list(providers),
-        "providers_asked": list(mut.providers),
-        "threads": mut.threads,
-        "precision": precision,
-        "input": mut.feeds_from,
-        "load_ms": round(load_ms, 3),
-        "first_ms": round(first_ms, 3),
-        "warmup": warm.to_json(),
-        "runs": stats.runs,
-        "timed_s": round(wall_s, 3),
-        "latency_ms": latency,
-        "throughput_ips": round(stats.runs / wall_s, 3) if wall_s > 0 else None,
-        "peak_rss_mb": round(peak_rss, 1),
-        "model_rss_mb": round(max(0.0, rss_after - rss_before), 1),
-        "temperature_c": {"before": temp_before, "after": temp_after},
-        "machine": machine,
-        "cost": cost,
-        "cost_note": cost_note,
-        "gops": round(gops, 3) if gops is not None else None,
-        "peak": (None if peak is None
-                 else {"gops": round(peak.gops, 1), "precision": peak.precision, "source": peak.source}),
-        "percent_of_peak": round(100.0 * gops / peak.gops, 2) if (gops is not None and peak) else None,
-        "top_ops": profile,
-        "top_ops_note": profile_note,
-        "agent_version": __version__,
-    }
-    if options.keep_samples:
-        record["samples_ms"] = [round(ns / 1e6, 5) for ns in samples_ns]
-    return record
+    gops = (cost.flops / (stats.p50 / 1e3) / 1e9) if cost else None
+    load_ms, first_ms = round(timed.load_ms, 3), round(timed.first_ms, 3)
+    return BenchRecord(
+        model=str(mut.path), name=mut.name, model_file=str(mut.model_file), runtime=mut.runtime,
+        providers=timed.providers, providers_asked=mut.providers, threads=mut.threads, precision=precision,
+        input=mut.feeds_from, load_ms=load_ms, first_ms=first_ms,
+        warmup=WarmupRecord.model_validate(timed.warm.to_json()), runs=stats.runs, timed_s=round(timed.wall_s, 3),
+        latency_ms=Latency.model_validate({**stats.to_json(), "load_ms": load_ms, "first_ms": first_ms}),
+        throughput_ips=round(stats.runs / timed.wall_s, 3) if timed.wall_s > 0 else None,
+        peak_rss_mb=round(timed.peak_rss_mb, 1), model_rss_mb=round(model_rss_mb, 1), temperature_c=temperatures,
+        machine=machine, cost=cost, cost_note=cost_note, gops=round(gops, 3) if gops is not None else None,
+        peak=None if peak is None else PeakRecord(gops=round(peak.gops, 1), precision=peak.precision,
+                                                  source=peak.source),
+        percent_of_peak=round(100.0 * gops / peak.gops, 2) if (gops is not None and peak) else None,
+        top_ops=profile, top_ops_note=profile_note, agent_version=__version__,
+        samples_ms=tuple(round(ns / 1e6, 5) for ns in timed.samples_ns) if options.keep_samples else None,
+    )
 
 
-def _profile(mut: ModelUnderTest, feeds: list[np.ndarray], top: int) -> tuple[dict[str, Any] | None, str | None]:
+def _profile(mut: ModelUnderTest, feeds: list[np.ndarray], top: int) -> tuple[OpProfileRecord | None, str | None]:
     from device_agent.bench.profile import parse_ort_profile
 
     runtime: Runtime = create_runtime(mut.runtime, mut.model_file, threads=mut.threads, providers=mut.providers,
@@ -330,7 +307,7 @@ def _profile(mut: ModelUnderTest, feeds: list[np.ndarray], top: int) -> tuple[di
         return None, (f"{mut.runtime} has no operator profiler in its Python API; "
                       "see cost.by_op_type for where the MACs are")
     try:
-        return parse_ort_profile(trace, skip_runs=3).to_json(top), None
+        return OpProfileRecord.model_validate(parse_ort_profile(trace, skip_runs=3).to_json(top)), None
     finally:
         trace.unlink(missing_ok=True)
         try:

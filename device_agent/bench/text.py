@@ -8,6 +8,7 @@ from typing import Any
 
 from device_agent import __version__
 from device_agent.bench.hardware import detect_cpu
+from device_agent.bench.record import BenchRecord
 
 
 def host_info() -> dict[str, Any]:
@@ -26,41 +27,50 @@ def _f(value: Any, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def text_report(models: Sequence[Mapping[str, Any]]) -> str:
+def _providers(m: BenchRecord) -> str:
+    missing = [a for a in m.providers_asked if not any(a in used for used in m.providers)]
+    return (f"  providers used: {', '.join(m.providers) or '-'}"
+            + (f" (asked: {', '.join(m.providers_asked)})" if missing else ""))
+
+
+def _compute(m: BenchRecord) -> str:
+    cost = m.cost
+    return (f"  peak RSS {_f(m.peak_rss_mb, 1)} MB   "
+            + (f"{cost.flops / 1e9:.3f} GFLOPs, {cost.params / 1e6:.2f} M params, " if cost else "")
+            + f"{_f(m.gops, 1)} GOP/s"
+            + (f" = {_f(m.percent_of_peak, 1)}% of {m.peak.gops:.0f} ({m.peak.source})" if m.peak else ""))
+
+
+def _machine(m: BenchRecord) -> list[str]:
+    machine, lines = m.machine, []
+    if machine.other_cpu_pct is not None:
+        lines.append(f"  other programs used {machine.other_cpu_pct}% of the CPUs during the timed runs"
+                     + (f", steal {machine.steal_pct}%" if machine.steal_pct else ""))
+    if machine.governor not in (None, "performance"):
+        lines.append(f"  note: CPU governor '{machine.governor}' scales the clock; "
+                     "'performance' gives steadier numbers")
+    return lines
+
+
+def text_report(models: Sequence[BenchRecord]) -> str:
     """Two columns per line, one block per model: readable over SSH on a 80-column terminal."""
     lines: list[str] = []
     for m in models:
-        lat = m["latency_ms"]
-        warm = m["warmup"]
-        cost = m.get("cost") or {}
+        lat, warm = m.latency_ms, m.warmup
         lines += [
-            f"{m['name']}  ({m['runtime']}, {m['threads'] or 'default'} threads, {m['precision']}, "
-            f"input: {m['input']})",
-            f"  providers used: {', '.join(m['providers']) or '-'}"
-            + (f" (asked: {', '.join(m['providers_asked'])})"
-               if [a for a in m["providers_asked"] if not any(a in used for used in m["providers"])] else ""),
-            (f"  load {_f(m['load_ms'], 1)} ms   first run {_f(m['first_ms'], 2)} ms   warm-up {warm['runs']} runs"
-             + ("" if warm["fixed"] else (" (stable)" if warm["stable"] else " (NOT stable: latency still moving)"))),
-            (f"  {m['runs']} timed runs: p50 {_f(lat['p50'])}  p90 {_f(lat['p90'])}  p95 {_f(lat['p95'])}  "
-             f"p99 {_f(lat['p99'])}  p99.9 {_f(lat['p99_9'])} ms"),
-            (f"  mean {_f(lat['mean'])} ms  std {_f(lat['std'])} ms  CV {_f(100 * lat['cv'], 1)}%  "
-             f"drift {_f(lat['drift_pct'], 1)}%  throughput {_f(m['throughput_ips'], 1)}/s"),
-            f"  peak RSS {_f(m['peak_rss_mb'], 1)} MB   "
-            + (f"{cost['flops'] / 1e9:.3f} GFLOPs, {cost['params'] / 1e6:.2f} M params, " if cost else "")
-            + f"{_f(m['gops'], 1)} GOP/s"
-            + (f" = {_f(m['percent_of_peak'], 1)}% of {m['peak']['gops']:.0f} ({m['peak']['source']})"
-               if m.get("peak") else ""),
+            f"{m.name}  ({m.runtime}, {m.threads or 'default'} threads, {m.precision}, input: {m.input})",
+            _providers(m),
+            (f"  load {_f(m.load_ms, 1)} ms   first run {_f(m.first_ms, 2)} ms   warm-up {warm.runs} runs"
+             + ("" if warm.fixed else (" (stable)" if warm.stable else " (NOT stable: latency still moving)"))),
+            (f"  {m.runs} timed runs: p50 {_f(lat.p50)}  p90 {_f(lat.p90)}  p95 {_f(lat.p95)}  "
+             f"p99 {_f(lat.p99)}  p99.9 {_f(lat.p99_9)} ms"),
+            (f"  mean {_f(lat.mean)} ms  std {_f(lat.std)} ms  CV {_f(100 * lat.cv, 1)}%  "
+             f"drift {_f(lat.drift_pct, 1)}%  throughput {_f(m.throughput_ips, 1)}/s"),
+            _compute(m),
+            *_machine(m),
         ]
-        machine = m.get("machine") or {}
-        if machine.get("other_cpu_pct") is not None:
-            lines.append(f"  other programs used {machine['other_cpu_pct']}% of the CPUs during the timed runs"
-                         + (f", steal {machine['steal_pct']}%" if machine.get("steal_pct") else ""))
-        if machine.get("governor") not in (None, "performance"):
-            lines.append(f"  note: CPU governor '{machine['governor']}' scales the clock; "
-                         "'performance' gives steadier numbers")
-        profile = m.get("top_ops")
-        if profile:
-            ops = ", ".join(f"{o['op']} {o['percent']:.0f}%" for o in profile["by_type"][:5])
+        if m.top_ops:
+            ops = ", ".join(f"{o.op} {o.percent:.0f}%" for o in m.top_ops.by_type[:5])
             lines.append(f"  time by operator: {ops}")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -22,10 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from device_agent.bench.runner import BenchOptions, benchmark_model
-from device_agent.errors import AgentError, BenchInputError
+from pydantic import ValidationError
 
-_ERRORS: dict[str, type[AgentError]] = {"BenchInputError": BenchInputError}
+from device_agent.bench.options import BenchOptions
+from device_agent.bench.record import BenchRecord
+from device_agent.bench.runner import benchmark_model
+from device_agent.errors import AgentError, BenchInputError
+from device_agent.service.config_errors import explain
+
+_ERRORS: dict[str, type[AgentError]] = {"BenchInputError": BenchInputError, "BenchOptionsError": BenchInputError}
 
 
 class BenchFailed(AgentError):
@@ -35,9 +40,9 @@ class BenchFailed(AgentError):
 def main(argv: list[str]) -> int:
     model, options_json, out = argv
     try:
-        options = BenchOptions.from_json(json.loads(options_json))
+        options = BenchOptions.model_validate(json.loads(options_json))
         record: dict[str, Any] = benchmark_model(
-            model, options, on_phase=lambda name: print(f"phase: {name}", file=sys.stderr, flush=True))
+            model, options, on_phase=lambda name: print(f"phase: {name}", file=sys.stderr, flush=True)).to_json()
     except AgentError as exc:  # reported to the parent, which raises it again with the same type
         record = {"error": {"type": type(exc).__name__, "message": str(exc)}}
     Path(out).write_text(json.dumps(record), encoding="utf-8")
@@ -52,13 +57,13 @@ def bench_in_subprocess(
     on_phase: Callable[[str], None] | None = None,
     cancel: threading.Event | None = None,
     python: str = sys.executable,
-) -> dict[str, Any]:
+) -> BenchRecord:
     """Run :func:`benchmark_model` on ``model`` in a child process and return its record.
 
     Setting ``cancel`` (the agent's stop event) kills the child within a tenth of a second."""
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [python, "-m", "device_agent.bench.worker", str(model), json.dumps(options.to_json()), str(out)]
+        cmd = [python, "-m", "device_agent.bench.worker", str(model), options.model_dump_json(), str(out)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
         tail: deque[str] = deque(maxlen=20)
@@ -96,13 +101,22 @@ def bench_in_subprocess(
         if proc.returncode != 0 or not out.is_file():
             detail = "\n".join(list(tail)[-8:]) or "no output"
             raise BenchFailed(f"benchmark process for {str(model)!r} exited with status {proc.returncode}:\n{detail}")
-        record: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+        return _read_result(out, model)
+
+
+def _read_result(out: Path, model: Path | str) -> BenchRecord:
+    """The child's record, or the error it reported raised again with the same type."""
+    record: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     if "error" in record:
         kind, message = record["error"]["type"], record["error"]["message"]
         if kind in _ERRORS:
             raise _ERRORS[kind](message)
         raise BenchFailed(f"{kind}: {message}")
-    return record
+    try:
+        return BenchRecord.model_validate(record)
+    except ValidationError as exc:  # the child runs this very code, so this is a bug, named as one
+        raise BenchFailed(f"benchmark process for {str(model)!r} wrote a record that does not parse: "
+                          f"{explain(exc)}") from None
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from device_agent.bench.options import DurationS, Runs, Threads, WarmupRuns
 from device_agent.errors import AgentError
 from device_agent.service.config_errors import explain
 
@@ -90,13 +91,14 @@ def command(name: str) -> Callable[[_C], _C]:
 class BenchCommand(Command):
     """Benchmark the device's active bundle in a fresh process while inference pauses."""
 
-    runs: int | None = Field(default=None, ge=1, le=100_000, description="timed runs (excludes duration_s)")
-    duration_s: float | None = Field(default=None, gt=0, le=300,
-                                     description="time the model for this long, in seconds (excludes runs)")
-    warmup: int | None = Field(default=None, ge=0, le=100_000,
-                               description="warm-up runs; absent: until the latency is stable")
-    threads: int | None = Field(default=None, ge=0, le=1024,
-                                description="inference threads (0: runtime default; absent: the agent's threads)")
+    # the options' own constraints (BenchOptions), with caps on what one command may ask
+    runs: Runs | None = Field(default=None, le=100_000, description="timed runs (excludes duration_s)")
+    duration_s: DurationS | None = Field(default=None, le=300,
+                                         description="time the model for this long, in seconds (excludes runs)")
+    warmup: WarmupRuns | None = Field(default=None, le=100_000,
+                                      description="warm-up runs; absent: until the latency is stable")
+    threads: Threads | None = Field(default=None, le=1024,
+                                    description="inference threads (0: runtime default; absent: the agent's threads)")
     profile: bool = Field(default=True, description="add the per-operator profile (a few more runs)")
     samples: bool = Field(default=False, description="include every timed run's latency in the reply")
     model_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$",

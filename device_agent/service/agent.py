@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from device_agent import __version__
-from device_agent.bench.runner import DEFAULT_DURATION_S, PROFILE_RUNS, BenchOptions
+from device_agent.bench.options import BenchOptions, BenchOptionsError, key_names
+from device_agent.bench.runner import DEFAULT_DURATION_S, PROFILE_RUNS
 from device_agent.bench.worker import bench_in_subprocess
 from device_agent.errors import AgentError, PreprocessError
 from device_agent.pipeline.decoders import decode
@@ -245,8 +246,8 @@ class Agent:
         try:
             options = BenchOptions(runs=command.runs, duration_s=command.duration_s, warmup=command.warmup,
                                    threads=threads, profile=command.profile, keep_samples=command.samples)
-        except AgentError as exc:
-            self._reject("bench", rid, f"{type(exc).__name__}: {exc}")
+        except BenchOptionsError as exc:  # named by the command's keys, as the command's own errors are
+            self._reject("bench", rid, f"{type(exc).__name__}: {exc.render(key_names())}")
             return
         self._reply(rid, "bench", "running")
         self._emit(BenchEvent(state="started", request_id=rid))
@@ -260,10 +261,9 @@ class Agent:
             self._emit(BenchEvent(state="failed", request_id=rid, error=error))
             self._reply(rid, "bench", "error", error=error)
             return
-        p50 = (record.get("latency_ms") or {}).get("p50")
-        log.info("bench %s: %s runs, p50 %s ms", rid, record.get("runs"), p50)
-        self._emit(BenchEvent(state="finished", request_id=rid, runs=record.get("runs"), p50_ms=p50))
-        self._reply(rid, "bench", "done", result=record)  # the envelope says which device
+        log.info("bench %s: %s runs, p50 %s ms", rid, record.runs, record.latency_ms.p50)
+        self._emit(BenchEvent(state="finished", request_id=rid, runs=record.runs, p50_ms=record.latency_ms.p50))
+        self._reply(rid, "bench", "done", result=record.to_json())  # the envelope says which device
 
     def _bench_timeout_s(self, options: BenchOptions) -> float:
         """How long the bench child may take: its expected run, estimated generously, plus a margin."""

@@ -8,11 +8,11 @@ trend or bursts).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
+from device_agent.bench.record import BenchRecord
 from edgekit.errors import UsageError
 
 
@@ -27,34 +27,35 @@ def _pyplot() -> ModuleType:
     return plt
 
 
-def plot_benchmark(models: Sequence[Mapping[str, Any]], path: Path | str, *, title: str = "edgekit benchmark") -> Path:
+def plot_benchmark(models: Sequence[BenchRecord], path: Path | str, *, title: str = "edgekit benchmark") -> Path:
     """Write the PNG; models need ``samples_ms`` (kept unless the benchmark was told not to)."""
     out = Path(path)
     if out.suffix.lower() != ".png":
         raise UsageError(f"--plot {str(path)!r}: expected a .png file name")
-    missing = [m["name"] for m in models if not m.get("samples_ms")]
+    missing = [m.name for m in models if not m.samples_ms]
     if missing:
         raise UsageError(f"cannot plot {', '.join(missing)}: the results carry no raw samples")
     plt = _pyplot()
-    names = [m["name"] + (f"\n@{m['device']}" if m.get("device") else "") for m in models]
+    names = [m.name + (f"\n@{m.device}" if m.device else "") for m in models]
     colors = [f"C{i % 10}" for i in range(len(models))]
     fig, (bars, dist, trace) = plt.subplots(1, 3, figsize=(16, 4.8), gridspec_kw={"width_ratios": [1, 1.2, 1.6]})
     fig.suptitle(title)
 
-    p50 = [m["latency_ms"]["p50"] for m in models]
+    p50 = [m.latency_ms.p50 for m in models]
     xs = range(len(models))
     bars.bar(xs, p50, color=colors)
-    bars.scatter(xs, [m["latency_ms"]["p90"] for m in models], marker="_", s=400, color="black", label="p90", zorder=3)
-    bars.scatter(xs, [m["latency_ms"]["p99"] for m in models], marker="_", s=400, color="red", label="p99", zorder=3)
+    bars.scatter(xs, [m.latency_ms.p90 for m in models], marker="_", s=400, color="black", label="p90", zorder=3)
+    bars.scatter(xs, [m.latency_ms.p99 for m in models], marker="_", s=400, color="red", label="p99", zorder=3)
     for x, m in zip(xs, models):
-        bars.annotate(f"{m['latency_ms']['p50']:.2f} ms\n{m.get('speedup', 1.0):.2f}x", (x, m["latency_ms"]["p50"]),
+        speedup = 1.0 if m.speedup is None else m.speedup
+        bars.annotate(f"{m.latency_ms.p50:.2f} ms\n{speedup:.2f}x", (x, m.latency_ms.p50),
                       ha="center", va="bottom", fontsize=8, xytext=(0, 2), textcoords="offset points")
     bars.set_xticks(list(xs), names, fontsize=8)
     bars.set_ylabel("latency ms (bar: p50)")
     bars.legend(fontsize=8, loc="upper right")
     bars.set_title("p50, p90, p99")
 
-    samples = [m["samples_ms"] for m in models]
+    samples = [list(m.samples_ms or ()) for m in models]
     parts = dist.violinplot(samples, positions=list(xs), showmedians=True, showextrema=False)
     for body, color in zip(parts["bodies"], colors):
         body.set_facecolor(color)
@@ -64,7 +65,7 @@ def plot_benchmark(models: Sequence[Mapping[str, Any]], path: Path | str, *, tit
     dist.set_title("distribution of timed runs")
 
     for m, name, color in zip(models, names, colors):
-        trace.plot(m["samples_ms"], ".", markersize=2, color=color, label=name.replace("\n", " "))
+        trace.plot(list(m.samples_ms or ()), ".", markersize=2, color=color, label=name.replace("\n", " "))
     trace.set_xlabel("run")
     trace.set_ylabel("latency ms")
     trace.set_title("latency over the run (drift, bursts)")

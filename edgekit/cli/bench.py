@@ -11,6 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.status import Status
 
+from device_agent.bench.flags import COMMON, add_bench_flags, options_from_args
+from device_agent.bench.record import BenchRecord
 from edgekit.errors import UsageError
 
 EPILOG = """examples:
@@ -41,21 +43,15 @@ def add_parser(sub: Any) -> None:
     )
     bench.add_argument("models", nargs="*", metavar="MODEL_OR_BUNDLE",
                        help=".onnx or .tflite files or bundle directories")
-    bench.add_argument("--runtime", choices=["onnxruntime", "tflite"], help="default: from the bundle or file suffix")
-    bench.add_argument("--threads", type=int,
-                       help="inference threads (default: the bundle target's, else the runtime's)")
-    bench.add_argument("--provider", action="append", default=[], metavar="NAME",
-                       help="onnxruntime execution provider, in order of preference (repeatable), e.g. "
-                       "TensorrtExecutionProvider, CUDAExecutionProvider; default: the bundle's, else CPU. "
-                       "The report lists the providers actually used")
-    how_long = bench.add_mutually_exclusive_group()
-    how_long.add_argument("--runs", type=int, help="timed runs per model")
-    how_long.add_argument("--duration", type=float, help="seconds of timed runs per model (default 10)")
-    bench.add_argument("--warmup", type=int, help="exactly N warm-up runs (default: until the latency is stable)")
+    add_bench_flags(bench, (*COMMON, "runtime", "top"), help_overrides={
+        "runs": "timed runs per model", "duration_s": "seconds of timed runs per model (default 10)",
+        "providers": "onnxruntime execution provider, in order of preference (repeatable), e.g. "
+        "TensorrtExecutionProvider, CUDAExecutionProvider; default: the bundle's, else CPU. "
+        "The report lists the providers actually used",
+        "top": "operators to show per model (default 8)"})
+    bench.set_defaults(top=8)
     bench.add_argument("--repeat", type=int, default=1, help="measure every model N times, taking turns (default 1)")
     bench.add_argument("--target", help="this machine is TARGET: take the peak compute for %% of peak from its profile")
-    bench.add_argument("--no-profile", action="store_true", help="skip the per-operator profile")
-    bench.add_argument("--top", type=int, default=8, help="operators to show per model (default 8)")
     bench.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     bench.add_argument("--samples", action="store_true", help="with --json: include every timed run's latency")
     bench.add_argument("--csv", metavar="FILE", help="also write one CSV row per model")
@@ -67,14 +63,6 @@ def add_parser(sub: Any) -> None:
     bench.add_argument("--broker", help="HOST:PORT of the MQTT broker the agent is connected to")
     bench.add_argument("--timeout", type=float, help="--device: seconds to wait for the answer "
                        "(default: the timed duration + 300)")
-
-
-def _options(args: argparse.Namespace, *, keep_samples: bool) -> Any:
-    from device_agent.bench.runner import BenchOptions
-
-    return BenchOptions(runs=args.runs, duration_s=args.duration, warmup=args.warmup, threads=args.threads,
-                        runtime=args.runtime, providers=tuple(args.provider), profile=not args.no_profile, top=args.top,
-                        keep_samples=keep_samples)
 
 
 def _frame_status(status: Status, model: str, done: int, total: int) -> None:
@@ -98,7 +86,8 @@ def _pipeline(args: argparse.Namespace, out: Console, err: Console) -> int:
     return 0
 
 
-def _remote(args: argparse.Namespace, out: Console, err: Console) -> dict[str, Any]:
+def _remote(args: argparse.Namespace, err: Console) -> tuple[dict[str, Any], list[BenchRecord]]:
+    from device_agent.bench.text import host_info
     from edgekit.fleet.remote import remote_benchmark
 
     if not args.broker:
@@ -106,48 +95,47 @@ def _remote(args: argparse.Namespace, out: Console, err: Console) -> dict[str, A
     if len(args.models) > 1:
         raise UsageError("--device benchmarks the device's active bundle: name at most one BUNDLE to check it against")
     bundle = Path(args.models[0]) if args.models else None
+    samples = bool(args.plot or args.samples)
     with err.status(f"asking {args.device} via {args.broker}") as status:
-        record = remote_benchmark(args.broker, args.device,
-                                  options=_options(args, keep_samples=bool(args.plot or args.samples)),
-                                  bundle=bundle, samples=bool(args.plot or args.samples),
-                                  timeout_s=args.timeout or (args.duration or 10.0) + 300.0,
+        record = remote_benchmark(args.broker, args.device, options=options_from_args(args, keep_samples=samples),
+                                  bundle=bundle, samples=samples,
+                                  timeout_s=args.timeout or (args.duration_s or 10.0) + 300.0,
                                   on_state=lambda state: status.update(f"{args.device}: {state}"))
-    record.setdefault("speedup", 1.0)
-    from device_agent.bench.text import host_info
+    if record.speedup is None:
+        record = record.model_copy(update={"speedup": 1.0})
+    return {"v": 1, "host": host_info(), "device": args.device, "repeat": 1}, [record]
 
-    return {"v": 1, "host": host_info(), "device": args.device, "repeat": 1, "models": [record]}
+
+def _local(args: argparse.Namespace, err: Console) -> tuple[dict[str, Any], list[BenchRecord]]:
+    from edgekit.bench.benchmark import benchmark
+
+    if not args.models:
+        raise UsageError("name at least one model: a .onnx or .tflite file or a bundle directory (or --device)")
+    options = options_from_args(args, keep_samples=bool(args.plot or args.samples))
+    with err.status("benchmarking") as status:
+        result = benchmark(args.models, options=options, repeat=args.repeat, target=args.target,
+                           progress=lambda name, phase: status.update(f"{name}: {phase}"))
+    return result.header(), list(result.models)
 
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from edgekit.bench.benchmark import benchmark
     from edgekit.bench.report import print_benchmark, write_csv
 
     if args.pipeline:
         if args.device:
             raise UsageError("--pipeline runs here; it cannot be combined with --device")
         return _pipeline(args, out, err)
-    if args.device:
-        result = _remote(args, out, err)
-    else:
-        if not args.models:
-            raise UsageError("name at least one model: a .onnx or .tflite file or a bundle directory (or --device)")
-        keep = bool(args.plot or args.samples)
-        with err.status("benchmarking") as status:
-            run_result = benchmark(args.models, options=_options(args, keep_samples=keep), repeat=args.repeat,
-                                   target=args.target, progress=lambda name, phase: status.update(f"{name}: {phase}"))
-        result = run_result.to_json(samples=True)
+    header, records = _remote(args, err) if args.device else _local(args, err)
     if args.plot:
         from edgekit.bench.plot import plot_benchmark
 
-        plot_benchmark(result["models"], args.plot)
+        plot_benchmark(records, args.plot)
     if args.csv:
-        write_csv(args.csv, result["models"])
+        write_csv(args.csv, records)
     if args.json:
-        if not args.samples:
-            result["models"] = [{k: v for k, v in m.items() if k != "samples_ms"} for m in result["models"]]
-        print(json.dumps(result))
+        print(json.dumps({**header, "models": [r.to_json(samples=args.samples) for r in records]}))
         return 0
-    print_benchmark(out, result, top=args.top)
+    print_benchmark(out, records, host=header["host"], top=args.top)
     for what, path in (("plot", args.plot), ("csv", args.csv)):
         if path:
             out.print(f"wrote {what} {path}", highlight=False)

@@ -27,12 +27,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from device_agent.bench.runner import BenchOptions
+from device_agent.bench.options import BenchOptions
+from device_agent.bench.record import BenchRecord
 from device_agent.protocol import COMMANDS, ProtocolError, Reply, Topics, parse
 from device_agent.service.config_errors import explain
 from edgekit.errors import RemoteError, UsageError
 from edgekit.fleet.monitor import parse_broker
 
+REMOTE_OPTIONS = {"runs", "duration_s", "warmup", "threads", "profile"}
+"""The options a bench command carries; the device picks its runtime and providers from its bundle."""
 _DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # the agent config's device_id pattern
 
 
@@ -45,7 +48,7 @@ def remote_benchmark(
     samples: bool = False,
     timeout_s: float = 180.0,
     on_state: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> BenchRecord:
     """Benchmark the active bundle of ``device`` through the agent it runs; return the device's record.
 
     ``broker`` is ``HOST:PORT``. ``options`` gives runs or duration_s, warmup, threads and
@@ -57,23 +60,26 @@ def remote_benchmark(
 
     The record is the one ``edgekit benchmark --json`` prints per model (``latency_ms`` with
     p50/p90/p99/mean, ``load_ms``, ``first_ms``, ``peak_rss_mb``, ``runs``, ...), with
-    ``"device"`` and ``"remote": True`` added. Raises :class:`UsageError` for a bad broker,
+    ``device`` and ``remote=True`` set. Raises :class:`UsageError` for a bad broker,
     device id or bundle, and :class:`RemoteError` when the broker cannot be reached, the
     device refuses or fails, or no answer arrives within ``timeout_s``.
     """
     if options.runtime is not None:
         raise UsageError(f"--runtime {options.runtime!r}: a remote benchmark runs the device's bundle with its own "
                          "runtime; leave --runtime out")
-    body: dict[str, Any] = {"runs": options.runs, "duration_s": options.duration_s, "warmup": options.warmup,
-                            "threads": options.threads, "profile": options.profile, "samples": samples}
+    body = {**options.model_dump(include=REMOTE_OPTIONS, exclude_none=True), "samples": samples}
     if bundle is not None:
         body["model_sha256"] = model_sha256(Path(bundle))
-    reply = send_command(broker, device, "bench", {k: v for k, v in body.items() if v is not None},
-                         timeout_s=timeout_s, on_state=on_state)
+    reply = send_command(broker, device, "bench", body, timeout_s=timeout_s, on_state=on_state)
     result = reply.get("result")
     if not isinstance(result, dict):
         raise RemoteError(f"device {device!r} answered 'done' without a result record: {json.dumps(reply)[:200]}")
-    return {**result, "device": device, "remote": True}
+    try:
+        record = BenchRecord.model_validate(result)
+    except ValidationError as exc:
+        raise RemoteError(f"device {device!r} answered with a record this host cannot read (another agent "
+                          f"version?): {explain(exc)}") from None
+    return record.model_copy(update={"device": device, "remote": True})
 
 
 def model_sha256(path: Path) -> str:

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from device_agent.bench.options import BenchOptions
 from device_agent.bench.profile import parse_ort_profile
 from device_agent.bench.runner import (
-    BenchOptions,
     benchmark_model,
     random_feeds,
     resolve_model,
@@ -117,7 +117,7 @@ def test_fixed_warm_up_runs_exactly_n() -> None:
 # -- one model ------------------------------------------------------------------------------------
 
 def test_onnx_model_record_has_every_field_and_sane_numbers(models: dict[str, Path]) -> None:
-    record = benchmark_model(models["small"], FAST)
+    record = benchmark_model(models["small"], FAST).to_json()
     for key in CONTRACT_MODEL:
         assert key in record
     for key in CONTRACT_LATENCY:
@@ -141,14 +141,14 @@ def test_onnx_model_record_has_every_field_and_sane_numbers(models: dict[str, Pa
 
 
 def test_tflite_model_runs_in_litert_and_says_it_has_no_op_profiler(models: dict[str, Path]) -> None:
-    record = benchmark_model(models["tflite"], BenchOptions(runs=20, warmup=2))
+    record = benchmark_model(models["tflite"], BenchOptions(runs=20, warmup=2)).to_json()
     assert record["runtime"] == "tflite" and record["runs"] == 20
     assert record["top_ops"] is None and "no operator profiler" in record["top_ops_note"]
     assert record["cost"]["macs"] == 12
 
 
 def test_bundle_is_timed_on_its_golden_photo_with_its_target_threads(int8_bundle: Path) -> None:
-    record = benchmark_model(int8_bundle, BenchOptions(runs=20, warmup=2, profile=False))
+    record = benchmark_model(int8_bundle, BenchOptions(runs=20, warmup=2, profile=False)).to_json()
     assert record["input"] == "golden" and record["precision"] == "int8"
     assert record["threads"] == json.loads((int8_bundle / "manifest.json").read_text())["target"]["threads"]
     assert record["cost"]["macs"] == TINY_MACS  # the QDQ model counts the same MACs as the float one
@@ -159,7 +159,7 @@ def test_device_without_onnx_takes_the_cost_the_host_recorded(int8_bundle: Path,
     manifest = json.loads((int8_bundle / "manifest.json").read_text())
     assert manifest["performance"]["cost"]["macs"] == TINY_MACS
     monkeypatch.setitem(sys.modules, "onnx", None)  # as on a Raspberry Pi with only the agent installed
-    record = benchmark_model(int8_bundle, BenchOptions(runs=5, warmup=1, profile=False))
+    record = benchmark_model(int8_bundle, BenchOptions(runs=5, warmup=1, profile=False)).to_json()
     assert record["cost"]["macs"] == TINY_MACS
     assert "counted on the host" in record["cost_note"] and "needs the Python module 'onnx'" in record["cost_note"]
 
@@ -244,7 +244,7 @@ def test_human_table_names_every_measure(models: dict[str, Path], capsys: pytest
 
 def test_repeats_take_turns_and_pick_the_median(models: dict[str, Path]) -> None:
     result = benchmark([models["small"]], options=BenchOptions(runs=15, warmup=1, profile=False), repeat=3)
-    record = result.models[0]
+    record = result.models[0].to_json()
     assert len(record["repeats"]["p50_ms"]) == 3
     assert record["latency_ms"]["p50"] == sorted(record["repeats"]["p50_ms"])[1]
 
@@ -355,7 +355,7 @@ def test_target_profile_gives_the_peak_and_a_profile_without_one_is_refused(mode
 
     result = benchmark([models["small"]], options=BenchOptions(runs=10, warmup=1, profile=False, threads=2),
                        target="rpi5")
-    record = result.models[0]
+    record = result.models[0].to_json()
     assert "rpi5" in record["peak"]["source"] and record["peak"]["precision"] == "fp32"
     assert record["percent_of_peak"] == pytest.approx(100 * record["gops"] / record["peak"]["gops"], rel=0.02)
     with pytest.raises(UsageError, match="x86-cpu.*no peak_gops"):

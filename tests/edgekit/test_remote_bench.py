@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from device_agent.bench.runner import BenchOptions
+from device_agent.bench.options import BenchOptions
 from device_agent.protocol.commands import (
     COMMANDS,
     BenchCommand,
@@ -248,7 +248,7 @@ def test_the_agent_handles_every_allowed_command(live: LiveAgent) -> None:
 def test_remote_benchmark_returns_the_devices_record(live: LiveAgent) -> None:
     states: list[str] = []
     record = remote_benchmark(live.address, DEVICE, options=BenchOptions(runs=30, warmup=5), bundle=live.bundle,
-                              samples=True, timeout_s=60, on_state=states.append)
+                              samples=True, timeout_s=60, on_state=states.append).to_json()
     assert states == ["sent", "running"]
     assert record["device"] == DEVICE and record["remote"] is True
     assert record["runs"] == 30 and len(record["samples_ms"]) == 30
