@@ -74,8 +74,8 @@ def remote_benchmark(
     result = reply.get("result")
     if not isinstance(result, dict):
         raise RemoteError(f"device {device!r} answered 'done' without a result record: {json.dumps(reply)[:200]}")
-    try:
-        record = BenchRecord.model_validate(result)
+    try:  # a newer agent may add keys: read what this host knows (the contract's rule), require the rest
+        record = BenchRecord.model_validate(result, extra="ignore")
     except ValidationError as exc:
         raise RemoteError(f"device {device!r} answered with a record this host cannot read (another agent "
                           f"version?): {explain(exc)}") from None
