@@ -1,6 +1,8 @@
 """The ``edgekit-agent`` command on the device.
 
-Exit status: 0 success, 1 the work failed, 2 bad usage or bad input.
+Exit status: 0 success, 1 the work failed, 2 bad usage or bad input. Every error class
+carries its own status (``exit_code``, see :mod:`device_agent.errors`); :func:`main` catches
+only the root, :class:`~device_agent.errors.AgentError`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from device_agent import __version__
-from device_agent.errors import AgentError, BenchInputError, BundleError
+from device_agent.errors import AgentError
 from device_agent.install.board import BOARD_KINDS
-from device_agent.service.config import ConfigError
-from device_agent.transport.publisher import PublisherAuthError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,12 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "install": _install, "uninstall": _uninstall}
     try:
         return commands[args.command](args)
-    except (BundleError, ConfigError, PublisherAuthError, BenchInputError) as exc:
+    except AgentError as exc:  # the root; each class carries its exit code (device_agent/errors.py)
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    except AgentError as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.bench.stats import LatencyStats
-from device_agent.errors import BenchInputError, BundleError
-from device_agent.sources.types import SourceError
+from device_agent.errors import BenchInputError, BundleError, SourceError
 
 STAGES = ("capture", "preprocess", "infer", "postprocess", "publish")
 WARMUP_FRAMES = 5

@@ -23,13 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.bench.runner import BenchOptions, benchmark_model
-from device_agent.errors import AgentError, BenchInputError
+from device_agent.errors import AgentError, BenchFailed, BenchInputError
 
 _ERRORS: dict[str, type[AgentError]] = {"BenchInputError": BenchInputError}
-
-
-class BenchFailed(AgentError):
-    """The benchmark process failed: the runtime crashed or raised."""
 
 
 def main(argv: list[str]) -> int:
