@@ -24,7 +24,6 @@ KNOWN: dict[str, int] = {
     "device_agent/transport/outbox.py": 409,
     "converters/onnx_prune.py::prune_onnx": 107,
     "edgekit/content/zoo/yolo.py::yolov8n": 104,
-    "device_agent/cli.py::build_parser": 99,
     "edgekit/optimize/pipeline.py::_run": 96,
     "device_agent/bench/pipeline.py::benchmark_pipeline": 95,
     "converters/torch_onnx.py::export_torch_to_onnx": 90,
