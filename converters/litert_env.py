@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from converters.errors import ConversionError
+from converters.errors import ConversionError, MissingDependencyError
 
 LITERT_TORCH = "litert-torch==0.10.0"
 _STAMP = ".edgekit-ready"
@@ -33,8 +33,7 @@ def _torch_version() -> str:
     try:
         import torch
     except ImportError as exc:
-        raise ConversionError("converting to TFLite starts from a PyTorch program: install the torch extra "
-                              "(pip install 'edgekit[torch]')") from exc
+        raise MissingDependencyError("torch", "torch", "converting to TFLite (from a PyTorch program)") from exc
     return str(torch.__version__).split("+")[0]
 
 

@@ -1,6 +1,11 @@
 """The ``edgekit-agent`` command on the device.
 
-Exit status: 0 success, 1 the work failed, 2 bad usage or bad input.
+Exit status: 0 success, 1 the work failed, 2 bad usage or bad input. Every error class
+carries its own status (``exit_code``, see :mod:`device_agent.errors`); :func:`main` catches
+only the root, :class:`~device_agent.errors.AgentError`.
+
+Each sub-command is two functions, one that adds its parser and one that runs it, registered
+together in :data:`COMMANDS`.
 """
 
 from __future__ import annotations
@@ -10,22 +15,32 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from device_agent import __version__
 from device_agent.bench.flags import add_bench_flags, options_from_args
-from device_agent.errors import AgentError, BenchInputError, BundleError
+from device_agent.errors import AgentError
 from device_agent.install.board import BOARD_KINDS
-from device_agent.service.config import ConfigError
-from device_agent.transport.publisher import PublisherAuthError
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    _Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]  # what add_subparsers returns
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgekit-agent", description="Run EdgeKit bundles on a device.")
     parser.add_argument("--version", action="version", version=f"edgekit-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    for name, (add_parser, _) in COMMANDS.items():
+        add_parser(sub, name)
+    return parser
+
+
+def _verify_parser(sub: _Subparsers, name: str) -> None:
     verify = sub.add_parser(
-        "verify",
+        name,
         help="verify a bundle as the agent does before loading it",
         description="Run every check a device runs before it loads a bundle: the manifest's schema, every file's "
         "size and sha256 (plain files inside the bundle, nothing unlisted), the model loads and its inputs and outputs "
@@ -34,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("bundle", help="bundle directory")
     verify.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
+
+def _run_parser(sub: _Subparsers, name: str) -> None:
     run = sub.add_parser(
-        "run",
+        name,
         help="run a bundle on camera frames and publish results over MQTT",
         description="Load and self-test the bundle, read the sources, run inference offline and publish every "
         "result through the durable outbox to MQTT. SIGTERM or SIGINT stops it cleanly.",
@@ -47,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="text lines, or one JSON object per line for log shippers (default: the config's [log] "
                      "format, else text)")
 
+
+def _check_config_parser(sub: _Subparsers, name: str) -> None:
     check = sub.add_parser(
-        "check-config",
+        name,
         help="validate a config file (and its bundle) without starting",
         description="Run every check that 'run' makes before it starts, without starting: every key of the config "
         "file, the credential and TLS files, the sources (files, device nodes, URLs), and the bundle with its golden "
@@ -57,8 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", help="agent config file (TOML)")
     check.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
+
+def _bench_parser(sub: _Subparsers, name: str) -> None:
     bench = sub.add_parser(
-        "bench",
+        name,
         help="measure a bundle's latency on this device",
         description="Load the bundle's model with the agent's runtime, run it once, warm it up until the latency "
         "is stable, time it, and report load/first/p50/p90/p95/p99/p99.9, mean, std, CV, throughput, peak memory, "
@@ -71,8 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--frames", type=int, default=300, help="with --pipeline: frames to time (default 300)")
     bench.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
+
+def _install_parser(sub: _Subparsers, name: str) -> None:
     install = sub.add_parser(
-        "install",
+        name,
         help="install the agent as a systemd service (Raspberry Pi, Jetson, any Linux)",
         description="Detect the board, create the virtual environment /opt/edgekit-agent with the runtime that "
         "suits it (LiteRT on a Raspberry Pi, onnxruntime-gpu on a Jetson, CPU onnxruntime otherwise), write "
@@ -101,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="HOST:PORT in a new config (default 127.0.0.1:1883)")
     install.add_argument("--no-start", action="store_true", help="enable the service but do not start it")
 
+
+def _uninstall_parser(sub: _Subparsers, name: str) -> None:
     uninstall = sub.add_parser(
-        "uninstall",
+        name,
         help="remove the service (config, outbox and bundles are kept unless --purge)",
         description="Stop and disable edgekit-agent.service and remove its unit, user and tmpfiles entries. The "
         "environment, /etc/edgekit and /var/lib/edgekit-agent (the outbox with any unsent results, the bundles) "
@@ -111,7 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
     uninstall.add_argument("--root", default="/", help="the root the agent was installed into (default /)")
     uninstall.add_argument("--purge", action="store_true", help="also remove the environment, config and state")
     uninstall.add_argument("--dry-run", action="store_true", help="print every step without doing it")
-    return parser
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -220,18 +244,24 @@ def _uninstall(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS: dict[str, tuple[Callable[[_Subparsers, str], None], Callable[[argparse.Namespace], int]]] = {
+    "verify": (_verify_parser, _verify),
+    "run": (_run_parser, _run),
+    "check-config": (_check_config_parser, _check_config),
+    "bench": (_bench_parser, _bench),
+    "install": (_install_parser, _install),
+    "uninstall": (_uninstall_parser, _uninstall),
+}
+"""Each sub-command: the function that adds its parser (in this order in ``--help``) and the one that runs it."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"verify": _verify, "check-config": _check_config, "run": _run, "bench": _bench,
-                "install": _install, "uninstall": _uninstall}
     try:
-        return commands[args.command](args)
-    except (BundleError, ConfigError, PublisherAuthError, BenchInputError) as exc:
+        return COMMANDS[args.command][1](args)
+    except AgentError as exc:  # the root; each class carries its exit code (device_agent/errors.py)
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    except AgentError as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
 
 
 if __name__ == "__main__":

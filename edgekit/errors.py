@@ -1,26 +1,39 @@
-"""Exception tree of the host toolkit.
+"""Exception tree of the host toolkit: every error ``edgekit`` raises on purpose is defined here.
 
 The CLI catches :class:`EdgeKitError` (and the roots of ``converters`` and
-``device_agent``), prints ``Type: message`` and exits with :attr:`exit_code`.
+``device_agent``), prints ``Type: message`` and exits with the class's :attr:`exit_code`:
+1 the work failed, 2 bad usage or bad input. No module of ``edgekit`` defines an exception
+class of its own (``tests/test_errors.py`` holds that line).
 
     EdgeKitError                    exit 1 unless stated
     ├── UsageError                  exit 2: a bad argument or input from the user
     │   ├── ModelInputError         the model file is missing, unreadable or not a model we take
     │   ├── TargetError             unknown target or an invalid target profile
-    │   └── CalibrationError        calibration data missing, empty or unreadable
+    │   ├── CalibrationError        calibration data missing, empty or unreadable
+    │   └── OptionsError            optimize options that cannot be used (every problem, by field)
+    ├── MissingDependencyError      exit 2: an optional package is not installed (names the module and the extra)
     ├── OptimizeFailed              exit 1: no candidate met the accuracy budget
     └── RemoteError                 exit 1: a device over MQTT refused, failed or did not answer
+
+:class:`MissingDependencyError` is the agent's :class:`device_agent.errors.MissingDependencyError`
+(one message, one exit code for the three packages) made an :class:`EdgeKitError` as well:
+``except`` matches on the MRO only, so a subclass, not a re-export, is what lets
+``except EdgeKitError`` catch it (see :mod:`device_agent.errors`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from device_agent.errors import MissingDependencyError as _AnyMissingDependency
 
 
 class EdgeKitError(Exception):
     """Root of every error the host toolkit raises on purpose."""
 
-    exit_code: int = 1
+    exit_code: ClassVar[int] = 1
+    """The CLI's exit status for this error: 1 the work failed, 2 bad usage or bad input."""
 
 
 class UsageError(EdgeKitError):
@@ -39,6 +52,10 @@ class TargetError(UsageError):
 
 class CalibrationError(UsageError):
     """The calibration data is missing, empty or unreadable."""
+
+
+class MissingDependencyError(_AnyMissingDependency, EdgeKitError):
+    """An optional dependency the host toolkit needs is not installed; the message names the module and the extra."""
 
 
 class OptimizeFailed(EdgeKitError):
@@ -61,3 +78,17 @@ class RemoteError(EdgeKitError):
     """
 
     exit_code = 1
+
+
+class OptionsError(UsageError):
+    """Options that cannot be used. ``problems`` holds ``(field, text)`` pairs, shown as
+    ``field text`` and joined with ``"; "``: every problem found is reported at once."""
+
+    def __init__(self, problems: Sequence[tuple[str, str]], names: Mapping[str, str] | None = None) -> None:
+        self.problems = tuple(problems)
+        shown = names or {}
+        super().__init__("; ".join(f"{shown.get(field, field)} {text}" for field, text in self.problems))
+
+    def renamed(self, names: Mapping[str, str]) -> OptionsError:
+        """The same error with each field shown by its name in ``names`` (e.g. ``max_drop`` -> ``--max-drop``)."""
+        return OptionsError(self.problems, names)

@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from device_agent.errors import BenchInputError
+from device_agent.errors import BenchOptionsError, OptionProblem
 from device_agent.service.config_errors import brief
 
 # The constraints of the options a bench command also carries over MQTT
@@ -57,20 +57,6 @@ FLAGS: Mapping[str, Flag] = {
 """Field -> command-line flag, shared by both command lines (:mod:`device_agent.bench.flags`)."""
 
 
-@dataclass(frozen=True)
-class OptionProblem:
-    """One bad option: ``template`` names fields as ``{field}``, filled in by :meth:`render`."""
-
-    field: str
-    template: str
-
-    def render(self, names: Mapping[str, str]) -> str:
-        text = self.template
-        for field, name in {**names, self.field: names.get(self.field, self.field)}.items():
-            text = text.replace("{" + field + "}", name)
-        return text
-
-
 def flag_names() -> dict[str, str]:
     """Every field's name on the command line (its own name where it has no flag)."""
     return {field: FLAGS[field].flag if field in FLAGS else field for field in BenchOptions.model_fields}
@@ -81,31 +67,20 @@ def key_names() -> dict[str, str]:
     return {field: f"key '{field}'" for field in BenchOptions.model_fields}
 
 
-class BenchOptionsError(BenchInputError):
-    """Options that cannot be measured with. ``problems`` keeps each by field; the message names
-    the fields by their command-line flags (:meth:`render` names them otherwise)."""
-
-    def __init__(self, problems: tuple[OptionProblem, ...]) -> None:
-        self.problems = problems
-        super().__init__(self.render(flag_names()))
-
-    def render(self, names: Mapping[str, str]) -> str:
-        return "; ".join(p.render(names) for p in self.problems)
-
-    @classmethod
-    def from_validation(cls, exc: ValidationError) -> BenchOptionsError:
-        problems = []
-        for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "options"
-            flag = FLAGS.get(field)
-            if err["type"] == "bench_option":  # ours: its message already names the fields
-                template = err["msg"]
-            elif flag is not None and flag.expects is not None and err["type"] != "extra_forbidden":
-                template = f"{{{field}}} must be {flag.expects}, got {brief(err.get('input'))}"
-            else:
-                template = f"{{{field}}}: {err['msg']} (got {brief(err.get('input'))})"
-            problems.append(OptionProblem(field, template))
-        return cls(tuple(problems))
+def options_error(exc: ValidationError) -> BenchOptionsError:
+    """A pydantic error as :class:`BenchOptionsError`, each problem by field, named by its flag."""
+    problems = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "options"
+        flag = FLAGS.get(field)
+        if err["type"] == "bench_option":  # ours: its message already names the fields
+            template = err["msg"]
+        elif flag is not None and flag.expects is not None and err["type"] != "extra_forbidden":
+            template = f"{{{field}}} must be {flag.expects}, got {brief(err.get('input'))}"
+        else:
+            template = f"{{{field}}}: {err['msg']} (got {brief(err.get('input'))})"
+        problems.append(OptionProblem(field, template))
+    return BenchOptionsError(tuple(problems), flag_names())
 
 
 class BenchOptions(BaseModel):
@@ -149,7 +124,7 @@ class BenchOptions(BaseModel):
         try:
             return handler(data)
         except ValidationError as exc:  # AgentError, not ValueError: it leaves pydantic as it is
-            raise BenchOptionsError.from_validation(exc) from None
+            raise options_error(exc) from None
 
     def to_json(self) -> dict[str, Any]:
         """Every option, as the worker process reads it back and ``--json`` prints it."""

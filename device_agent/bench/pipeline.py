@@ -27,8 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from device_agent.bench.stats import LatencyStats
-from device_agent.errors import BenchInputError, BundleError
-from device_agent.sources.types import SourceError
+from device_agent.errors import BenchInputError, BundleError, SourceError
 
 if TYPE_CHECKING:
     from device_agent.bundle.manifest import Manifest

@@ -27,14 +27,10 @@ from pydantic import ValidationError
 from device_agent.bench.options import BenchOptions
 from device_agent.bench.record import BenchRecord
 from device_agent.bench.runner import benchmark_model
-from device_agent.errors import AgentError, BenchInputError
+from device_agent.errors import AgentError, BenchFailed, BenchInputError
 from device_agent.service.config_errors import explain
 
 _ERRORS: dict[str, type[AgentError]] = {"BenchInputError": BenchInputError, "BenchOptionsError": BenchInputError}
-
-
-class BenchFailed(AgentError):
-    """The benchmark process failed: the runtime crashed or raised."""
 
 
 def main(argv: list[str]) -> int:

@@ -21,8 +21,9 @@ the inference loop's.
 
 from __future__ import annotations
 
-from device_agent.protocol.base import ENVELOPE_FIELDS, PROTOCOL_VERSION, Body, Envelope, ProtocolError, body_of
-from device_agent.protocol.commands import COMMANDS, BenchCommand, Command, CommandError, parse_command, request_id_of
+from device_agent.errors import CommandError, ProtocolError
+from device_agent.protocol.base import ENVELOPE_FIELDS, PROTOCOL_VERSION, Body, Envelope, body_of
+from device_agent.protocol.commands import COMMANDS, BenchCommand, Command, parse_command, request_id_of
 from device_agent.protocol.events import (
     EVENT_TYPES,
     AlertEvent,

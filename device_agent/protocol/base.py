@@ -31,22 +31,11 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from device_agent.errors import AgentError
-
 PROTOCOL_VERSION = 1
 """The ``v`` every message carries and the ``v1`` in every topic."""
 
 ENVELOPE_FIELDS = ("v", "device", "seq", "boot", "ts")
 """Keys the outbox adds to every body it commits; they override same-named body keys."""
-
-
-class ProtocolError(AgentError):
-    """A message or topic does not fit the MQTT contract; the message says which topic and what was wrong."""
-
-    def __init__(self, topic: str, problem: str) -> None:
-        super().__init__(f"{topic}: {problem}")
-        self.topic = topic
-        self.problem = problem
 
 
 def _is_none(value: object) -> bool:

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from device_agent.bench.options import DurationS, Runs, Threads, WarmupRuns
-from device_agent.errors import AgentError
+from device_agent.errors import CommandError
 from device_agent.service.config_errors import explain
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -42,19 +42,6 @@ MAX_DEPTH = 32
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}:,]', re.DOTALL)
 """A JSON string, or one structural character: enough to follow nesting without parsing."""
-
-
-class CommandError(AgentError):
-    """A command was refused before it ran: unknown name, not JSON, or not its schema.
-
-    ``command`` is the name from the topic; ``request_id`` is the one the payload carried, when it
-    could be read, so the caller can still reply.
-    """
-
-    def __init__(self, command: str, message: str, *, request_id: str | None = None) -> None:
-        super().__init__(f"command {command!r}: {message}")
-        self.command = command
-        self.request_id = request_id
 
 
 class Command(BaseModel):

@@ -22,7 +22,8 @@ from typing import Annotated, Any, cast
 
 from pydantic import Field, TypeAdapter, ValidationError, create_model
 
-from device_agent.protocol.base import Body, Envelope, ProtocolError
+from device_agent.errors import ProtocolError
+from device_agent.protocol.base import Body, Envelope
 from device_agent.protocol.events import EVENT_TYPES
 from device_agent.protocol.messages import Metrics, Reply, Status
 from device_agent.protocol.results import Result

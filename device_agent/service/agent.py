@@ -32,16 +32,16 @@ from typing import Any
 import numpy as np
 
 from device_agent import __version__
-from device_agent.bench.options import BenchOptions, BenchOptionsError, key_names
+from device_agent.bench.options import BenchOptions, key_names
 from device_agent.bench.runner import DEFAULT_DURATION_S, PROFILE_RUNS
 from device_agent.bench.worker import bench_in_subprocess
-from device_agent.errors import AgentError, PreprocessError
+from device_agent.errors import AgentError, BenchOptionsError, CommandError, PreprocessError, SourceStoppedError
 from device_agent.pipeline.decoders import decode
 from device_agent.pipeline.policy import PublishPolicy
 from device_agent.pipeline.preprocess import FrameTransform, dequantize, preprocess, quantize
 from device_agent.pipeline.rules import Rule
 from device_agent.protocol.base import ENVELOPE_FIELDS, Body, body_of
-from device_agent.protocol.commands import BenchCommand, CommandError, parse_command, request_id_of
+from device_agent.protocol.commands import BenchCommand, parse_command, request_id_of
 from device_agent.protocol.events import BenchEvent, CameraEvent, CommandEvent, FrameEvent, ModelEvent, OutboxEvent
 from device_agent.protocol.messages import LinkStats, Metrics, Reply, ReplyState, SourceStats, StageLatency
 from device_agent.protocol.results import Decoded, FrameRef, ModelRef, Result
@@ -52,7 +52,7 @@ from device_agent.service.logs import Totals, shutdown_line, startup_line, summa
 from device_agent.service.preflight import preflight
 from device_agent.service.systemd import Notifier
 from device_agent.sources.runner import SourceRunner
-from device_agent.sources.types import SourceState, SourceStoppedError, StateChange
+from device_agent.sources.types import SourceState, StateChange
 from device_agent.transport.committer import Committer
 from device_agent.transport.outbox import Outbox, SeenRequest
 from device_agent.transport.publisher import Identity, MqttSettings, Publisher

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from device_agent.errors import AgentError
+from device_agent.errors import ConfigError
 from device_agent.nesting import nesting_depth
 from device_agent.service.config_errors import explain
 from device_agent.sources.runner import DEFAULT_BACKOFF_MAX_S
@@ -23,10 +23,6 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
-
-
-class ConfigError(AgentError):
-    """The configuration file is missing, unreadable or invalid."""
 
 
 class _Table(BaseModel):

@@ -26,11 +26,10 @@ from urllib.parse import urlsplit
 
 from device_agent.bundle.selftest import verify_model
 from device_agent.bundle.verify import Bundle, read_bundle
-from device_agent.errors import BundleError
+from device_agent.errors import BundleError, ConfigError, SourceError
 from device_agent.runtimes import Runtime
-from device_agent.service.config import AgentConfig, ConfigError, check_files
+from device_agent.service.config import AgentConfig, check_files
 from device_agent.sources.registry import local_path, source_kind
-from device_agent.sources.types import SourceError
 
 _HOST_OPTIONAL = {"udp", "srt"}  # listener mode: udp://@:1234, srt://:9000
 

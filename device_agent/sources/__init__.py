@@ -11,18 +11,11 @@ Importing this package registers the built-in backends (``camera``, ``v4l2``, ``
 
 from __future__ import annotations
 
+from device_agent.errors import SourceError, SourceStateError
 from device_agent.sources.latest import LatestFrame
 from device_agent.sources.registry import SOURCES, SourceBackend, SourceSpec, open_source, register_source, source_kind
 from device_agent.sources.runner import SourceRunner
-from device_agent.sources.types import (
-    ALLOWED_TRANSITIONS,
-    Frame,
-    SourceError,
-    SourceState,
-    SourceStateError,
-    StateChange,
-    transition,
-)
+from device_agent.sources.types import ALLOWED_TRANSITIONS, Frame, SourceState, StateChange, transition
 
 # imported for their registration side effect
 from device_agent.sources import image_folder, opencv, video_file  # noqa: F401  isort: skip

@@ -13,9 +13,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from device_agent.errors import SourceError
 from device_agent.sources.opencv import as_bgr
 from device_agent.sources.registry import SourceSpec, import_cv2, local_path, register_source
-from device_agent.sources.types import SourceError
 
 log = logging.getLogger(__name__)
 

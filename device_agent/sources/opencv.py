@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from device_agent.errors import SourceError
 from device_agent.sources.registry import SourceSpec, import_cv2, register_source
-from device_agent.sources.types import SourceError
 
 
 def as_bgr(image: np.ndarray, where: str) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import ClassVar, Protocol, TypeVar
 
 import numpy as np
 
-from device_agent.sources.types import SourceError
+from device_agent.errors import SourceError
 
 EXPECTED = (
     "a camera index (e.g. '0'), a device node '/dev/videoN', an rtsp:// or http(s):// URL, "

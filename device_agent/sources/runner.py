@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from device_agent.errors import SourceError
 from device_agent.sources.connection import Connection
 from device_agent.sources.latest import LatestFrame
 from device_agent.sources.registry import SourceSpec, open_source, source_kind
@@ -41,7 +42,6 @@ from device_agent.sources.types import (
     DEFAULT_STALL_AFTER_S,
     READ_TIMEOUT_MARGIN_S,
     Frame,
-    SourceError,
     SourceState,
     StateChange,
     default_read_timeout_s,

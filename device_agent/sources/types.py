@@ -23,24 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from device_agent.errors import AgentError
-
-
-class SourceError(AgentError):
-    """A camera source cannot be used: unknown URI, missing file or folder, failed open or read."""
-
-
-class SourceStateError(SourceError):
-    """A state change that the source's state machine does not allow (a bug in the caller)."""
-
-
-class SourceStoppedError(SourceError):
-    """A source stopped for good without reaching the end of a finite stream (its supervisor died).
-
-    The agent raises it so it exits non-zero and its service manager restarts it: exit 0 would
-    tell systemd (``Restart=on-failure``) that the agent is done.
-    """
-
+from device_agent.errors import SourceStateError
 
 DEFAULT_STALL_AFTER_S = 3.0
 """No good frame for this long: the source is STALLED and reconnected. 3 s keeps a stall's

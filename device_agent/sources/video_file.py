@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from device_agent.errors import SourceError
 from device_agent.sources.opencv import CaptureSource
 from device_agent.sources.registry import SourceSpec, import_cv2, local_path, register_source
-from device_agent.sources.types import SourceError
 
 
 @register_source("video-file")

@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from device_agent.errors import AgentError
+from device_agent.errors import OutboxError
 from device_agent.protocol.base import body_of
 from device_agent.protocol.events import GapEvent
 
@@ -51,10 +51,6 @@ CREATE TABLE IF NOT EXISTS requests(
     request_id TEXT PRIMARY KEY, command TEXT NOT NULL, received REAL NOT NULL, boot TEXT NOT NULL, reply TEXT);
 CREATE INDEX IF NOT EXISTS requests_received ON requests(received);
 """
-
-
-class OutboxError(AgentError):
-    """The outbox database cannot be opened or written (not corruption: that is recovered)."""
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from device_agent.errors import AgentError
+from device_agent.errors import AgentError, PublisherAuthError, PublisherError
 from device_agent.protocol.base import Body, body_of
 from device_agent.protocol.commands import request_id_of
 from device_agent.protocol.events import CommandEvent
@@ -90,14 +90,6 @@ def paho_keepalive_s(keepalive_s: int) -> int:
     return max(1, keepalive_s // 2)
 
 log = logging.getLogger("edgekit.agent")
-
-
-class PublisherError(AgentError):
-    """The publisher cannot do what was asked."""
-
-
-class PublisherAuthError(PublisherError):
-    """The broker refused our credentials; the publisher stopped reconnecting."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 from device_agent.bench.record import BenchRecord
-from edgekit.errors import UsageError
+from edgekit.errors import MissingDependencyError, UsageError
 
 
 def _pyplot() -> ModuleType:
@@ -23,7 +23,7 @@ def _pyplot() -> ModuleType:
         matplotlib.use("Agg")  # files only: no display on a server or a device
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise UsageError("--plot needs matplotlib: pip install 'edgekit[host]'") from exc
+        raise MissingDependencyError("matplotlib", "host", "--plot") from exc
     return plt
 
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from converters.errors import ConversionError
-from device_agent.errors import AgentError, BenchInputError, BundleError
+from device_agent.errors import AgentError
 from edgekit import __version__
 from edgekit.cli import bench, inspect_bundle, monitor, optimize, protocol, samples, targets, zoo
 from edgekit.errors import EdgeKitError, OptimizeFailed
@@ -83,20 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Console(width=120)  # piped or logged: do not squeeze tables into 80 columns
     try:
         return COMMANDS[args.command].run(args, out, err)
-    except OptimizeFailed as exc:
+    except (EdgeKitError, ConversionError, AgentError) as exc:  # the three roots; each class carries its exit code
         _error(err, exc)
-        if getattr(args, "json", False):
+        if isinstance(exc, OptimizeFailed) and getattr(args, "json", False):
             print(json.dumps({"error": str(exc), "candidates": exc.candidates}, default=str))
         return exc.exit_code
-    except EdgeKitError as exc:
-        _error(err, exc)
-        return exc.exit_code
-    except (BundleError, ConversionError, BenchInputError) as exc:
-        _error(err, exc)
-        return 2
-    except AgentError as exc:
-        _error(err, exc)
-        return 1
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130

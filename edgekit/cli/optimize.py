@@ -112,7 +112,8 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from edgekit.cli.views import print_optimize
-    from edgekit.optimize.options import OptimizeOptions, OptionsError
+    from edgekit.errors import OptionsError
+    from edgekit.optimize.options import OptimizeOptions
     from edgekit.optimize.pipeline import optimize
 
     try:

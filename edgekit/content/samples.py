@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import CalibrationError, EdgeKitError
+from edgekit.errors import CalibrationError, EdgeKitError, MissingDependencyError
 
 MIN_PHOTOS = 5
 JPEG_QUALITY = 92
@@ -40,7 +40,7 @@ def _cv2() -> ModuleType:
     try:
         import cv2
     except ImportError as exc:
-        raise CalibrationError("sample images need OpenCV: pip install 'edgekit[host]'") from exc
+        raise MissingDependencyError("cv2", "host", "writing sample images and video") from exc
     return cv2
 
 

@@ -14,20 +14,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from device_agent.errors import ProtocolError
 from device_agent.protocol import (
     TOPIC_ROOT,
     AlertEvent,
     Body,
     GapEvent,
     Metrics,
-    ProtocolError,
     Result,
     Status,
     parse,
     parse_topic,
     subscription,
 )
-from edgekit.errors import EdgeKitError, UsageError
+from edgekit.errors import EdgeKitError, MissingDependencyError, UsageError
 
 __all__ = ["TOPIC_ROOT", "DeviceView", "MonitorState", "parse_broker", "watch"]
 
@@ -129,7 +129,7 @@ def watch(broker: str, *, device: str | None, on_record: Any, duration_s: float 
     try:
         import paho.mqtt.client as mqtt
     except ImportError as exc:
-        raise UsageError("edgekit monitor needs paho-mqtt: pip install 'edgekit[agent]'") from exc
+        raise MissingDependencyError("paho.mqtt", "agent", "edgekit monitor") from exc
     host, port = parse_broker(broker)
     state = state or MonitorState()
     stop = stop or threading.Event()

@@ -29,9 +29,10 @@ from pydantic import ValidationError
 
 from device_agent.bench.options import BenchOptions
 from device_agent.bench.record import BenchRecord
-from device_agent.protocol import COMMANDS, ProtocolError, Reply, Topics, parse
+from device_agent.errors import ProtocolError
+from device_agent.protocol import COMMANDS, Reply, Topics, parse
 from device_agent.service.config_errors import explain
-from edgekit.errors import RemoteError, UsageError
+from edgekit.errors import MissingDependencyError, RemoteError, UsageError
 from edgekit.fleet.monitor import parse_broker
 
 REMOTE_OPTIONS = {"runs", "duration_s", "warmup", "threads", "profile"}
@@ -114,7 +115,7 @@ def send_command(
     try:
         import paho.mqtt.client as mqtt
     except ImportError as exc:
-        raise UsageError("talking to a device needs paho-mqtt: pip install 'edgekit[agent]'") from exc
+        raise MissingDependencyError("paho.mqtt", "agent", "talking to a device over MQTT") from exc
     host, port = parse_broker(broker)
     if not _DEVICE_ID.fullmatch(device):
         raise UsageError(f"--device {device!r}: expected 1-64 of A-Z a-z 0-9 _ . - (the agent's device_id)")

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from edgekit.optimize.options import AdvancedOptions, OptimizeOptions, OptionsError
+    from edgekit.errors import OptionsError
+    from edgekit.optimize.options import AdvancedOptions, OptimizeOptions
     from edgekit.optimize.pipeline import optimize
     from edgekit.optimize.report import OptimizeReport, OptimizeResult
 

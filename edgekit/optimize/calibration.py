@@ -18,7 +18,7 @@ import numpy as np
 from device_agent.bundle.manifest import PreprocessSpec
 from device_agent.errors import PreprocessError
 from device_agent.pipeline.preprocess import preprocess as preprocess_frame
-from edgekit.errors import CalibrationError
+from edgekit.errors import CalibrationError, MissingDependencyError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
@@ -112,7 +112,7 @@ def _cv2() -> ModuleType:
     try:
         import cv2
     except ImportError as exc:
-        raise CalibrationError("reading images and video needs OpenCV: pip install 'edgekit[host]'") from exc
+        raise MissingDependencyError("cv2", "host", "reading calibration images and video") from exc
     return cv2
 
 

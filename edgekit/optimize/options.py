@@ -18,7 +18,6 @@ its own (the CLI's ``--max-drop``) shows the same error in them with :meth:`Opti
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,27 +25,13 @@ from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, 
 
 from device_agent.bundle.manifest import PreprocessSpec
 from device_agent.service.config_errors import brief
-from edgekit.errors import UsageError
+from edgekit.errors import OptionsError
 from edgekit.optimize.calibration import MIN_SAMPLES
 from edgekit.optimize.finetune import FineTune
 from edgekit.targets import TargetProfile
 
 PrecisionChoice = Literal["auto", "int8", "fp16", "fp32"]
 TaskChoice = Literal["classification", "detection", "raw"]
-
-
-class OptionsError(UsageError):
-    """Options that cannot be used. ``problems`` holds ``(field, text)`` pairs, shown as
-    ``field text`` and joined with ``"; "``: every problem found is reported at once."""
-
-    def __init__(self, problems: Sequence[tuple[str, str]], names: Mapping[str, str] | None = None) -> None:
-        self.problems = tuple(problems)
-        shown = names or {}
-        super().__init__("; ".join(f"{shown.get(field, field)} {text}" for field, text in self.problems))
-
-    def renamed(self, names: Mapping[str, str]) -> OptionsError:
-        """The same error with each field shown by its name in ``names`` (e.g. ``max_drop`` -> ``--max-drop``)."""
-        return OptionsError(self.problems, names)
 
 
 class _Options(BaseModel):

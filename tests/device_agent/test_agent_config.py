@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from device_agent.cli import main as agent_main
-from device_agent.service.config import ConfigError, load_config
+from device_agent.errors import ConfigError
+from device_agent.service.config import load_config
 
 MINIMAL = """device_id = "cam-01"
 bundle = "bundles/mobilenet-int8"     # a bundle directory

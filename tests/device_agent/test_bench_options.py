@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from device_agent.bench.flags import COMMON, add_bench_flags, options_from_args
-from device_agent.bench.options import BenchOptions, BenchOptionsError, key_names
-from device_agent.errors import BenchInputError
+from device_agent.bench.options import BenchOptions, key_names
+from device_agent.errors import BenchInputError, BenchOptionsError
 
 
 @pytest.mark.parametrize(("given", "message"), [

@@ -20,11 +20,11 @@ hypothesis = pytest.importorskip("hypothesis", reason="fuzzing needs hypothesis:
 from hypothesis import HealthCheck, example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+from device_agent.errors import CommandError  # noqa: E402
 from device_agent.protocol.commands import (  # noqa: E402
     MAX_DEPTH,
     REQUEST_ID_PATTERN,
     Command,
-    CommandError,
     parse_command,
     request_id_of,
 )

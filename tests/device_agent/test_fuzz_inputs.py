@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from device_agent.bundle.manifest import Manifest, parse_manifest
 from device_agent.bundle.onnx_external import external_data_locations
 from device_agent.bundle.verify import load_bundle
-from device_agent.errors import BundleError
-from device_agent.service.config import ConfigError, load_config
+from device_agent.errors import BundleError, ConfigError
+from device_agent.service.config import load_config
 from tests.device_agent.test_bundle_matrix import good_bundle  # noqa: F401  (the module's real bundle, built once)
 
 SCALE = float(os.environ.get("EDGEKIT_FUZZ_SCALE", "1"))

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from device_agent.errors import SourceError, SourceStoppedError
 from device_agent.service.agent import Agent
 from device_agent.service.config import load_config
-from device_agent.sources import SourceError, SourceRunner, SourceSpec, SourceState, open_source
-from device_agent.sources.types import SourceStoppedError
+from device_agent.sources import SourceRunner, SourceSpec, SourceState, open_source
 from edgekit.content import samples
 from edgekit.optimize.pipeline import optimize
 from tests.device_agent.test_agent import write_config

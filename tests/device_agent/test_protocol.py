@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from device_agent.errors import ProtocolError
 from device_agent.protocol import (
     ENVELOPE_FIELDS,
     CameraEvent,
     CommandEvent,
     GapEvent,
     Metrics,
-    ProtocolError,
     Reply,
     Result,
     Status,

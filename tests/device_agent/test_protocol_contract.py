@@ -15,7 +15,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from device_agent.protocol import ProtocolError, Topics, parse, parse_topic
+from device_agent.errors import ProtocolError
+from device_agent.protocol import Topics, parse, parse_topic
 from device_agent.service.agent import Agent
 from device_agent.service.config import load_config
 from edgekit.content import samples

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.errors import AgentError
+from device_agent.errors import AgentError, PublisherAuthError
 from device_agent.transport.outbox import Outbox
-from device_agent.transport.publisher import MqttSettings, Publisher, PublisherAuthError
+from device_agent.transport.publisher import MqttSettings, Publisher
 from tests.support.mqtt_broker import Broker, Collector, broker, broker_factory, wait_until  # noqa: F401  (fixtures)
 
 DEVICE = "cam-01"

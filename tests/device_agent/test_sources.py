@@ -14,15 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
+from device_agent.errors import SourceError, SourceStateError
 from device_agent.sources import (
     ALLOWED_TRANSITIONS,
     Frame,
     LatestFrame,
-    SourceError,
     SourceRunner,
     SourceSpec,
     SourceState,
-    SourceStateError,
     StateChange,
     open_source,
     register_source,

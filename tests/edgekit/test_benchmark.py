@@ -333,7 +333,8 @@ def test_ort_profile_parser_skips_warm_up_runs(tmp_path: Path) -> None:
 
 
 def test_a_running_benchmark_process_is_killed_when_cancelled(models: dict[str, Path]) -> None:
-    from device_agent.bench.worker import BenchFailed, bench_in_subprocess
+    from device_agent.bench.worker import bench_in_subprocess
+    from device_agent.errors import BenchFailed
 
     cancel = threading.Event()
     threading.Timer(1.0, cancel.set).start()
@@ -344,7 +345,8 @@ def test_a_running_benchmark_process_is_killed_when_cancelled(models: dict[str, 
 
 
 def test_a_benchmark_process_past_its_timeout_is_killed(models: dict[str, Path]) -> None:
-    from device_agent.bench.worker import BenchFailed, bench_in_subprocess
+    from device_agent.bench.worker import bench_in_subprocess
+    from device_agent.errors import BenchFailed
 
     with pytest.raises(BenchFailed, match="did not finish within 2 s"):
         bench_in_subprocess(models["small"], BenchOptions(duration_s=60, profile=False), timeout_s=2)

@@ -20,13 +20,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device_agent.bench.options import BenchOptions
-from device_agent.protocol.commands import (
-    COMMANDS,
-    BenchCommand,
-    CommandError,
-    parse_command,
-    request_id_of,
-)
+from device_agent.errors import CommandError
+from device_agent.protocol.commands import COMMANDS, BenchCommand, parse_command, request_id_of
 from device_agent.service.agent import Agent
 from device_agent.service.config import load_config
 from edgekit.content import samples

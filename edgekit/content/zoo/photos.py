@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from converters.errors import MissingDependencyError
 from device_agent.bundle.manifest import PreprocessSpec
 from device_agent.pipeline.preprocess import preprocess
+from edgekit.errors import MissingDependencyError
 
 
 def base_photos_rgb() -> dict[str, np.ndarray]:

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from converters.errors import MissingDependencyError
 from device_agent.bundle.manifest import PreprocessSpec, TaskSpec
-from edgekit.errors import UsageError
+from edgekit.errors import MissingDependencyError, UsageError
 
 #: Bump when the sidecar layout changes; old caches are then rebuilt, not misread.
 SIDECAR_FORMAT = 1
@@ -110,7 +109,7 @@ def build_model(name: str, out_dir: Path, *, seed: int = 0) -> ZooModel:
 
     ``seed`` fixes random initialisation for models without pretrained weights, so the
     same name and seed always give the same file. Raises :class:`UsageError` for an
-    unknown name and :class:`converters.MissingDependencyError` when torch is missing.
+    unknown name and :class:`MissingDependencyError` when torch is missing.
     """
     entry = ZOO.get(name)
     if entry is None:
