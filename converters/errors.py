@@ -1,6 +1,7 @@
 """Exception tree of the converters.
 
     ConversionError          a pass could not turn its input into its output
+    ├── PassOptionsError      a pass was given an option it does not take or a value it refuses
     ├── UnsupportedModelError the input is not a model this pass accepts (wrong format, dynamic shape)
     └── MissingDependencyError a pass needs an optional package (names the extra)
 """
@@ -10,6 +11,13 @@ from __future__ import annotations
 
 class ConversionError(Exception):
     """Root of every error a converter or pass raises on purpose."""
+
+
+class PassOptionsError(ConversionError):
+    """A pass was given options it does not take, or values its options model refuses.
+
+    Raised before the pass runs; the message names the pass, each bad option and the valid ones.
+    """
 
 
 class UnsupportedModelError(ConversionError):

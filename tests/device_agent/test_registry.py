@@ -99,6 +99,7 @@ def test_override_stands_in_for_a_test_and_restores_the_entry() -> None:
 
 
 def test_every_table_of_the_code_base_is_a_registry() -> None:
+    from converters import PASSES
     from device_agent.bench.cost import COUNTERS
     from device_agent.pipeline.decoders import DECODERS
     from device_agent.protocol import COMMANDS
@@ -106,7 +107,7 @@ def test_every_table_of_the_code_base_is_a_registry() -> None:
     from device_agent.sources import SOURCES
     from edgekit.content.zoo import ZOO
 
-    tables = [SOURCES, DECODERS, RUNTIMES, COUNTERS, COMMANDS, ZOO]  # and OPS (test_onnx_torch: torch)
+    tables = [SOURCES, DECODERS, RUNTIMES, PASSES, COUNTERS, COMMANDS, ZOO]  # and OPS (test_onnx_torch: torch)
     assert all(isinstance(t, Registry) and len(t) > 0 for t in tables)
-    assert [t.kind for t in tables] == ["source kind", "decoder", "runtime", "cost counter", "command",
+    assert [t.kind for t in tables] == ["source kind", "decoder", "runtime", "pass", "cost counter", "command",
                                         "zoo model"]
