@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from converters.onnx_prepare import prepare_onnx
+from converters import PASSES
 from edgekit.content.zoo import ZooModel, build_model
 from edgekit.optimize.calibration import CalibrationSet, load_calibration
 from edgekit.optimize.validation import Agreement
@@ -42,7 +42,7 @@ def prepare(name: str, work: Path) -> BenchModel:
     zoo = build_model(name, models_dir())
     fp32 = work / f"{name}.fp32.onnx"
     if not fp32.is_file():
-        prepare_onnx(zoo.onnx_path, fp32)
+        PASSES["onnx-prepare"](zoo.onnx_path, fp32)
     shape = (1, 3, zoo.preprocess.size_wh[1], zoo.preprocess.size_wh[0])
     input_name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
     return BenchModel(zoo, fp32, shape, input_name)

@@ -24,8 +24,8 @@ from benchlib import prepare
 from rich.console import Console
 from rich.table import Table
 
-from converters.onnx_int8 import quantize_int8_static, quantized_compute_nodes
-from converters.onnx_nncf import quantize_nncf
+from converters import PASSES
+from converters.onnx_int8 import quantized_compute_nodes
 from edgekit.content import samples
 from edgekit.errors import OptimizeFailed
 from edgekit.optimize.measure import compare_latency, run_all
@@ -56,10 +56,10 @@ def bench_model(name: str, work: Path, photos: Path, *, budget_s: float, console
                           max_drop=100.0)
     seconds["edgekit int8"] = time.perf_counter() - start
     variants["edgekit int8"] = result.bundle / result.manifest.model.file
-    report = quantize_int8_static(fp32, work / f"{name}.ort.onnx", calibration=[calib], input_names=[input_name],
-                                  preset="ort-default")
+    report = PASSES["onnx-int8-static"](fp32, work / f"{name}.ort.onnx", calibration=[calib],
+                                        input_names=[input_name], preset="ort-default")
     variants["ort quantize_static default"], seconds["ort quantize_static default"] = report.dst, report.seconds
-    report = quantize_nncf(fp32, work / f"{name}.nncf.onnx", calibration=[calib], input_names=[input_name])
+    report = PASSES["onnx-int8-nncf"](fp32, work / f"{name}.nncf.onnx", calibration=[calib], input_names=[input_name])
     variants["nncf.quantize default"], seconds["nncf.quantize default"] = report.dst, report.seconds
     latency = compare_latency(variants, [held_out[:1]], budget_s=budget_s, max_rounds=400)
     reference = run_all(fp32, [held_out])

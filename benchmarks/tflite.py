@@ -34,7 +34,6 @@ from rich.table import Table
 
 from converters import PASSES
 from converters.errors import ConversionError
-from converters.onnx_int8 import quantize_int8_static
 from converters.onnx_torch import weight_attributes
 from converters.routes import find_route
 from converters.tflite_check import float_operators
@@ -56,8 +55,8 @@ def bench_model(name: str, work: Path, photos: Path, *, threads: int, console: C
     seconds: dict[str, float] = {}
     failures: dict[str, str] = {}
     started = time.perf_counter()
-    variants["onnx int8"] = quantize_int8_static(fp32, work / f"{name}.int8.onnx", calibration=[calib],
-                                                 input_names=[model.input_name]).dst
+    variants["onnx int8"] = PASSES["onnx-int8-static"](fp32, work / f"{name}.int8.onnx", calibration=[calib],
+                                                       input_names=[model.input_name]).dst
     seconds["onnx int8"] = time.perf_counter() - started
     route = find_route("onnx", "tflite")
     started = time.perf_counter()
@@ -82,7 +81,7 @@ def bench_model(name: str, work: Path, photos: Path, *, threads: int, console: C
         console.log(f"{name}: TFLite int8 with the {MIXED_CHAINS} most sensitive layer chains in float")
         started = time.perf_counter()
         chains = rank_chains(fp32, variants["onnx int8"], candidate_chains(float_chains(onnx.load(str(fp32)))), [calib],
-                             quantize=lambda exclude, dst: quantize_int8_static(
+                             quantize=lambda exclude, dst: PASSES["onnx-int8-static"](
                                  fp32, dst, calibration=[calib], input_names=[model.input_name],
                                  nodes_to_exclude=exclude, calibration_cache=work / f"{name}.ranges.json").dst,
                              work_dir=work)

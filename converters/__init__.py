@@ -19,10 +19,11 @@ from converters import (  # noqa: F401  (register passes)
     torch_onnx,
     torch_tflite,
 )
-from converters.base import PASSES, PassReport, register_pass
+from converters.base import PASSES, Pass, PassReport, register_pass
 from converters.errors import (
     ConversionError,
     MissingDependencyError,
+    PassOptionsError,
     UnsupportedModelError,
 )
 
@@ -30,6 +31,8 @@ __all__ = [
     "PASSES",
     "ConversionError",
     "MissingDependencyError",
+    "Pass",
+    "PassOptionsError",
     "PassReport",
     "UnsupportedModelError",
     "register_pass",

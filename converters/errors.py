@@ -5,6 +5,7 @@ The host CLI catches :class:`ConversionError` (with the roots of ``edgekit`` and
 A pass that cannot take its input is the caller's input problem, so the whole tree exits 2.
 
     ConversionError              exit 2: a pass could not turn its input into its output
+    ├── PassOptionsError         a pass was given an option it does not take or a value it refuses
     ├── UnsupportedModelError    the input is not a model this pass accepts (wrong format, dynamic shape)
     └── MissingDependencyError   a pass needs an optional package (names the module and the extra)
 
@@ -27,6 +28,13 @@ class ConversionError(Exception):
 
     exit_code: ClassVar[int] = 2
     """The CLI's exit status for this error: 1 the work failed, 2 bad usage or bad input."""
+
+
+class PassOptionsError(ConversionError):
+    """A pass was given options it does not take, or values its options model refuses.
+
+    Raised before the pass runs; the message names the pass, each bad option and the valid ones.
+    """
 
 
 class UnsupportedModelError(ConversionError):

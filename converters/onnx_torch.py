@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -59,7 +60,7 @@ def _opset(model: Any) -> int:
     return opset
 
 
-def _check_ops(model: Any, supported: dict[str, Any]) -> None:
+def _check_ops(model: Any, supported: Mapping[str, Any]) -> None:
     """Every unsupported op type at once, each with the first node that uses it."""
     missing: dict[str, tuple[str, int]] = {}
     for index, node in enumerate(model.graph.node):

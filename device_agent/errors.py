@@ -25,7 +25,9 @@ that line and lists the two private control-flow signals that never leave their 
     │   └── SourceStoppedError      a source stopped for good before the end of a finite stream
     ├── PublisherError              the publisher cannot do what was asked
     │   └── PublisherAuthError      exit 2: the broker refused our credentials
-    └── OutboxError                 the outbox database cannot be opened or written
+    ├── OutboxError                 the outbox database cannot be opened or written
+    ├── UnknownKeyError             exit 2: a registry has no entry under that key (also a KeyError)
+    └── DuplicateKeyError           a second entry under a registry key that is taken (also a ValueError)
 
 **One MissingDependencyError for three packages.** ``device_agent`` is the base package:
 ``converters`` and ``edgekit`` may import it, never the reverse, so the class that builds the
@@ -196,3 +198,27 @@ class PublisherAuthError(PublisherError):
 
 class OutboxError(AgentError):
     """The outbox database cannot be opened or written (not corruption: that is recovered)."""
+
+
+class UnknownKeyError(AgentError, KeyError):
+    """A registry has nothing under the key asked for; the message names the kind and the known keys.
+
+    A :class:`KeyError`, so ``registry.get(key)``, ``key in registry`` and callers that caught the
+    plain dict's ``KeyError`` behave as before; ``str()`` gives the message without KeyError's quotes.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, kind: str = "", key: str = "", known: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.key = key
+        self.known = known
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class DuplicateKeyError(AgentError, ValueError):
+    """A second, different entry was registered under a key that is taken."""

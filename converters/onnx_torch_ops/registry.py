@@ -25,14 +25,15 @@ from onnx import TensorProto
 from torch import Tensor
 
 from converters.errors import ConversionError
+from device_agent.registry import Registry
 
 OpFn = Callable[..., "Tensor | Sequence[Tensor]"]
 Prepare = Callable[["Node"], dict[int, "np.ndarray | None"]]
 
 #: ONNX op type -> the function that computes it with torch ops.
-OPS: dict[str, OpFn] = {}
+OPS: Registry[OpFn] = Registry("ONNX op")
 #: ONNX op type -> which constant inputs the op reads at build time or wants in another form.
-PREPARE: dict[str, Prepare] = {}
+PREPARE: Registry[Prepare] = Registry("ONNX op plan")
 #: Ops whose outputs are known at build time whatever their inputs (all shapes are static).
 ALWAYS_CONSTANT = frozenset({"Shape", "Size"})
 
@@ -97,9 +98,8 @@ def op(op_type: str, *, static: Sequence[int] = (), prepare: Prepare | None = No
         return plan_
 
     def decorate(fn: OpFn) -> OpFn:
-        if op_type in OPS:
-            raise ValueError(f"ONNX op {op_type!r} is registered twice")
-        OPS[op_type], PREPARE[op_type] = fn, plan
+        OPS.register(op_type, fn)
+        PREPARE.register(op_type, plan)
         return fn
 
     return decorate

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from device_agent.bench.options import DurationS, Runs, Threads, WarmupRuns
 from device_agent.errors import CommandError
+from device_agent.registry import Registry
 from device_agent.service.config_errors import explain
 
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -55,7 +56,7 @@ class Command(BaseModel):
                             description="caller's id, 1-64 of A-Z a-z 0-9 _ . -; the reply goes to reply/<request_id>")
 
 
-COMMANDS: dict[str, type[Command]] = {}
+COMMANDS: Registry[type[Command]] = Registry("command")
 """The allow-list: command name -> schema."""
 
 _C = TypeVar("_C", bound=type[Command])
@@ -65,10 +66,8 @@ def command(name: str) -> Callable[[_C], _C]:
     """Class decorator: allow the command ``name`` with this schema."""
 
     def register(cls: _C) -> _C:
-        if name in COMMANDS:
-            raise ValueError(f"command {name!r} is registered twice")
+        COMMANDS.register(name, cls)
         cls.name = name
-        COMMANDS[name] = cls
         return cls
 
     return register
@@ -180,7 +179,7 @@ def parse_command(name: str, payload: bytes) -> Command:
     schema = COMMANDS.get(name)
     read = _read(payload)
     if schema is None:
-        allowed = ", ".join(sorted(COMMANDS))
+        allowed = ", ".join(COMMANDS.names())
         raise CommandError(name, f"unknown command; the allowed commands are: {allowed}", request_id=read.request_id)
     if read.problem is not None:
         raise CommandError(name, read.problem, request_id=read.request_id)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from device_agent.errors import RuntimeLoadError
+from device_agent.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,12 @@ class Runtime(ABC):
 
 
 RuntimeFactory = Callable[..., Runtime]
-RUNTIMES: dict[str, RuntimeFactory] = {}
+RUNTIMES: Registry[RuntimeFactory] = Registry("runtime")
 
 
 def register_runtime(key: str) -> Callable[[RuntimeFactory], RuntimeFactory]:
-    def decorate(factory: RuntimeFactory) -> RuntimeFactory:
-        if key in RUNTIMES:
-            raise ValueError(f"runtime {key!r} is registered twice")
-        RUNTIMES[key] = factory
-        return factory
-
-    return decorate
+    """Decorator: make a runtime factory available under ``key``."""
+    return RUNTIMES.register(key)
 
 
 def create_runtime(
@@ -82,12 +78,11 @@ def create_runtime(
     it slows every run, so the benchmark profiles in a separate session from the one it times."""
     from device_agent import runtimes as _  # noqa: F401  (registers the built-in runtimes)
 
-    if key not in RUNTIMES:
-        raise RuntimeLoadError(f"unknown runtime {key!r}; known runtimes: {', '.join(sorted(RUNTIMES))}")
+    factory = RUNTIMES.lookup(key, RuntimeLoadError)
     path = Path(model_path)
     if not path.is_file():
         raise RuntimeLoadError(f"model file {str(path)!r} does not exist")
-    return RUNTIMES[key](path, threads=threads, providers=tuple(providers), profile=profile)
+    return factory(path, threads=threads, providers=tuple(providers), profile=profile)
 
 
 def runtime_for_file(model_path: Path | str) -> str:

@@ -25,6 +25,7 @@ from typing import ClassVar, Protocol, TypeVar
 import numpy as np
 
 from device_agent.errors import SourceError
+from device_agent.registry import Registry
 
 EXPECTED = (
     "a camera index (e.g. '0'), a device node '/dev/videoN', an rtsp:// or http(s):// URL, "
@@ -66,17 +67,15 @@ class SourceBackend(Protocol):
 
 
 B = TypeVar("B", bound=type)
-SOURCES: dict[str, type[SourceBackend]] = {}
+SOURCES: Registry[type[SourceBackend]] = Registry("source kind")
 
 
 def register_source(kind: str) -> Callable[[B], B]:
     """Class decorator: make a backend available under ``kind``."""
 
     def add(cls: B) -> B:
-        if kind in SOURCES and SOURCES[kind] is not cls:
-            raise ValueError(f"source kind {kind!r} is registered twice")
+        SOURCES.register(kind, cls)
         cls.kind = kind  # type: ignore[attr-defined]
-        SOURCES[kind] = cls
         return cls
 
     return add
@@ -118,7 +117,7 @@ def open_source(spec: SourceSpec | str) -> SourceBackend:
     try:
         cls = SOURCES[kind]
     except KeyError:
-        known = ", ".join(sorted(SOURCES)) or "none"
+        known = ", ".join(SOURCES.names()) or "none"
         raise SourceError(f"unknown source kind {kind!r} for {spec.uri!r}; known kinds: {known}") from None
     return cls(spec)
 

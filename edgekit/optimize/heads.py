@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from converters import PASSES
 from converters.errors import ConversionError
-from converters.onnx_extract import extract_outputs
 from device_agent.bundle.manifest import TaskSpec
 from device_agent.pipeline.decoders.yolov8_heads import KEY as HEADS_DECODER
 from device_agent.pipeline.decoders.yolov8_heads import predictions
@@ -82,7 +82,7 @@ def split_yolov8(reference: Path, task: TaskSpec, dst: Path, sample: np.ndarray)
 
     model = onnx.load(str(reference))
     heads = find_yolov8_heads(model)
-    extract_outputs(reference, dst, outputs=[name for name, _ in heads])
+    PASSES["onnx-extract"](reference, dst, outputs=[name for name, _ in heads])
     input_h = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][2]
     grids = sorted({s[2] for _, s in heads}, reverse=True)
     heads_task = task.model_copy(update={"decoder": HEADS_DECODER, "strides": [input_h / h for h in grids]})

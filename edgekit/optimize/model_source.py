@@ -29,10 +29,10 @@ def bring_model(model: Any, work: Path, *, example_input: Any = None) -> SourceM
     if _is_torch_module(model):
         if example_input is None:
             raise UsageError("a PyTorch model needs example_input= (a tensor of the input shape) to be exported")
-        from converters.torch_onnx import export_torch_to_onnx
+        from converters import PASSES
 
         dst = work / "source.onnx"
-        report = export_torch_to_onnx(model, dst, example_input=example_input)
+        report = PASSES["torch->onnx"](model, dst, example_input=example_input)
         name = type(model).__name__.lower()
         return SourceModel(name, dst, f"{type(model).__name__} (PyTorch)", sha256_file(dst), "pytorch", report.details)
     if not isinstance(model, (str, Path)):

@@ -22,7 +22,6 @@ import numpy as np
 from converters import PASSES
 from converters.base import PassReport
 from converters.errors import ConversionError
-from converters.onnx_prepare import prepare_onnx
 from device_agent.bench.cost import model_cost
 from device_agent.bundle.manifest import PreprocessSpec, TaskSpec, TensorStats
 from device_agent.errors import AgentError, CostError
@@ -156,9 +155,9 @@ def _load_reference(model: Any, run: _Run) -> _Reference:
         reference, prepared, runtime = _tflite_reference(source, profile, work, threads)
     else:
         with steps.step("Checking and simplifying the ONNX graph"):
-            onnx_prepared = prepare_onnx(source.path, work / "model.fp32.onnx", input_shapes=input_shapes or {},
-                                         # a TFLite target never sees the ONNX file: its opset limit is onnxruntime's
-                                         max_opset=profile.opset_max if profile.runtime == "onnxruntime" else None)
+            onnx_prepared = PASSES["onnx-prepare"](  # the opset limit is onnxruntime's: TFLite never runs this file
+                source.path, work / "model.fp32.onnx", input_shapes=input_shapes or {},
+                max_opset=profile.opset_max if profile.runtime == "onnxruntime" else None)
         reference = onnx_prepared.dst
         prepared = {"seconds": round(onnx_prepared.seconds, 3), **onnx_prepared.details}
         runtime = create_runtime("onnxruntime", reference, threads=threads)

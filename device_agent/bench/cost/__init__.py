@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.errors import CostError
+from device_agent.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -77,20 +78,13 @@ class ModelCost:
 
 
 Counter = Callable[[Path], ModelCost]
-COUNTERS: dict[str, Counter] = {}
+COUNTERS: Registry[Counter] = Registry("cost counter")
 """Cost counters by lower-case file suffix (``.onnx``, ``.tflite``)."""
 
 
 def register_counter(suffix: str) -> Callable[[Counter], Counter]:
     """Register the decorated function as the cost counter for files ending in ``suffix``."""
-
-    def decorate(counter: Counter) -> Counter:
-        if suffix in COUNTERS:
-            raise ValueError(f"a cost counter for {suffix!r} is registered twice")
-        COUNTERS[suffix] = counter
-        return counter
-
-    return decorate
+    return COUNTERS.register(suffix)
 
 
 def model_cost(path: Path | str) -> ModelCost:
@@ -102,7 +96,7 @@ def model_cost(path: Path | str) -> ModelCost:
     path = Path(path)
     counter = COUNTERS.get(path.suffix.lower())
     if counter is None:
-        expected = " or ".join(sorted(COUNTERS))
+        expected = " or ".join(COUNTERS.names())
         raise CostError(f"cannot count the cost of {str(path)!r}: expected a {expected} file")
     if not path.is_file():
         raise CostError(f"cannot count the cost of {str(path)!r}: the file does not exist")

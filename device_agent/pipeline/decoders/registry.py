@@ -15,6 +15,7 @@ from device_agent.bundle.manifest import TaskSpec
 from device_agent.errors import DecodeError
 from device_agent.pipeline.decoders.types import DecodeResult
 from device_agent.pipeline.preprocess import FrameTransform
+from device_agent.registry import Registry
 
 
 class Decoder(Protocol):
@@ -25,28 +26,17 @@ class Decoder(Protocol):
     ) -> DecodeResult: ...
 
 
-DECODERS: dict[str, Decoder] = {}
+DECODERS: Registry[Decoder] = Registry("decoder")
 
 
 def register_decoder(key: str) -> Callable[[Decoder], Decoder]:
     """Class or function decorator: make a decoder available under ``key``."""
-
-    def add(decoder: Decoder) -> Decoder:
-        if key in DECODERS and DECODERS[key] is not decoder:
-            raise ValueError(f"decoder key {key!r} is registered twice")
-        DECODERS[key] = decoder
-        return decoder
-
-    return add
+    return DECODERS.register(key)
 
 
 def get_decoder(key: str) -> Decoder:
     """The decoder registered under ``key``; :class:`DecodeError` naming the known keys if none."""
-    try:
-        return DECODERS[key]
-    except KeyError:
-        known = ", ".join(sorted(DECODERS)) or "none"
-        raise DecodeError(f"unknown decoder {key!r}; known decoders: {known}") from None
+    return DECODERS.lookup(key, DecodeError)
 
 
 def decode(

@@ -177,12 +177,12 @@ def load_pretrained(name: str = "efficientnet-lite0") -> Any:
 def _build(variant: Variant, onnx_path: Path) -> ModelCard:
     import torch
 
-    from converters.torch_onnx import export_torch_to_onnx
+    from converters import PASSES
     from edgekit.content.zoo.photos import sample_batch
 
     model = load_pretrained(variant.name)
     example = torch.from_numpy(sample_batch(variant.preprocess, count=1))
-    export_torch_to_onnx(model, onnx_path, example_input=example, output_names=("logits",))
+    PASSES["torch->onnx"](model, onnx_path, example_input=example, output_names=("logits",))
     side = variant.resolution
     return ModelCard(
         preprocess=variant.preprocess,

@@ -124,14 +124,14 @@ def _build(factory: Callable[[], Any], onnx_path: Path, *, seed: int, descriptio
     """Seeded init, BatchNorm recalibration on real photos, export; shared by both MobileNets."""
     import torch
 
-    from converters.torch_onnx import export_torch_to_onnx
+    from converters import PASSES
     from edgekit.content.zoo.photos import recalibrate_batchnorm, sample_batch
 
     torch.manual_seed(seed)
     model = factory()
     batch = sample_batch(PREPROCESS, count=32, seed=seed)
     recalibrate_batchnorm(model, batch)
-    export_torch_to_onnx(model, onnx_path, example_input=torch.from_numpy(batch[:1]), output_names=("logits",))
+    PASSES["torch->onnx"](model, onnx_path, example_input=torch.from_numpy(batch[:1]), output_names=("logits",))
     return ModelCard(
         preprocess=PREPROCESS,
         task=TaskSpec(kind="classification", decoder="softmax-topk", labels=[f"class_{i}" for i in range(CLASSES)]),

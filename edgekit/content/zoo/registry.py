@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from device_agent.bundle.manifest import PreprocessSpec, TaskSpec
+from device_agent.registry import Registry
 from edgekit.errors import MissingDependencyError, UsageError
 
 #: Bump when the sidecar layout changes; old caches are then rebuilt, not misread.
@@ -58,16 +59,14 @@ class ZooEntry:
     version: str
 
 
-ZOO: dict[str, ZooEntry] = {}
+ZOO: Registry[ZooEntry] = Registry("zoo model", plural="models")
 
 
 def register_model(name: str, *, version: str = "1") -> Callable[[Builder], Builder]:
     """Register a builder under ``name``; bump ``version`` when its output changes."""
 
     def decorate(fn: Builder) -> Builder:
-        if name in ZOO:
-            raise ValueError(f"zoo model {name!r} is registered twice")
-        ZOO[name] = ZooEntry(name=name, build=fn, version=version)
+        ZOO.register(name, ZooEntry(name=name, build=fn, version=version))
         return fn
 
     return decorate
@@ -111,10 +110,7 @@ def build_model(name: str, out_dir: Path, *, seed: int = 0) -> ZooModel:
     same name and seed always give the same file. Raises :class:`UsageError` for an
     unknown name and :class:`MissingDependencyError` when torch is missing.
     """
-    entry = ZOO.get(name)
-    if entry is None:
-        known = ", ".join(sorted(ZOO))
-        raise UsageError(f"unknown zoo model {name!r}; known models: {known}")
+    entry = ZOO.lookup(name, UsageError)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path, sidecar = out_dir / f"{name}.onnx", out_dir / f"{name}.json"

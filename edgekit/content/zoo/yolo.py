@@ -219,7 +219,7 @@ def build_yolov8n(onnx_path: Path, /, *, seed: int) -> ModelCard:
     """YOLOv8n-style detector, 320x320, random weights from ``seed``, Ultralytics output layout."""
     import torch
 
-    from converters.torch_onnx import export_torch_to_onnx
+    from converters import PASSES
     from edgekit.content.zoo.photos import recalibrate_batchnorm, sample_batch
 
     torch.manual_seed(seed)
@@ -227,7 +227,7 @@ def build_yolov8n(onnx_path: Path, /, *, seed: int) -> ModelCard:
     batch = sample_batch(PREPROCESS, count=32, seed=seed)
     recalibrate_batchnorm(model, batch)
     _set_class_biases(model, batch, seed=seed)
-    export_torch_to_onnx(model, onnx_path, example_input=torch.from_numpy(batch[:1]), output_names=("output0",))
+    PASSES["torch->onnx"](model, onnx_path, example_input=torch.from_numpy(batch[:1]), output_names=("output0",))
     return ModelCard(
         preprocess=PREPROCESS,
         task=TaskSpec(

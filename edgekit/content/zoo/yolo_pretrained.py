@@ -113,13 +113,13 @@ def build_yolov8n_nudenet(onnx_path: Path, /, *, seed: int) -> ModelCard:
     """Real trained YOLOv8n, 320x320, 18 classes; ``seed`` is unused (nothing is random)."""
     import torch
 
-    from converters.torch_onnx import export_torch_to_onnx
+    from converters import PASSES
     from edgekit.content.zoo.photos import sample_batch
 
     del seed
     model, labels = load_pretrained()
     example = torch.from_numpy(sample_batch(PREPROCESS, count=1))
-    export_torch_to_onnx(model, onnx_path, example_input=example, output_names=("output0",))
+    PASSES["torch->onnx"](model, onnx_path, example_input=example, output_names=("output0",))
     return ModelCard(
         preprocess=PREPROCESS,
         task=TaskSpec(kind="detection", decoder="yolov8", labels=labels, score_threshold=SCORE_THRESHOLD,

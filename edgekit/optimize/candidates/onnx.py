@@ -16,10 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from converters import PASSES
 from converters.base import PassReport
-from converters.onnx_bias_correction import correct_bias
-from converters.onnx_fp16 import convert_fp16
-from converters.onnx_int8 import quantize_int8_static
 from device_agent.bundle.manifest import TaskSpec
 from edgekit.optimize.measure import LatencySample, run_all
 from edgekit.optimize.sensitivity import (
@@ -121,12 +119,12 @@ def build_fp32(ws: Workspace, note: str = "the prepared original") -> list[Candi
 
 def build_fp16(ws: Workspace) -> list[Candidate]:
     with ws.steps.step("Converting to FP16"):
-        report = convert_fp16(ws.reference, ws.work_dir / "model.fp16.onnx")
+        report = PASSES["onnx-fp16"](ws.reference, ws.work_dir / "model.fp16.onnx")
     return [Candidate("fp16", "fp16", report.dst, evaluate(ws, report.dst, "FP16"), [report])]
 
 
 def _int8(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> PassReport:
-    return quantize_int8_static(
+    return PASSES["onnx-int8-static"](
         ws.reference, dst, calibration=ws.calibration, input_names=ws.input_names, nodes_to_exclude=exclude,
         calibration_cache=ws.work_dir / "int8-ranges.json",
     )
@@ -140,8 +138,8 @@ def _int8_corrected(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> 
     model stays at ``reports[0].dst`` (the chain ranking starts from it).
     """
     quantized = _int8(ws, dst.with_suffix(".raw.onnx"), exclude)
-    corrected = correct_bias(quantized.dst, dst, reference=ws.reference, calibration=ws.calibration,
-                             input_names=ws.input_names)
+    corrected = PASSES["onnx-int8-bias-correction"](quantized.dst, dst, reference=ws.reference,
+                                                    calibration=ws.calibration, input_names=ws.input_names)
     check, reference = ws.check_set()
     before = snr_db(reference, run_all(quantized.dst, check, threads=ws.threads))
     after = snr_db(reference, run_all(dst, check, threads=ws.threads))
