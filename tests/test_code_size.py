@@ -17,11 +17,9 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
 KNOWN: dict[str, int] = {
-    "device_agent/transport/publisher.py": 464,
     "edgekit/optimize/pipeline.py": 450,
     "converters/onnx_prune.py": 447,
     "device_agent/service/agent.py": 442,
-    "device_agent/transport/outbox.py": 413,
     "converters/onnx_prune.py::prune_onnx": 107,
     "edgekit/content/zoo/yolo.py::yolov8n": 104,
     "device_agent/cli.py::build_parser": 99,
@@ -36,7 +34,6 @@ KNOWN: dict[str, int] = {
     "device_agent/service/agent.py::run": 65,
     "converters/onnx_torch.py::convert_onnx_to_torch": 64,
     "converters/onnx_bias_correction.py::correct_bias": 62,
-    "device_agent/transport/publisher.py::__init__": 62,
 }
 """Oversized today (``path`` for a module, ``path::function``), with its length in lines."""
 
