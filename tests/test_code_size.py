@@ -19,7 +19,6 @@ MAX_FUNCTION_LINES = 60
 KNOWN: dict[str, int] = {
     "edgekit/optimize/pipeline.py": 450,
     "converters/onnx_prune.py": 447,
-    "device_agent/service/agent.py": 442,
     "converters/onnx_prune.py::prune_onnx": 107,
     "edgekit/content/zoo/yolo.py::yolov8n": 104,
     "device_agent/cli.py::build_parser": 99,
@@ -31,7 +30,6 @@ KNOWN: dict[str, int] = {
     "converters/onnx_int8.py::quantize_int8_static": 75,
     "device_agent/bench/runner.py::benchmark_model": 75,
     "edgekit/optimize/pipeline.py::optimize": 69,
-    "device_agent/service/agent.py::run": 65,
     "converters/onnx_torch.py::convert_onnx_to_torch": 64,
     "converters/onnx_bias_correction.py::correct_bias": 62,
 }
