@@ -18,8 +18,6 @@ MAX_FUNCTION_LINES = 60
 
 KNOWN: dict[str, int] = {
     "edgekit/optimize/pipeline.py": 450,
-    "converters/onnx_prune.py": 447,
-    "converters/onnx_prune.py::prune_onnx": 107,
     "edgekit/content/zoo/yolo.py::yolov8n": 104,
     "device_agent/cli.py::build_parser": 99,
     "edgekit/optimize/pipeline.py::_run": 96,
