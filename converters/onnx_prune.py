@@ -169,6 +169,20 @@ def _prune_to(onnx: Any, model: Any, groups: Sequence[ChannelGroup], orders: Seq
     return pruned, removed, kept
 
 
+def _check_ratio(ratio: float) -> None:
+    if not 0.0 < ratio < 1.0:
+        raise ConversionError(f"onnx-prune: ratio {ratio} is out of range; expected the fraction of MACs to remove, "
+                              "between 0 and 1 (exclusive), e.g. 0.3")
+
+
+def _orders(original: Sequence[tuple[np.ndarray, np.ndarray | None]], groups: Sequence[ChannelGroup],
+            layers: Sequence[Layer], *, recover: bool, multiple: int, min_keep: float) -> list[np.ndarray]:
+    """Each group's channels, cheapest to remove first (:mod:`converters.prune_scoring`)."""
+    return [obs_order(x, layer, group.channels - _floor(group, multiple, min_keep))
+            if recover and layer.refittable else np.argsort(importance(x, layer))
+            for (x, _), group, layer in zip(original, groups, layers)]
+
+
 def _load(onnx: Any, src: Path, calibration: np.ndarray, max_samples: int) -> tuple[Any, str, np.ndarray]:
     """The model, its one input's name and the calibration samples to use, or a :class:`ConversionError`."""
     model = onnx.load(str(src))
@@ -244,9 +258,7 @@ def prune_onnx(
     """
     from device_agent.bench.cost import model_cost
 
-    if not 0.0 < ratio < 1.0:
-        raise ConversionError(f"onnx-prune: ratio {ratio} is out of range; expected the fraction of MACs to remove, "
-                              "between 0 and 1 (exclusive), e.g. 0.3")
+    _check_ratio(ratio)
     onnx, ort = _modules()
     with timed() as elapsed:
         model, input_name, samples = _load(onnx, src, calibration, max_samples)
@@ -259,9 +271,7 @@ def prune_onnx(
         per_sample = max(1, rows // len(fit))
         original, skips, totals = _sample_original(onnx, ort, model, graph, prunable, layers, input_name, fit,
                                                    per_sample, seed, recover)
-        orders = [obs_order(x, layer, group.channels - _floor(group, multiple, min_keep))
-                  if recover and layer.refittable else np.argsort(importance(x, layer))
-                  for (x, _), group, layer in zip(original, prunable, layers)]
+        orders = _orders(original, prunable, layers, recover=recover, multiple=multiple, min_keep=min_keep)
         curves = _curves(onnx, ort, model, input_name, check, prunable, layers, original, orders, multiple=multiple,
                          min_keep=min_keep, refit=recover, progress=progress)
         pruned, removed, kept = _prune_to(onnx, model, prunable, orders, curves, ratio, before.macs, multiple=multiple,
