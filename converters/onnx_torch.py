@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -275,6 +276,26 @@ def random_inputs(model: Any, *, seed: int = 0) -> dict[str, np.ndarray]:
     return feeds
 
 
+def _compare(names: Sequence[str], expected: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> tuple[float, float]:
+    """The largest absolute and relative difference from ONNX Runtime's outputs; :class:`ConversionError`
+    naming the output whose shape differs or whose relative difference passes ``RELATIVE_TOLERANCE``."""
+    max_abs, max_rel = 0.0, 0.0
+    for name, ref, actual in zip(names, expected, got):
+        if actual.shape != ref.shape:
+            raise ConversionError(
+                f"onnx->torch: output {name!r} has shape {actual.shape}, ONNX Runtime gives {ref.shape}"
+            )
+        diff = float(np.max(np.abs(ref.astype(np.float64) - actual))) if ref.size else 0.0
+        rel = diff / max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
+        if rel > RELATIVE_TOLERANCE:
+            raise ConversionError(
+                f"onnx->torch: output {name!r} differs from ONNX Runtime by {diff:.3g} "
+                f"(relative {rel:.3g} > {RELATIVE_TOLERANCE})"
+            )
+        max_abs, max_rel = max(max_abs, diff), max(max_rel, rel)
+    return max_abs, max_rel
+
+
 @register_pass("onnx->torch")
 def convert_onnx_to_torch(src: Path, dst: Path, /, *, seed: int = 0) -> PassReport:
     """Rebuild ``src`` as a torch module, ``torch.export`` it, and save the program to ``dst`` (``.pt2``).
@@ -306,21 +327,7 @@ def convert_onnx_to_torch(src: Path, dst: Path, /, *, seed: int = 0) -> PassRepo
         with torch.no_grad():
             got = exported.module()(*example)
         got = (got,) if isinstance(got, torch.Tensor) else tuple(got)
-        max_abs, max_rel = 0.0, 0.0
-        for name, ref, value in zip(module.output_names, expected, got):
-            actual = value.numpy()
-            if actual.shape != ref.shape:
-                raise ConversionError(
-                    f"onnx->torch: output {name!r} has shape {actual.shape}, ONNX Runtime gives {ref.shape}"
-                )
-            diff = float(np.max(np.abs(ref.astype(np.float64) - actual))) if ref.size else 0.0
-            rel = diff / max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
-            if rel > RELATIVE_TOLERANCE:
-                raise ConversionError(
-                    f"onnx->torch: output {name!r} differs from ONNX Runtime by {diff:.3g} "
-                    f"(relative {rel:.3g} > {RELATIVE_TOLERANCE})"
-                )
-            max_abs, max_rel = max(max_abs, diff), max(max_rel, rel)
+        max_abs, max_rel = _compare(module.output_names, expected, [value.numpy() for value in got])
         dst.parent.mkdir(parents=True, exist_ok=True)
         torch.export.save(exported, str(dst))
         seconds = elapsed()
