@@ -24,7 +24,6 @@ KNOWN: dict[str, int] = {
     "device_agent/bench/pipeline.py::benchmark_pipeline": 95,
     "converters/torch_onnx.py::export_torch_to_onnx": 90,
     "edgekit/cli/main.py::build_parser": 86,
-    "converters/onnx_torch.py::_build": 83,
     "converters/onnx_int8.py::quantize_int8_static": 75,
     "device_agent/bench/runner.py::benchmark_model": 75,
     "edgekit/optimize/pipeline.py::optimize": 69,
