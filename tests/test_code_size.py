@@ -18,11 +18,9 @@ MAX_FUNCTION_LINES = 60
 
 KNOWN: dict[str, int] = {
     "edgekit/optimize/pipeline.py": 450,
-    "edgekit/content/zoo/yolo.py::yolov8n": 104,
     "device_agent/cli.py::build_parser": 99,
     "edgekit/optimize/pipeline.py::_run": 96,
     "device_agent/bench/pipeline.py::benchmark_pipeline": 95,
-    "converters/torch_onnx.py::export_torch_to_onnx": 90,
     "edgekit/cli/main.py::build_parser": 86,
     "converters/onnx_int8.py::quantize_int8_static": 75,
     "device_agent/bench/runner.py::benchmark_model": 75,
