@@ -22,7 +22,6 @@ KNOWN: dict[str, int] = {
     "edgekit/optimize/pipeline.py::_run": 96,
     "device_agent/bench/pipeline.py::benchmark_pipeline": 95,
     "edgekit/cli/main.py::build_parser": 86,
-    "converters/onnx_int8.py::quantize_int8_static": 75,
     "device_agent/bench/runner.py::benchmark_model": 75,
     "edgekit/optimize/pipeline.py::optimize": 69,
 }
