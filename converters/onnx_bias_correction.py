@@ -58,6 +58,24 @@ def _channel_mean(session: Any, names: Sequence[str], feeds: list[dict[str, np.n
     return {name: total / len(feeds) for name, total in sums.items()}
 
 
+def _biased_layers(quantized: Any, float_model: Any) -> list[tuple[str, str, str, Any, Any]]:
+    """The quantized Conv/Gemm layers with an int32 bias (dequantized from initializers) and a float twin:
+    ``(node name, int8 output, float output, bias initializer, bias scale initializer)``, in graph order."""
+    float_nodes = {n.name: n for n in float_model.graph.node if n.name}
+    producers = {out: n for n in quantized.graph.node for out in n.output}
+    inits = {i.name: i for i in quantized.graph.initializer}
+    layers = []
+    for node in quantized.graph.node:
+        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3 or node.name not in float_nodes:
+            continue
+        dq = producers.get(node.input[2])
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits or dq.input[1] not in inits:
+            continue
+        layers.append((node.name, node.output[0], float_nodes[node.name].output[0],
+                       inits[dq.input[0]], inits[dq.input[1]]))
+    return layers
+
+
 @register_pass("onnx-int8-bias-correction")
 def correct_bias(
     src: Path,
@@ -80,18 +98,7 @@ def correct_bias(
     with timed() as elapsed:
         quantized = onnx.load(str(src))
         float_model = onnx.load(str(reference))
-        float_nodes = {n.name: n for n in float_model.graph.node if n.name}
-        producers = {out: n for n in quantized.graph.node for out in n.output}
-        inits = {i.name: i for i in quantized.graph.initializer}
-        layers = []  # (node name, int8 output, float output, bias initializer, bias scale)
-        for node in quantized.graph.node:
-            if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3 or node.name not in float_nodes:
-                continue
-            dq = producers.get(node.input[2])
-            if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits or dq.input[1] not in inits:
-                continue
-            layers.append((node.name, node.output[0], float_nodes[node.name].output[0],
-                           inits[dq.input[0]], inits[dq.input[1]]))
+        layers = _biased_layers(quantized, float_model)
         if not layers:
             raise ConversionError(f"{src.name} has no quantized layer with an int32 bias to correct")
         count = min(max_samples, len(calibration[0]))

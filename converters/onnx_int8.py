@@ -149,6 +149,30 @@ def _quiet_preprocess_hint() -> Iterator[None]:
         root.removeFilter(hint)
 
 
+def _settings(q: Any, preset: Preset, calibrate_method: CalibMethod, calibration_cache: Path | None) -> dict[str, Any]:
+    """``quantize_static``'s keyword options for ``preset``; ``ort-default`` keeps its own defaults (a cache aside)."""
+    method = {
+        "minmax": q.CalibrationMethod.MinMax,
+        "percentile": q.CalibrationMethod.Percentile,
+        "entropy": q.CalibrationMethod.Entropy,
+    }[calibrate_method]
+    if preset == "edgekit":
+        settings: dict[str, Any] = dict(
+            quant_format=q.QuantFormat.QDQ,
+            activation_type=q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8,
+            per_channel=True,
+            reduce_range=False,
+            calibrate_method=method,
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )
+    else:
+        settings = {}
+    if calibration_cache is not None and "calibration_cache_path" in inspect.signature(q.quantize_static).parameters:
+        settings["calibration_cache_path"] = str(calibration_cache)
+    return settings
+
+
 @register_pass("onnx-int8-static")
 def quantize_int8_static(
     src: Path,
@@ -171,25 +195,7 @@ def quantize_int8_static(
     float: 256 levels across a classifier's logits turn near-ties into ties.
     """
     q = _quantization()
-    method = {
-        "minmax": q.CalibrationMethod.MinMax,
-        "percentile": q.CalibrationMethod.Percentile,
-        "entropy": q.CalibrationMethod.Entropy,
-    }[calibrate_method]
-    if preset == "edgekit":
-        settings: dict[str, Any] = dict(
-            quant_format=q.QuantFormat.QDQ,
-            activation_type=q.QuantType.QUInt8,
-            weight_type=q.QuantType.QInt8,
-            per_channel=True,
-            reduce_range=False,
-            calibrate_method=method,
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
-        )
-    else:
-        settings = {}
-    if calibration_cache is not None and "calibration_cache_path" in inspect.signature(q.quantize_static).parameters:
-        settings["calibration_cache_path"] = str(calibration_cache)
+    settings = _settings(q, preset, calibrate_method, calibration_cache)
     keep_float = preset == "edgekit" if float_outputs is None else float_outputs
     tail = output_tail(src) if keep_float else []
     softmax = _nodes_of(src, ("Softmax",)) if preset == "edgekit" else []

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -180,89 +180,110 @@ def write_parameters(module: OnnxModule, model: onnx.ModelProto) -> int:
     return written
 
 
-def _build(torch: Any, onnx: Any, ops: Any, model: Any, opset: int,
-           inputs: list[tuple[str, list[int], int]]) -> OnnxModule:
-    """Walk the graph once: fold constant nodes, turn the others into steps of the module."""
-    consts: dict[str, np.ndarray] = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
-    examples = {name: torch.zeros(shape, dtype=ops.DTYPES.get(kind, torch.float32)) for name, shape, kind in inputs}
-    tensors: dict[str, tuple[Any, bool]] = {}  # module attribute -> (tensor, is a parameter)
-    owners: dict[Any, str] = {}  # ONNX value name, or (node, input) for a prepared one -> attribute
-    taken = set(_RESERVED) | set(dir(torch.nn.Module))
+class _Builder:
+    """The state of one walk over the graph: folded constants, example tensors, the module's own tensors."""
 
-    def on_module(source: Any, array: np.ndarray, parameter: bool) -> Any:
+    def __init__(self, torch: Any, onnx: Any, ops: Any, model: Any, opset: int,
+                 inputs: list[tuple[str, list[int], int]]) -> None:
+        self.torch, self.onnx, self.ops, self.opset = torch, onnx, ops, opset
+        self.consts: dict[str, np.ndarray] = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+        self.examples = {name: torch.zeros(shape, dtype=ops.DTYPES.get(kind, torch.float32))
+                         for name, shape, kind in inputs}
+        self.tensors: dict[str, tuple[Any, bool]] = {}  # module attribute -> (tensor, is a parameter)
+        self.owners: dict[Any, str] = {}  # ONNX value name, or (node, input) for a prepared one -> attribute
+        self.taken = set(_RESERVED) | set(dir(torch.nn.Module))
+
+    def on_module(self, source: Any, array: np.ndarray, parameter: bool) -> Any:
+        """A reference to ``array`` as a tensor the module owns (a parameter if ``parameter`` and float)."""
         parameter = parameter and array.dtype.kind == "f"
-        if source not in owners:
-            key = _attribute_name(source if isinstance(source, str) else f"{source[0]}_in{source[1]}", taken)
-            taken.add(key)
-            owners[source] = key
-            tensors[key] = (torch.from_numpy(np.array(array)), parameter)
+        if source not in self.owners:
+            key = _attribute_name(source if isinstance(source, str) else f"{source[0]}_in{source[1]}", self.taken)
+            self.taken.add(key)
+            self.owners[source] = key
+            self.tensors[key] = (self.torch.from_numpy(np.array(array)), parameter)
         elif parameter:  # first seen as a plain constant, now as a weight: a weight it is
-            tensors[owners[source]] = (tensors[owners[source]][0], True)
-        return ops.Ref(owners[source], True)
+            self.tensors[self.owners[source]] = (self.tensors[self.owners[source]][0], True)
+        return self.ops.Ref(self.owners[source], True)
 
-    steps = []
-    for index, proto in enumerate(model.graph.node):
+    def node(self, proto: Any, index: int) -> Any:
+        """The op's view of one ONNX node: its attributes, constant inputs and input shapes."""
+        examples, consts = self.examples, self.consts
         unknown = [n for n in proto.input if n and n not in examples and n not in consts]
         if unknown:
             raise ConversionError(f"onnx->torch: node {proto.name!r} reads {unknown}, which no earlier node "
                                   "computes (the graph must be topologically sorted)")
-        node = ops.Node(
+        return self.ops.Node(
             name=proto.name or f"{proto.op_type}_{index}", op_type=proto.op_type, inputs=tuple(proto.input),
-            outputs=tuple(proto.output), attrs=_attributes(onnx, proto), opset=opset,
+            outputs=tuple(proto.output), attrs=_attributes(self.onnx, proto), opset=self.opset,
             consts=tuple(consts.get(n) for n in proto.input),
             shapes=tuple((tuple(examples[n].shape) if n in examples else consts[n].shape) if n else None
                          for n in proto.input),
         )
-        plan = {i: a for i, a in ops.PREPARE[node.op_type](node).items() if node.const(i) is not None}
-        node = dataclasses.replace(node, prepared=frozenset(i for i, a in plan.items() if a is not None))
-        at_run_time = node.op_type not in ops.ALWAYS_CONSTANT and any(n in examples for n in node.inputs)
+
+    def arguments(self, node: Any, plan: dict[int, Any], at_run_time: bool) -> tuple[list[Any], list[Any]]:
+        """Each input's reference in the module (None for a folded one) and its value now."""
         refs, args = [], []
         for i, name in enumerate(node.inputs):
             ref = arg = None
-            if name in examples:
-                ref, arg = ops.Ref(name, False), examples[name]
+            if name in self.examples:
+                ref, arg = self.ops.Ref(name, False), self.examples[name]
             elif name and not (i in plan and plan[i] is None):
-                array = plan.get(i, consts[name])
-                same = array is consts[name]
+                array = plan.get(i, self.consts[name])
+                same = array is self.consts[name]
                 if at_run_time:
                     # a weight or bias is owned by its node: ONNX exporters merge equal initializers
                     # (three heads with the same bias), and a quantizer gives each layer's bias its
                     # own scale, so a shared one would keep all but the first layer in float
                     own = not same or i in plan
-                    ref = on_module((node.name, i) if own else name, array, parameter=i in plan)
-                    arg = tensors[ref.key][0]
+                    ref = self.on_module((node.name, i) if own else name, array, parameter=i in plan)
+                    arg = self.tensors[ref.key][0]
                 else:
-                    arg = torch.from_numpy(np.array(array))
+                    arg = self.torch.from_numpy(np.array(array))
             refs.append(ref)
             args.append(arg)
+        return refs, args
+
+    def step(self, proto: Any, index: int) -> Any | None:
+        """Run one node on the examples; its step in the module, or None when it was folded to constants."""
+        ops = self.ops
+        node = self.node(proto, index)
+        plan = {i: a for i, a in ops.PREPARE[node.op_type](node).items() if node.const(i) is not None}
+        node = dataclasses.replace(node, prepared=frozenset(i for i, a in plan.items() if a is not None))
+        at_run_time = node.op_type not in ops.ALWAYS_CONSTANT and any(n in self.examples for n in node.inputs)
+        refs, args = self.arguments(node, plan, at_run_time)
         try:
             result = ops.OPS[node.op_type](node, *args)
         except ConversionError:
             raise
         except Exception as exc:  # torch's own complaint about this node's attributes or shapes
             raise node.fail(f"could not be built: {type(exc).__name__}: {exc}") from exc
-        outputs = (result,) if isinstance(result, torch.Tensor) else tuple(result)
+        outputs = (result,) if isinstance(result, self.torch.Tensor) else tuple(result)
         for k, name in enumerate(node.outputs):
             if name and k >= len(outputs):
                 raise node.fail(f"output {k} ({name!r}) is not supported")
             if name and at_run_time:
-                examples[name] = outputs[k]
+                self.examples[name] = outputs[k]
             elif name:
-                consts[name] = outputs[k].numpy()
-        if at_run_time:
-            steps.append(ops.Step(ops.OPS[node.op_type], node, tuple(refs)))
+                self.consts[name] = outputs[k].numpy()
+        return ops.Step(ops.OPS[node.op_type], node, tuple(refs)) if at_run_time else None
 
-    output_refs = []
-    for out in model.graph.output:
-        if out.name in examples:
-            output_refs.append(ops.Ref(out.name, False))
-        elif out.name in consts:
-            output_refs.append(on_module(out.name, consts[out.name], parameter=False))
-        else:
-            raise ConversionError(f"onnx->torch: graph output {out.name!r} is computed by no node")
+    def output_ref(self, name: str) -> Any:
+        if name in self.examples:
+            return self.ops.Ref(name, False)
+        if name in self.consts:
+            return self.on_module(name, self.consts[name], parameter=False)
+        raise ConversionError(f"onnx->torch: graph output {name!r} is computed by no node")
+
+
+def _build(torch: Any, onnx: Any, ops: Any, model: Any, opset: int,
+           inputs: list[tuple[str, list[int], int]]) -> OnnxModule:
+    """Walk the graph once: fold constant nodes, turn the others into steps of the module."""
+    builder = _Builder(torch, onnx, ops, model, opset, inputs)
+    steps = [step for index, proto in enumerate(model.graph.node) if (step := builder.step(proto, index)) is not None]
+    output_refs = [builder.output_ref(out.name) for out in model.graph.output]
     return ops.OnnxModule(input_names=[name for name, _, _ in inputs],
                           output_names=[o.name for o in model.graph.output],
-                          steps=steps, output_refs=output_refs, tensors=tensors)
+                          steps=steps, output_refs=output_refs, tensors=builder.tensors)
 
 
 def random_inputs(model: Any, *, seed: int = 0) -> dict[str, np.ndarray]:
@@ -274,6 +295,26 @@ def random_inputs(model: Any, *, seed: int = 0) -> dict[str, np.ndarray]:
         dtype = onnx.helper.tensor_dtype_to_np_dtype(kind)
         feeds[name] = rng.standard_normal(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
     return feeds
+
+
+def _compare(names: Sequence[str], expected: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> tuple[float, float]:
+    """The largest absolute and relative difference from ONNX Runtime's outputs; :class:`ConversionError`
+    naming the output whose shape differs or whose relative difference passes ``RELATIVE_TOLERANCE``."""
+    max_abs, max_rel = 0.0, 0.0
+    for name, ref, actual in zip(names, expected, got):
+        if actual.shape != ref.shape:
+            raise ConversionError(
+                f"onnx->torch: output {name!r} has shape {actual.shape}, ONNX Runtime gives {ref.shape}"
+            )
+        diff = float(np.max(np.abs(ref.astype(np.float64) - actual))) if ref.size else 0.0
+        rel = diff / max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
+        if rel > RELATIVE_TOLERANCE:
+            raise ConversionError(
+                f"onnx->torch: output {name!r} differs from ONNX Runtime by {diff:.3g} "
+                f"(relative {rel:.3g} > {RELATIVE_TOLERANCE})"
+            )
+        max_abs, max_rel = max(max_abs, diff), max(max_rel, rel)
+    return max_abs, max_rel
 
 
 @register_pass("onnx->torch")
@@ -307,21 +348,7 @@ def convert_onnx_to_torch(src: Path, dst: Path, /, *, seed: int = 0) -> PassRepo
         with torch.no_grad():
             got = exported.module()(*example)
         got = (got,) if isinstance(got, torch.Tensor) else tuple(got)
-        max_abs, max_rel = 0.0, 0.0
-        for name, ref, value in zip(module.output_names, expected, got):
-            actual = value.numpy()
-            if actual.shape != ref.shape:
-                raise ConversionError(
-                    f"onnx->torch: output {name!r} has shape {actual.shape}, ONNX Runtime gives {ref.shape}"
-                )
-            diff = float(np.max(np.abs(ref.astype(np.float64) - actual))) if ref.size else 0.0
-            rel = diff / max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
-            if rel > RELATIVE_TOLERANCE:
-                raise ConversionError(
-                    f"onnx->torch: output {name!r} differs from ONNX Runtime by {diff:.3g} "
-                    f"(relative {rel:.3g} > {RELATIVE_TOLERANCE})"
-                )
-            max_abs, max_rel = max(max_abs, diff), max(max_rel, rel)
+        max_abs, max_rel = _compare(module.output_names, expected, [value.numpy() for value in got])
         dst.parent.mkdir(parents=True, exist_ok=True)
         torch.export.save(exported, str(dst))
         seconds = elapsed()

@@ -73,6 +73,56 @@ def _internalize(onnx: Any, dst: Path) -> None:
         (dst.parent / location).unlink(missing_ok=True)
 
 
+def _export_either(torch: Any, module: Any, example: tuple[Any, ...], dst: Path, *, opset: int,
+                   input_names: list[str], output_names: list[str] | None) -> tuple[str, list[str]]:
+    """Export with the dynamo exporter, else TorchScript; the one that worked and why the others did not."""
+    exporter, failures = "", []
+    for dynamo in (True, False):
+        if dynamo:
+            try:
+                import onnxscript  # noqa: F401  (the dynamo exporter needs it)
+            except ImportError:
+                failures.append("dynamo: onnxscript is not installed (pip install 'edgekit[host]')")
+                continue
+        try:
+            _export(torch, module, example, dst, dynamo=dynamo, opset=opset,
+                    input_names=input_names, output_names=output_names)
+            exporter = "dynamo" if dynamo else "torchscript"
+            break
+        except Exception as exc:  # noqa: BLE001 - both causes are reported together below
+            failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {exc}")
+    if not exporter:
+        raise ConversionError("torch->onnx: both exporters failed; " + " | ".join(failures))
+    return exporter, failures
+
+
+def _check_against_torch(onnx: Any, ort: Any, dst: Path, example: tuple[Any, ...], expected: list[Any],
+                         exporter: str) -> float:
+    """The largest absolute difference between ONNX Runtime on ``dst`` and PyTorch's ``expected`` outputs;
+    :class:`ConversionError` for an invalid file, another shape, or a relative difference past the tolerance."""
+    try:
+        onnx.checker.check_model(str(dst))
+        session = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ConversionError(f"torch->onnx: the exported file {dst} is not a valid model: {exc}") from exc
+    feeds = {i.name: t.detach().cpu().numpy() for i, t in zip(session.get_inputs(), example)}
+    actual = session.run(None, feeds)
+    max_abs_diff, max_rel = 0.0, 0.0
+    for ref_t, got in zip(expected, actual):
+        ref = ref_t.detach().cpu().numpy()
+        if ref.shape != got.shape:
+            raise ConversionError(f"torch->onnx: output shape {got.shape} differs from PyTorch's {ref.shape}")
+        diff = float(np.max(np.abs(ref.astype(np.float64) - got))) if ref.size else 0.0
+        max_abs_diff = max(max_abs_diff, diff)
+        max_rel = max(max_rel, diff / max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0))
+    if max_rel > RELATIVE_TOLERANCE:
+        raise ConversionError(
+            f"torch->onnx ({exporter}): ONNX Runtime output differs from PyTorch by {max_abs_diff:.3g} "
+            f"(relative {max_rel:.3g} > {RELATIVE_TOLERANCE})"
+        )
+    return max_abs_diff
+
+
 @register_pass("torch->onnx")
 def export_torch_to_onnx(
     module: Any,
@@ -109,45 +159,10 @@ def export_torch_to_onnx(
             expected = module(*example)
         expected_list = [expected] if isinstance(expected, torch.Tensor) else list(expected)
 
-        exporter, failures = "", []
-        for dynamo in (True, False):
-            if dynamo:
-                try:
-                    import onnxscript  # noqa: F401  (the dynamo exporter needs it)
-                except ImportError:
-                    failures.append("dynamo: onnxscript is not installed (pip install 'edgekit[host]')")
-                    continue
-            try:
-                _export(torch, module, example, dst, dynamo=dynamo, opset=opset,
-                        input_names=names_in, output_names=names_out)
-                exporter = "dynamo" if dynamo else "torchscript"
-                break
-            except Exception as exc:  # noqa: BLE001 - both causes are reported together below
-                failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {exc}")
-        if not exporter:
-            raise ConversionError("torch->onnx: both exporters failed; " + " | ".join(failures))
-
+        exporter, failures = _export_either(torch, module, example, dst, opset=opset, input_names=names_in,
+                                            output_names=names_out)
         _internalize(onnx, dst)
-        try:
-            onnx.checker.check_model(str(dst))
-            session = ort.InferenceSession(str(dst), providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise ConversionError(f"torch->onnx: the exported file {dst} is not a valid model: {exc}") from exc
-        feeds = {i.name: t.detach().cpu().numpy() for i, t in zip(session.get_inputs(), example)}
-        actual = session.run(None, feeds)
-        max_abs_diff, max_rel = 0.0, 0.0
-        for ref_t, got in zip(expected_list, actual):
-            ref = ref_t.detach().cpu().numpy()
-            if ref.shape != got.shape:
-                raise ConversionError(f"torch->onnx: output shape {got.shape} differs from PyTorch's {ref.shape}")
-            diff = float(np.max(np.abs(ref.astype(np.float64) - got))) if ref.size else 0.0
-            max_abs_diff = max(max_abs_diff, diff)
-            max_rel = max(max_rel, diff / max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0))
-        if max_rel > RELATIVE_TOLERANCE:
-            raise ConversionError(
-                f"torch->onnx ({exporter}): ONNX Runtime output differs from PyTorch by {max_abs_diff:.3g} "
-                f"(relative {max_rel:.3g} > {RELATIVE_TOLERANCE})"
-            )
+        max_abs_diff = _check_against_torch(onnx, ort, dst, example, expected_list, exporter)
         seconds = elapsed()
 
     return PassReport(

@@ -17,19 +17,6 @@ MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 
 KNOWN: dict[str, int] = {
-    "device_agent/transport/publisher.py": 456,
-    "converters/onnx_prune.py": 447,
-    "device_agent/service/agent.py": 442,
-    "device_agent/transport/outbox.py": 409,
-    "converters/onnx_prune.py::prune_onnx": 107,
-    "edgekit/content/zoo/yolo.py::yolov8n": 104,
-    "converters/torch_onnx.py::export_torch_to_onnx": 90,
-    "converters/onnx_torch.py::_build": 83,
-    "converters/onnx_int8.py::quantize_int8_static": 75,
-    "device_agent/service/agent.py::run": 65,
-    "converters/onnx_torch.py::convert_onnx_to_torch": 64,
-    "converters/onnx_bias_correction.py::correct_bias": 62,
-    "device_agent/transport/publisher.py::__init__": 62,
 }
 """Oversized today (``path`` for a module, ``path::function``), with its length in lines."""
 

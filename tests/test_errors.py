@@ -37,7 +37,7 @@ EXIT_CODES = {1, 2}
 ALLOWED: dict[str, str] = {
     "device_agent/bundle/onnx_external.py::_Malformed":
         "private control flow of the protobuf walk: raised and caught inside the module, never reaches a caller",
-    "device_agent/transport/outbox.py::_Corrupt":
+    "device_agent/transport/outbox_db.py::_Corrupt":
         "private control flow of the outbox: signals a corrupt database to the recovery path in the same module",
 }
 """Exception classes defined outside an errors module, with the reason they may be."""

@@ -7,20 +7,13 @@ committed to the durable outbox before MQTT sees it; the publisher deletes it on
 Every message is built through the contract's models (:mod:`device_agent.protocol`) and
 queued as such; the committer dumps it to JSON in its own thread.
 
-Commands (:mod:`device_agent.protocol.commands`) are taken between frames, in this thread. A ``bench``
-runs the model in a fresh process while inference pauses, so the agent's own load does not
-disturb the numbers; the sources keep capturing (newest frame wins) and the publisher keeps
-sending, so nothing builds up meanwhile. A command is idempotent: its request_id is committed
-to the outbox database before it runs and its final reply before it is sent, so the same
-request_id within ``commands.dedup_window_s`` gets that reply again (``"replay": true``),
-also after a restart, and never a second run. No payload and no handler error stops the loop:
-each gets an error reply (when the request_id can be read) and always a ``command`` event.
+Commands are taken between frames, in this thread, by :mod:`device_agent.service.handlers`
+(validation, request_id dedup, the ``bench`` handler).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import threading
 import time
@@ -32,21 +25,18 @@ from typing import Any
 import numpy as np
 
 from device_agent import __version__
-from device_agent.bench.options import BenchOptions, key_names
-from device_agent.bench.runner import DEFAULT_DURATION_S, PROFILE_RUNS
-from device_agent.bench.worker import bench_in_subprocess
-from device_agent.errors import AgentError, BenchOptionsError, CommandError, PreprocessError, SourceStoppedError
+from device_agent.errors import PreprocessError, SourceStoppedError
 from device_agent.pipeline.decoders import decode
 from device_agent.pipeline.policy import PublishPolicy
 from device_agent.pipeline.preprocess import FrameTransform, dequantize, preprocess, quantize
 from device_agent.pipeline.rules import Rule
-from device_agent.protocol.base import ENVELOPE_FIELDS, Body, body_of
-from device_agent.protocol.commands import BenchCommand, parse_command, request_id_of
-from device_agent.protocol.events import BenchEvent, CameraEvent, CommandEvent, FrameEvent, ModelEvent, OutboxEvent
-from device_agent.protocol.messages import LinkStats, Metrics, Reply, ReplyState, SourceStats, StageLatency
+from device_agent.protocol.base import Body
+from device_agent.protocol.events import CameraEvent, FrameEvent, ModelEvent, OutboxEvent
+from device_agent.protocol.messages import LinkStats, Metrics, Reply, SourceStats, StageLatency
 from device_agent.protocol.results import Decoded, FrameRef, ModelRef, Result
 from device_agent.protocol.topics import Topics
 from device_agent.service.config import AgentConfig, mqtt_password
+from device_agent.service.handlers import BenchHandler, CommandDesk
 from device_agent.service.health import CpuMeter, rss_mb, temperature_c
 from device_agent.service.logs import Totals, shutdown_line, startup_line, summary_line
 from device_agent.service.preflight import preflight
@@ -54,17 +44,10 @@ from device_agent.service.systemd import Notifier
 from device_agent.sources.runner import SourceRunner
 from device_agent.sources.types import SourceState, StateChange
 from device_agent.transport.committer import Committer
-from device_agent.transport.outbox import Outbox, SeenRequest
+from device_agent.transport.outbox import Outbox
 from device_agent.transport.publisher import Identity, MqttSettings, Publisher
 
 log = logging.getLogger("edgekit.agent")
-
-BENCH_TIMEOUT_MARGIN_S = 120.0
-"""Time a bench child gets beyond its expected run (load, warm-up, profile) before it is killed."""
-FINAL_STATES = frozenset({"done", "error", "refused"})
-"""Reply states that end a request: the one recorded and replayed for a repeated request_id
-(``running`` is interim; ``busy`` means it never ran, so the same request_id may be sent again)."""
-
 
 @dataclass
 class StageTimes:
@@ -130,8 +113,12 @@ class Agent:
         self._clock = clock
         self.stop_reason = "not started"
         self._cpu = CpuMeter()
-        self._handlers: dict[str, Callable[[Any], None]] = {"bench": self._bench}  # one per name in COMMANDS
-        self._running: str | None = None  # request_id of the command being run, whose final reply is recorded
+        self.commands = CommandDesk(self.publisher.commands, self.outbox, emit=self._emit,
+                                    dedup_window_s=config.commands.dedup_window_s)
+        self._handlers = self.commands.handlers  # one per name in COMMANDS
+        self._handlers["bench"] = BenchHandler(self.commands, bundle=self.bundle, threads=self.threads,
+                                               recent_infer_ms=lambda: self.times.samples.get("infer", ()),
+                                               cancel=self.stop_event)
 
     # -- messages -------------------------------------------------------------------
     def _emit(self, message: Body) -> None:
@@ -165,127 +152,9 @@ class Agent:
             mqtt=LinkStats(**self.publisher.stats()),
         ))
 
-    # -- commands -----------------------------------------------------------------------
-    def _reply(self, request_id: str, command: str, state: ReplyState, **fields: Any) -> None:
-        reply = Reply(request_id=request_id, state=state, command=command, **fields)
-        if state in FINAL_STATES and request_id == self._running and self.config.commands.dedup_window_s > 0:
-            self.outbox.request_finished(request_id, body_of(reply))  # committed before it is queued: a repeat finds it
-        self._emit(reply)
-
-    def _reject(self, name: str, request_id: str | None, reason: str, *, state: ReplyState = "error") -> None:
-        """A command that will not run: reply (when we know where) and always say so on ``events``."""
-        log.warning("command %r (request %s) %s: %s", name, request_id or "unknown",
-                    "refused" if state == "refused" else "rejected", reason)
-        if request_id is not None:
-            key = "reason" if state == "refused" else "error"
-            self._reply(request_id, name, state, **{key: reason})
-        self._emit(CommandEvent(state="rejected", command=name, request_id=request_id, reason=reason))
-
     def take_commands(self) -> bool:
         """Run every command that is waiting (never blocks when none is); True if there was one."""
-        took = False
-        while True:
-            try:
-                name, payload, retained = self.publisher.commands.get_nowait()
-            except queue.Empty:
-                return took
-            took = True
-            self._command(name, payload, retained)
-
-    def _command(self, name: str, payload: bytes, retained: bool) -> None:
-        """Validate, deduplicate and run one command; whatever the payload, the agent keeps running."""
-        if retained:  # a retained command would run again at every reconnect
-            self._reject(name, request_id_of(payload), "retained commands are never honoured", state="refused")
-            return
-        try:
-            command = parse_command(name, payload)
-        except CommandError as exc:
-            self._reject(name, exc.request_id, f"{type(exc).__name__}: {exc}")
-            return
-        rid, window_s = command.request_id, self.config.commands.dedup_window_s
-        seen = self.outbox.request_seen(rid, window_s=window_s) if window_s > 0 else None
-        if seen is not None:
-            self._replay(name, seen)
-            return
-        if window_s > 0:
-            self.outbox.request_started(rid, name, window_s=window_s)  # committed before it runs
-        self._running = rid
-        try:
-            self._handlers[name](command)
-        except AgentError as exc:
-            self._reply(rid, name, "error", error=f"{type(exc).__name__}: {exc}")
-        except Exception as exc:  # the command edge: a handler's bug is answered and logged with its traceback
-            log.exception("command %r (request %s) failed", name, rid)
-            self._reply(rid, name, "error", error=f"{type(exc).__name__}: {exc}")
-        finally:
-            self._running = None
-
-    def _replay(self, name: str, seen: SeenRequest) -> None:
-        """A request_id seen within the window: send its final reply again (marked ``replay``), never run it twice."""
-        rid = seen.request_id
-        if seen.reply is None:  # accepted, then the agent stopped before it finished: say so, once and for all
-            reply = Reply(request_id=rid, state="error", command=seen.command,
-                          error=f"request {rid} was interrupted: the agent stopped while running it "
-                                f"(boot {seen.boot}); "
-                                "it is not run twice: send it again with a new request_id")
-            self.outbox.request_finished(rid, body_of(reply))
-        else:  # as recorded (an older agent also recorded the envelope's keys; the envelope adds them again)
-            recorded = {k: v for k, v in seen.reply.items() if k not in ENVELOPE_FIELDS and k != "device"}
-            reply = Reply.model_validate(recorded, extra="ignore")
-        log.info("command %r (request %s): already answered, replaying its %r reply", name, rid, reply.state)
-        self._emit(CommandEvent(state="replayed", command=name, request_id=rid, first_received=seen.received))
-        self._emit(reply.model_copy(update={"replay": True}))
-
-    def _bench(self, command: BenchCommand) -> None:
-        rid, sha256 = command.request_id, self.bundle.manifest.model.sha256
-        if command.model_sha256 is not None and command.model_sha256 != sha256:
-            self._reject("bench", rid, f"model sha256 mismatch: the request is for {command.model_sha256}, the active "
-                         f"bundle {self.bundle.manifest.name!r} runs {sha256}", state="refused")
-            return
-        threads = self.threads if command.threads is None else command.threads
-        try:
-            options = BenchOptions(runs=command.runs, duration_s=command.duration_s, warmup=command.warmup,
-                                   threads=threads, profile=command.profile, keep_samples=command.samples)
-        except BenchOptionsError as exc:  # named by the command's keys, as the command's own errors are
-            self._reject("bench", rid, f"{type(exc).__name__}: {exc.render(key_names())}")
-            return
-        self._reply(rid, "bench", "running")
-        self._emit(BenchEvent(state="started", request_id=rid))
-        log.info("bench %s: inference pauses while the model is measured", rid)
-        try:  # synchronous on purpose: inference waits, so the numbers are the model's alone
-            record = bench_in_subprocess(self.bundle.root, options, timeout_s=self._bench_timeout_s(options),
-                                         cancel=self.stop_event)
-        except (AgentError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            log.warning("bench %s failed: %s", rid, error)
-            self._emit(BenchEvent(state="failed", request_id=rid, error=error))
-            self._reply(rid, "bench", "error", error=error)
-            return
-        log.info("bench %s: %s runs, p50 %s ms", rid, record.runs, record.latency_ms.p50)
-        self._emit(BenchEvent(state="finished", request_id=rid, runs=record.runs, p50_ms=record.latency_ms.p50))
-        self._reply(rid, "bench", "done", result=record.to_json())  # the envelope says which device
-
-    def _bench_timeout_s(self, options: BenchOptions) -> float:
-        """How long the bench child may take: its expected run, estimated generously, plus a margin."""
-        infer = self.times.samples.get("infer")
-        per_run_s = 4.0 * float(np.percentile(np.asarray(infer), 90)) / 1e3 if infer else 1.0
-        if options.duration_s is not None:
-            timed_s = options.duration_s
-        elif options.runs is not None:
-            timed_s = options.runs * per_run_s
-        else:
-            timed_s = DEFAULT_DURATION_S
-        warmup_s = options.max_warmup_s if options.warmup is None else options.warmup * per_run_s
-        profile_s = (PROFILE_RUNS + 3) * per_run_s if options.profile else 0.0
-        return timed_s + warmup_s + profile_s + BENCH_TIMEOUT_MARGIN_S
-
-    def _refuse_waiting_commands(self, reason: str) -> None:
-        while True:
-            try:
-                name, payload, _ = self.publisher.commands.get_nowait()
-            except queue.Empty:
-                return
-            self._reject(name, request_id_of(payload), reason, state="refused")
+        return self.commands.take()
 
     # -- the loop ---------------------------------------------------------------------
     def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, FrameTransform, float] | PreprocessError:
@@ -341,19 +210,7 @@ class Agent:
         stopped any other way raises :class:`SourceStoppedError`, so the process exits non-zero
         and systemd (``Restart=on-failure``) restarts it.
         """
-        self._started = self._clock()
-        self.stop_reason = "stop requested"
-        manifest = self.bundle.manifest
-        self.publisher.start()
-        self.committer.start()
-        if self.outbox.recovered_from is not None:
-            self._emit(OutboxEvent(state="recovered", moved_aside=str(self.outbox.recovered_from)))
-        self._emit(ModelEvent(state="loaded", name=manifest.name, version=manifest.version,
-                              sha256=manifest.model.sha256, precision=manifest.precision))
-        for source in self.sources:
-            source.start()
-        log.info(self._startup_line())
-        self.systemd.ready(f"running {manifest.name} v{manifest.version} on {len(self.sources)} source(s)")
+        self._start()
         next_metrics = self._clock() + self.config.publish.metrics_interval_s
         last_summary = self._totals()
         try:
@@ -385,20 +242,39 @@ class Agent:
             self.stop_reason = f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            self.systemd.stopping()
-            for source in self.sources:
-                source.stop(timeout=5.0)
-            self._refuse_waiting_commands("the agent is stopping")
-            self._metrics()
-            self.committer.close()
-            self._flush(flush_timeout_s)
-            self.publisher.stop(timeout=5.0)
-            self.systemd.close()
-            left = self.outbox.depth()
-            log.log(logging.WARNING if left else logging.INFO,
-                    shutdown_line(reason=self.stop_reason, started_s=self._started, now=self._totals(),
-                                  outbox_left=left))
+            self._shut_down(flush_timeout_s)
         return 0
+
+    def _start(self) -> None:
+        """Start the publisher, the committer and the sources; say what runs, to MQTT, the log and systemd."""
+        self._started = self._clock()
+        self.stop_reason = "stop requested"
+        manifest = self.bundle.manifest
+        self.publisher.start()
+        self.committer.start()
+        if self.outbox.recovered_from is not None:
+            self._emit(OutboxEvent(state="recovered", moved_aside=str(self.outbox.recovered_from)))
+        self._emit(ModelEvent(state="loaded", name=manifest.name, version=manifest.version,
+                              sha256=manifest.model.sha256, precision=manifest.precision))
+        for source in self.sources:
+            source.start()
+        log.info(self._startup_line())
+        self.systemd.ready(f"running {manifest.name} v{manifest.version} on {len(self.sources)} source(s)")
+
+    def _shut_down(self, flush_timeout_s: float) -> None:
+        """Stop the sources, refuse waiting commands, flush what the broker will take; the rest stays on disk."""
+        self.systemd.stopping()
+        for source in self.sources:
+            source.stop(timeout=5.0)
+        self.commands.refuse_waiting("the agent is stopping")
+        self._metrics()
+        self.committer.close()
+        self._flush(flush_timeout_s)
+        self.publisher.stop(timeout=5.0)
+        self.systemd.close()
+        left = self.outbox.depth()
+        log.log(logging.WARNING if left else logging.INFO,
+                shutdown_line(reason=self.stop_reason, started_s=self._started, now=self._totals(), outbox_left=left))
 
     # -- what the log says ------------------------------------------------------------------
     def _startup_line(self) -> str:

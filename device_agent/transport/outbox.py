@@ -7,10 +7,8 @@ exact ``seq`` ranges, so a consumer can tell "lost" from "late". The dropped row
 one run of seqs: rows already acknowledged, and pinned gap events still waiting, sit between
 them, so a gap lists every run (``ranges``); ``first_seq``/``last_seq`` only bound them.
 
-Durability: WAL journal with ``synchronous=FULL``. Any committed transaction survives a
-SIGKILL of the process already with ``NORMAL`` (the WAL frames are written before COMMIT
-returns and the OS keeps them), but ``NORMAL`` can lose the last commits on power loss, which
-is the usual way an edge device dies. ``FULL`` fsyncs the WAL on every commit.
+How the file is opened, recovered when corrupt and kept durable (WAL, ``synchronous=FULL``)
+is :mod:`device_agent.transport.outbox_db`.
 
 ``seq`` is strictly increasing and never reused. ``meta.last_seq`` is updated in the same
 transaction as the insert. In case the database is corrupt (and ``meta`` with it), a sidecar
@@ -25,33 +23,29 @@ in milliseconds is the best remaining guess.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from device_agent.errors import OutboxError
 from device_agent.protocol.base import body_of
 from device_agent.protocol.events import GapEvent
+from device_agent.transport.outbox_db import (
+    open_database,
+    read_reservation,
+    transaction,
+    write_reservation,
+)
+
+__all__ = ["SEQ_BLOCK", "Gap", "Outbox", "OutboxError", "OutboxRow", "SeenRequest"]
 
 SEQ_BLOCK = 1000
 """How many seqs one write of the ``<path>.seq`` reservation covers."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages(
-    seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, payload BLOB NOT NULL,
-    qos INT NOT NULL, retain INT NOT NULL, created REAL NOT NULL, pinned INT NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS requests(
-    request_id TEXT PRIMARY KEY, command TEXT NOT NULL, received REAL NOT NULL, boot TEXT NOT NULL, reply TEXT);
-CREATE INDEX IF NOT EXISTS requests_received ON requests(received);
-"""
-
 
 @dataclass(frozen=True)
 class OutboxRow:
@@ -96,10 +90,6 @@ class SeenRequest:
     reply: dict[str, Any] | None  # its final reply body; None: it never finished (the agent stopped while it ran)
 
 
-class _Corrupt(Exception):
-    pass
-
-
 class Outbox:
     """SQLite outbox; thread-safe (one connection guarded by a lock)."""
 
@@ -124,52 +114,13 @@ class Outbox:
         self.gap_topic = gap_topic
         self.headroom = headroom
         self.boot_id = str(uuid.uuid4())
-        self.recovered_from: Path | None = None
         self._seq_file = self.path.with_name(self.path.name + ".seq")
         self._lock = threading.RLock()
         self._gaps: list[Gap] = []
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = self._connect()
-        except _Corrupt:
-            self.recovered_from = self._move_aside()
-            try:
-                self._conn = self._connect()
-            except _Corrupt as exc:
-                raise OutboxError(f"cannot create a fresh outbox at {self.path}: {exc}") from exc
+        self._conn, self.recovered_from = open_database(self.path)
         self._init_meta()
 
     # -- opening ---------------------------------------------------------------------------
-
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise OutboxError(f"cannot open outbox {self.path}: {exc}") from exc
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            check = conn.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise _Corrupt(f"quick_check: {check}")
-            conn.executescript(_SCHEMA)
-        except sqlite3.OperationalError as exc:  # locked, read-only, no space: not corruption
-            conn.close()
-            raise OutboxError(f"cannot use outbox {self.path}: {exc}") from exc
-        except (sqlite3.DatabaseError, _Corrupt) as exc:  # not a database / malformed
-            conn.close()
-            raise _Corrupt(str(exc)) from exc
-        return conn
-
-    def _move_aside(self) -> Path:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
-        os.replace(self.path, target)
-        for suffix in ("-wal", "-shm"):
-            side = self.path.with_name(self.path.name + suffix)
-            if side.exists():
-                os.replace(side, target.with_name(target.name + suffix))
-        return target
 
     def _init_meta(self) -> None:
         with self._lock, self._transaction():
@@ -187,39 +138,17 @@ class Outbox:
         self._pinned = self._conn.execute("SELECT count(*) FROM messages WHERE pinned = 1").fetchone()[0]
 
     def _read_reservation(self) -> int | None:
-        try:
-            return int(self._seq_file.read_text(encoding="ascii").strip())
-        except (OSError, ValueError):
-            return None
+        return read_reservation(self._seq_file)
 
     def _reserve(self, up_to: int) -> None:
-        tmp = self._seq_file.with_name(self._seq_file.name + ".tmp")
-        with open(tmp, "w", encoding="ascii") as f:
-            f.write(str(up_to))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._seq_file)
-        dir_fd = os.open(self._seq_file.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_reservation(self._seq_file, up_to)
         self._reserved = up_to
 
     def _put_meta(self, key: str, value: object) -> None:
         self._conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, str(value)))
 
-    def _transaction(self) -> Any:
-        conn = self._conn
-
-        class _Tx:
-            def __enter__(self) -> None:
-                conn.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self, exc_type: object, *_: object) -> None:
-                conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
-
-        return _Tx()
+    def _transaction(self) -> AbstractContextManager[None]:
+        return transaction(self._conn)
 
     # -- public API ------------------------------------------------------------------------
 

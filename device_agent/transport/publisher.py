@@ -12,18 +12,10 @@ the outbox, publishes and acknowledges. (paho calls ``on_publish`` while holding
 message lock, so taking another lock there against a thread that calls ``publish()`` would
 deadlock.)
 
-Commands: on connect the client subscribes to ``<root>/<device_id>/cmd/+`` (QoS 1; with
-MQTT 5, retain-as-published, so that a retained command is recognised as one even when it
-arrives live). ``on_message`` only puts ``(name, payload, retained)`` on :attr:`Publisher.commands`,
-a bounded queue the agent drains between frames. When it is full (the agent is busy, e.g.
-running a bench), the command is answered ``busy`` on ``reply/<request_id>``, from the sender
-thread, not from paho's thread and not from the agent's loop: paho's thread must not touch
-the database or parse 64 KB of JSON, and a reply published from it directly would carry no
-``seq`` (every device message does) and be lost with the link; the agent's loop is the one
-that is busy, so it would answer only after the bench. The sender thread is free: it hands
-the reply to ``on_event`` (the agent's group committer, a queue), so it travels through the
-outbox like any other message. A second bounded queue (:data:`MAX_BUSY_REPLIES`) holds the
-overflow; beyond it commands are counted and dropped, with one warning per burst.
+Commands: on connect the client subscribes to ``<root>/<device_id>/cmd/+``; what arrives goes
+to :class:`~device_agent.transport.inbox.CommandInbox` (:attr:`Publisher.commands` for the agent,
+``busy`` replies from the sender thread when it is full). How the connection is set up
+(settings, credentials, TLS, last will, keepalive) is :mod:`device_agent.transport.connection`.
 
 Trouble is visible (:mod:`device_agent.transport.link`): every failed connect, every disconnect and
 every PUBACK/SUBACK refusal is logged once per change with its cause in words, counted for
@@ -35,13 +27,6 @@ contract's models (:mod:`device_agent.protocol`) and handed over in its wire for
 broker refuses (PUBACK reason >= 0x80, e.g. 0x87 "Not authorized") stays in the outbox and
 is retried with a capped exponential backoff (2 s doubling to 5 min, kept across
 reconnects), not every 2 s forever.
-
-Half-open links: paho pings after ``keepalive`` seconds without traffic and gives up one
-more ``keepalive`` after an unanswered ping, checking once a second, so it notices a broker
-that stopped answering only 1-2 x keepalive + 1 s later (measured: 3.9 s at keepalive 2).
-The agent therefore gives paho (and the broker) half the configured keepalive, which puts
-detection within ``keepalive + 1 s``, inside 1.5 x keepalive for any keepalive >= 2 s; the
-broker in turn drops a silent device (and sends its will) after 0.75 x keepalive.
 """
 
 from __future__ import annotations
@@ -57,16 +42,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from device_agent.errors import AgentError, PublisherAuthError, PublisherError
 from device_agent.protocol.base import Body, body_of
-from device_agent.protocol.commands import request_id_of
-from device_agent.protocol.events import CommandEvent
-from device_agent.protocol.messages import Reply, Status
+from device_agent.protocol.messages import Status
 from device_agent.protocol.results import ModelRef
 from device_agent.protocol.topics import TOPIC_ROOT, Topics
+from device_agent.transport.connection import AUTH_FAILURES, MqttSettings, new_client, paho_keepalive_s
+from device_agent.transport.inbox import MAX_BUSY_REPLIES, MAX_PENDING_COMMANDS, CommandInbox
 from device_agent.transport.link import (
     LinkMonitor,
     closed_before_connack_cause,
@@ -76,18 +61,10 @@ from device_agent.transport.link import (
 )
 from device_agent.transport.outbox import Outbox
 
-_AUTH_FAILURES = {134: "bad user name or password", 135: "not authorized", 4: "bad user name or password",
-                  5: "not authorized"}  # MQTT 5 reason codes; MQTT 3.1.1 CONNACK return codes 4 and 5
 _RETRY_FAILED_S = 2.0
 _RETRY_FAILED_MAX_S = 300.0
-MAX_PENDING_COMMANDS = 32
-MAX_BUSY_REPLIES = 256
-"""Commands beyond the full queue that still get a ``busy`` reply; past this a flood is dropped."""
-
-
-def paho_keepalive_s(keepalive_s: int) -> int:
-    """The keepalive given to paho so that a half-open link is noticed within 1.5 x ``keepalive_s``."""
-    return max(1, keepalive_s // 2)
+__all__ = ["MAX_BUSY_REPLIES", "MAX_PENDING_COMMANDS", "Identity", "MqttSettings", "Publisher", "PublisherAuthError",
+           "PublisherError", "paho_keepalive_s"]  # the settings and limits are re-exported: callers import them here
 
 log = logging.getLogger("edgekit.agent")
 
@@ -98,22 +75,6 @@ class Identity:
 
     agent: str
     model: ModelRef
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    """Broker connection settings (validated by the agent config)."""
-
-    host: str
-    port: int = 1883
-    client_id: str = ""
-    username: str | None = None
-    password: str | None = None
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    keepalive: int = 30
-    protocol: str = "5"  # "5" or "3.1.1"
 
 
 class Publisher:
@@ -144,13 +105,10 @@ class Publisher:
         self.topics = Topics(device_id, topic_root)
         self.status_topic = self.topics.status
         self.command_topic = self.topics.cmd("+")
-        self.commands: queue.Queue[tuple[str, bytes, bool]] = queue.Queue(maxsize=MAX_PENDING_COMMANDS)
+        self.inbox = CommandInbox()
+        self.commands = self.inbox.commands
         """Received commands, ``(name, payload, retained)``, for the agent to validate and run."""
         self._reply_root = self.topics.reply("").rstrip("/")
-        self._busy: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=MAX_BUSY_REPLIES)
-        self._flooded = False  # the busy queue overflowed: warned once, until it drains
-        self.commands_busy = 0
-        self.commands_dropped = 0
         self.max_inflight = max_inflight
         self.last_error: str | None = None
         self.link = LinkMonitor(self._where())
@@ -163,17 +121,8 @@ class Publisher:
         self._auth_failed = threading.Event()
         self._stopping = threading.Event()
         self._sender: threading.Thread | None = None
-        protocol = mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311
-        self._client = mqtt.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=protocol
-        )
-        self._client.max_inflight_messages_set(max_inflight + 10)  # room for status messages
-        if settings.username is not None:
-            self._client.username_pw_set(settings.username, settings.password)
-        if settings.tls_ca:
-            self._client.tls_set(ca_certs=settings.tls_ca, certfile=settings.tls_cert, keyfile=settings.tls_key)
-        self._client.will_set(self.status_topic, self._status_payload("offline"), qos=1, retain=True)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client = new_client(settings, will_topic=self.status_topic, will_payload=self._status_payload("offline"),
+                                  max_inflight=max_inflight)
         self._client.on_pre_connect = self._on_pre_connect
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
@@ -187,8 +136,7 @@ class Publisher:
         return self._connected.is_set()
 
     def _where(self) -> str:
-        user = self.settings.username if self.settings.username is not None else "(anonymous)"
-        return f"broker {self.settings.host}:{self.settings.port} as user {user!r}"
+        return self.settings.where()
 
     def _status_payload(self, state: Literal["online", "offline"]) -> bytes:
         if isinstance(self._status_body, Identity):
@@ -229,7 +177,7 @@ class Publisher:
 
     def stats(self) -> dict[str, Any]:
         """The ``mqtt`` block of the metrics heartbeat: link state, last error, counters."""
-        return {**self.link.stats(), "commands_busy": self.commands_busy, "commands_dropped": self.commands_dropped}
+        return {**self.link.stats(), "commands_busy": self.inbox.busy, "commands_dropped": self.inbox.dropped}
 
     def notify(self) -> None:
         """Wake the sender: call after ``outbox.add``."""
@@ -260,9 +208,9 @@ class Publisher:
     def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         self._attempt_open = False
         if reason_code.is_failure:
-            if reason_code.value in _AUTH_FAILURES:
+            if reason_code.value in AUTH_FAILURES:
                 self.last_error = (
-                    f"MQTT {_AUTH_FAILURES[reason_code.value]} at {self._where()}; "
+                    f"MQTT {AUTH_FAILURES[reason_code.value]} at {self._where()}; "
                     "not reconnecting: fix the credentials in the agent config"
                 )
                 self._auth_failed.set()
@@ -328,21 +276,8 @@ class Publisher:
             name = msg.topic.rsplit("/", 1)[-1]
         except UnicodeDecodeError:  # brokers check topics are UTF-8; this thread must never raise anyway
             name = "(not UTF-8)"
-        try:
-            self.commands.put_nowait((name, bytes(msg.payload), bool(msg.retain)))
-            return
-        except queue.Full:
-            pass
-        try:  # the sender thread answers "busy" (see the module docstring)
-            self._busy.put_nowait((name, bytes(msg.payload)))
+        if self.inbox.receive(name, bytes(msg.payload), bool(msg.retain)):
             self._events.put(("busy",))
-        except queue.Full:
-            self.commands_dropped += 1
-            if not self._flooded:
-                self._flooded = True
-                log.warning("command flood: %d commands wait and %d busy replies are queued; further commands are "
-                            "dropped without a reply (counted in metrics mqtt.commands_dropped)",
-                            self.commands.qsize(), self._busy.qsize())
 
     # -- sender thread ---------------------------------------------------------------------
 
@@ -377,7 +312,7 @@ class Publisher:
                 elif event[0] == "note":
                     self._tell(event[1], event[2])
                 elif event[0] == "busy":
-                    self._answer_busy()
+                    self.inbox.answer_busy(self._tell)
             self.outbox.ack_many(acked)  # one transaction for every PUBACK that came in together
             if self._connected.is_set() and not self._stopping.is_set():
                 cursor = self._send_some(inflight, retry, cursor)
@@ -406,22 +341,6 @@ class Publisher:
         except AgentError as exc:
             what = getattr(message, "kind", None) or getattr(message, "state", None)
             log.error("cannot queue the %s message %s: %s", suffix, what, exc)
-
-    def _answer_busy(self) -> None:
-        while True:
-            try:
-                name, payload = self._busy.get_nowait()
-            except queue.Empty:
-                self._flooded = False
-                return
-            self.commands_busy += 1
-            rid = request_id_of(payload)
-            reason = (f"{MAX_PENDING_COMMANDS} commands are already waiting while the agent is busy; "
-                      "nothing was run: send it again later (the same request_id is fine)")
-            log.warning("command %r (request %s) answered busy: %s", name, rid or "unknown", reason)
-            if rid is not None:
-                self._tell(f"reply/{rid}", Reply(request_id=rid, state="busy", command=name, reason=reason))
-            self._tell("events", CommandEvent(state="busy", command=name, request_id=rid, reason=reason))
 
     def _send_some(self, inflight: dict[int, tuple[int, str]], retry: dict[int, float], cursor: int) -> int:
         now = time.monotonic()

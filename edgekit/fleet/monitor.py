@@ -27,7 +27,8 @@ from device_agent.protocol import (
     parse_topic,
     subscription,
 )
-from edgekit.errors import EdgeKitError, MissingDependencyError, UsageError
+from edgekit.errors import EdgeKitError
+from edgekit.fleet.session import MqttSession, parse_broker
 
 __all__ = ["TOPIC_ROOT", "DeviceView", "MonitorState", "parse_broker", "watch"]
 
@@ -116,50 +117,26 @@ class MonitorState:
         return max(0, (view.max_seq - first + 1) - len(view.seen) - announced)
 
 
-def parse_broker(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UsageError(f"--broker {text!r}: expected HOST:PORT, e.g. 127.0.0.1:1883")
-    return host, int(port)
-
-
 def watch(broker: str, *, device: str | None, on_record: Any, duration_s: float | None = None,
           state: MonitorState | None = None, stop: threading.Event | None = None) -> MonitorState:
     """Subscribe and feed every new record to ``on_record`` until ``duration_s`` or ``stop``."""
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError as exc:
-        raise MissingDependencyError("paho.mqtt", "agent", "edgekit monitor") from exc
-    host, port = parse_broker(broker)
     state = state or MonitorState()
     stop = stop or threading.Event()
-    topic = subscription(device)
-    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     failed: list[str] = []
 
-    def on_connect(c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            failed.append(str(reason))
-            stop.set()
-        else:
-            c.subscribe(topic, qos=1)
+    def refused(reason: str) -> None:
+        failed.append(reason)
+        stop.set()
 
-    def on_message(_c: Any, _u: Any, msg: Any) -> None:
-        record = state.handle(msg.topic, msg.payload)
+    def received(topic: str, payload: bytes) -> None:
+        record = state.handle(topic, payload)
         if record is not None:
             on_record(record)
 
-    client.on_connect, client.on_message = on_connect, on_message
-    try:
-        client.connect(host, port, keepalive=30)
-    except OSError as exc:
-        raise EdgeKitError(f"cannot reach the broker at {host}:{port}: {exc}") from exc
-    client.loop_start()
-    try:
+    session = MqttSession(broker, topic=subscription(device), purpose="edgekit monitor",
+                          on_refused=refused, on_message=received)
+    with session:
         stop.wait(duration_s)
-    finally:
-        client.loop_stop()
-        client.disconnect()
     if failed:
-        raise EdgeKitError(f"the broker at {host}:{port} refused the connection: {failed[0]}")
+        raise EdgeKitError(f"the broker at {session.address} refused the connection: {failed[0]}")
     return state

@@ -32,8 +32,8 @@ from device_agent.bench.record import BenchRecord
 from device_agent.errors import ProtocolError
 from device_agent.protocol import COMMANDS, Reply, Topics, parse
 from device_agent.service.config_errors import explain
-from edgekit.errors import MissingDependencyError, RemoteError, UsageError
-from edgekit.fleet.monitor import parse_broker
+from edgekit.errors import RemoteError, UsageError
+from edgekit.fleet.session import MqttSession
 
 REMOTE_OPTIONS = {"runs", "duration_s", "warmup", "threads", "profile"}
 """The options a bench command carries; the device picks its runtime and providers from its bundle."""
@@ -112,42 +112,26 @@ def send_command(
     ``body`` gets ``v`` and a fresh ``request_id``. Replies other than ``running`` and ``done``
     (``error``, ``refused``) raise :class:`RemoteError` with the device's message.
     """
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError as exc:
-        raise MissingDependencyError("paho.mqtt", "agent", "talking to a device over MQTT") from exc
-    host, port = parse_broker(broker)
+    request_id = uuid.uuid4().hex
+    reply_topic = Topics(device).reply(request_id)  # formatting only: the device id is checked below
+    events: queue.Queue[tuple[Any, ...]] = queue.Queue()  # paho's thread only posts here
+    session = MqttSession(  # checks the broker address first, as before
+        broker, topic=reply_topic, purpose="talking to a device", client_id=f"edgekit-remote-{request_id[:12]}",
+        error=RemoteError,
+        on_refused=lambda reason: events.put(("refused", reason)),
+        on_subscribed=lambda refusals: events.put(("subscribed", refusals)),
+        on_published=lambda mid, failed, reason: events.put(("puback", mid, failed, reason)),
+        on_message=lambda _topic, payload: events.put(("message", payload)),  # only reply_topic's
+        on_disconnected=lambda reason: events.put(("disconnected", reason)))
     if not _DEVICE_ID.fullmatch(device):
         raise UsageError(f"--device {device!r}: expected 1-64 of A-Z a-z 0-9 _ . - (the agent's device_id)")
     if not timeout_s > 0:
         raise UsageError(f"timeout must be a positive number of seconds, got {timeout_s}")
-    request_id = uuid.uuid4().hex
-    topics = Topics(device)
-    reply_topic = topics.reply(request_id)
     payload = _command_payload(name, {**body, "v": 1, "request_id": request_id})
     notify = on_state or (lambda _state: None)
-
-    events: queue.Queue[tuple[Any, ...]] = queue.Queue()  # paho's thread only posts here
-    client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=f"edgekit-remote-{request_id[:12]}", protocol=mqtt.MQTTv5)
-    client.on_connect = lambda c, _u, _f, reason, _p: (
-        events.put(("refused", str(reason))) if reason.is_failure else c.subscribe(reply_topic, qos=1))
-    client.on_subscribe = lambda _c, _u, _mid, codes, _p: events.put(
-        ("subscribed", [str(r) for r in codes if r.is_failure]))
-    client.on_publish = lambda _c, _u, mid, reason, _p: events.put(("puback", mid, reason.is_failure, str(reason)))
-    client.on_message = lambda _c, _u, msg: events.put(("message", bytes(msg.payload)))  # only reply_topic's
-    client.on_disconnect = lambda _c, _u, _f, reason, _p: events.put(("disconnected", str(reason)))
-    try:
-        client.connect(host, port, keepalive=30)
-    except OSError as exc:
-        raise RemoteError(f"cannot reach the broker at {host}:{port}: {exc}") from exc
-    client.loop_start()
-    try:
-        return _exchange(events, client, device=device, name=name, request_id=request_id, payload=payload,
-                         reply_topic=reply_topic, broker=f"{host}:{port}", timeout_s=timeout_s, notify=notify)
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    with session:
+        return _exchange(events, session, device=device, name=name, request_id=request_id, payload=payload,
+                         reply_topic=reply_topic, broker=session.address, timeout_s=timeout_s, notify=notify)
 
 
 def _command_payload(name: str, body: dict[str, Any]) -> str:

@@ -65,3 +65,38 @@ def test_a_newer_agents_extra_fields_are_kept() -> None:
     record = state.handle(*_msg("results", 1, frame={"exposure_ms": 8.0}, new_field=1))
     assert record is not None and record["new_field"] == 1 and record["frame"]["exposure_ms"] == 8.0
     assert state.devices["cam-01"].malformed == 0
+
+
+def test_watch_folds_what_a_broker_delivers_and_stops_when_asked(broker) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from edgekit.fleet.monitor import watch
+    from tests.support.mqtt_broker import wait_until
+
+    records: list[dict[str, object]] = []
+    stop = threading.Event()
+    state = MonitorState()
+    thread = threading.Thread(target=watch, args=(f"{broker.host}:{broker.port}",),
+                              kwargs={"device": "cam-01", "on_record": records.append, "state": state, "stop": stop})
+    thread.start()
+    try:
+        client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client.connect(broker.host, broker.port)
+        client.loop_start()
+        try:  # the subscription may not be granted yet: send until one record arrives
+            for seq in range(1, 50):
+                client.publish(*_msg("results", seq), qos=1).wait_for_publish(5)
+                if wait_until(lambda: bool(records), 0.1):
+                    break
+        finally:
+            client.disconnect()
+            client.loop_stop()
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+    assert records and records[0]["device"] == "cam-01" and records[0]["kind"] == "results"
+    assert state.devices["cam-01"].results == len(records)

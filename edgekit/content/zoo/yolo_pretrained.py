@@ -38,7 +38,7 @@ SCORE_THRESHOLD = 0.25
 #: Largest ``max|ours - export|`` accepted on a photo, relative to the output's largest value.
 MATCH_TOLERANCE = 1e-4
 
-# Ultralytics' layer index in the YOLOv8 yaml -> our module path (see yolo.yolov8n).
+# Ultralytics' layer index in the YOLOv8 yaml -> our module path (see yolo_net.YOLOv8n).
 _LAYERS = {
     "0": "stem.0", "1": "stem.1", "2": "stem.2", "3": "stem.3", "4": "p3", "5": "p4.0", "6": "p4.1",
     "7": "p5.0", "8": "p5.1", "9": "p5.2", "12": "top_down4", "15": "top_down3", "16": "down3",
