@@ -145,9 +145,9 @@ def _verify(args: argparse.Namespace) -> int:
     m = bundle.manifest
     if args.json:
         print(json.dumps({"bundle": str(bundle.root), "ok": True, "name": m.name, "version": m.version,
-                          "precision": m.precision, "runtime": m.target.runtime}))
+                          "precision": m.precision, "candidate": m.candidate, "runtime": m.target.runtime}))
     else:
-        print(f"ok: {m.name} v{m.version} ({m.precision}, {m.target.runtime}) in {bundle.root}")
+        print(f"ok: {m.name} v{m.version} ({m.candidate or m.precision}, {m.target.runtime}) in {bundle.root}")
     return 0
 
 

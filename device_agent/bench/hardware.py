@@ -233,6 +233,28 @@ def peak_from_profile(
     return Peak(gops=gops, precision=precision, source=source)
 
 
+def mixed_peak(peaks: Mapping[str, Peak | None], macs_by_precision: Mapping[str, int]) -> Peak | None:
+    """The peak of a model whose MACs run in several precisions (an INT8 model with float layers).
+
+    At peak, each precision's MACs take ``2 x macs / peak`` seconds; the model's peak is all its
+    operations over the sum of those times (a MAC-weighted harmonic mean), so a 90 % INT8 model is
+    not set against the pure INT8 figure. ``None`` when a precision with MACs has no peak.
+    """
+    counted = {p: n for p, n in macs_by_precision.items() if n > 0}
+    known = {p: peak for p in counted if (peak := peaks.get(p)) is not None}
+    if not counted or len(known) < len(counted):
+        return None
+    if len(known) == 1:
+        return next(iter(known.values()))
+    total = sum(counted.values())
+    seconds = sum(2 * n / (known[p].gops * 1e9) for p, n in counted.items())
+    parts = ", ".join(f"{100.0 * n / total:.1f}% of MACs {p} at {known[p].gops:.0f} GOP/s"
+                      for p, n in counted.items())
+    basis = "; ".join(dict.fromkeys(known[p].source for p in counted))
+    return Peak(gops=2 * total / seconds / 1e9, precision="+".join(counted),
+                source=f"weighted by the precision mix computed ({parts}); {basis}")
+
+
 def _fields(text: str) -> dict[str, list[str]]:
     """Every ``key : value`` line of ``/proc/cpuinfo``, values in order of appearance."""
     fields: dict[str, list[str]] = {}

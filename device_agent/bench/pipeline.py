@@ -6,9 +6,12 @@ Stages, each the agent's own code:
 - ``preprocess``: resize/letterbox, normalize, layout, int8 quantization of the input;
 - ``infer``: ``Runtime.run``;
 - ``postprocess``: dequantize the outputs and decode them (top-k, boxes and NMS);
-- ``publish``: build the result message and commit it to a durable outbox (SQLite, full
-  sync), which is what the agent does before MQTT sees a result; the MQTT send itself runs
-  on another thread and is not on the frame's path.
+- ``publish``: what the agent does with a result on the frame's thread: build the result
+  message (the protocol model) and queue it to the group committer
+  (:class:`~device_agent.transport.committer.Committer`, the agent's own, on its own thread).
+  The committer's work (dump to JSON, one SQLite transaction with full sync per batch) is off
+  the frame's path and reported apart as ``commit_thread``: messages, batches, and its busy
+  time per frame and per batch. The MQTT send runs on yet another thread and is not timed.
 
 The stages run one after the other in one thread, so ``e2e_fps`` is the rate of a single
 frame at a time. The agent overlaps capture and preprocessing with inference in the
@@ -32,11 +35,26 @@ from device_agent.errors import BenchInputError, BundleError, SourceError
 if TYPE_CHECKING:
     from device_agent.bundle.manifest import Manifest
     from device_agent.bundle.verify import Bundle
+    from device_agent.protocol.results import ModelRef
     from device_agent.runtimes import Runtime
     from device_agent.sources.registry import SourceBackend
+    from device_agent.transport.committer import Committer
 
 STAGES = ("capture", "preprocess", "infer", "postprocess", "publish")
 WARMUP_FRAMES = 5
+
+
+@dataclass
+class _CommitTotals:
+    """The committer thread's counters at one moment (:class:`~device_agent.transport.committer.Committer`)."""
+
+    messages: int = 0
+    batches: int = 0
+    busy_ns: int = 0
+
+    @classmethod
+    def of(cls, committer: Committer) -> _CommitTotals:
+        return cls(committer.committed, committer.batches, committer.busy_ns)
 
 
 @dataclass
@@ -48,6 +66,7 @@ class _Frames:
     reopened: int = 0
     wall_s: float = 0.0
     size_wh: tuple[int, int] = (0, 0)
+    commit: _CommitTotals = field(default_factory=_CommitTotals)
 
 
 def benchmark_pipeline(
@@ -105,21 +124,36 @@ def _read(backend: SourceBackend, source: str, timed: _Frames) -> np.ndarray:
     return image
 
 
+def _publish(committer: Committer, model: ModelRef, source: str, index: int, image: np.ndarray, result: Any,
+             latency_ns: tuple[int, ...]) -> None:
+    """What the agent does with a result on the frame's thread: build the message, queue it to the committer."""
+    from device_agent.protocol.results import Decoded, FrameRef, Result
+
+    h, w = image.shape[:2]
+    committer.put("edgekit/v1/bench/results", Result(
+        frame=FrameRef(id=index, source=source, ts=time.time(), size_wh=[int(w), int(h)]), model=model,
+        result=Decoded.model_validate(result.to_json()),
+        latency_ms={stage: round(ns / 1e6, 3) for stage, ns in zip(STAGES, latency_ns)}))
+
+
 def _time_frames(m: Manifest, runtime: Runtime, backend: SourceBackend, source: str, frames: int,
                  on_frame: Callable[[int, int], None] | None) -> _Frames:
     from device_agent.pipeline.decoders import decode
     from device_agent.pipeline.preprocess import dequantize, preprocess, quantize
+    from device_agent.protocol.results import ModelRef
+    from device_agent.transport.committer import Committer
     from device_agent.transport.outbox import Outbox
 
     assert m.preprocess is not None  # _load checked it
-    timed = _Frames()
+    timed, model = _Frames(), ModelRef(name=m.name, version=m.version, precision=m.precision)
     with tempfile.TemporaryDirectory(prefix="edgekit-pipeline-") as tmp:
         outbox = Outbox(Path(tmp) / "outbox.db", device_id="bench")
+        committer = Committer(outbox, on_commit=lambda: None).start()
         try:
-            start_ns = time.perf_counter_ns()
+            start_ns, before = time.perf_counter_ns(), _CommitTotals()
             for index in range(frames + WARMUP_FRAMES):
                 if index == WARMUP_FRAMES:
-                    start_ns = time.perf_counter_ns()
+                    start_ns, before = time.perf_counter_ns(), _CommitTotals.of(committer)
                 t0 = time.perf_counter_ns()
                 image = _read(backend, source, timed)
                 t1 = time.perf_counter_ns()
@@ -130,14 +164,9 @@ def _time_frames(m: Manifest, runtime: Runtime, backend: SourceBackend, source: 
                 t3 = time.perf_counter_ns()
                 result = decode(dequantize(outputs, m.outputs), m.task, transform)
                 t4 = time.perf_counter_ns()
-                h, w = image.shape[:2]
-                outbox.add("edgekit/v1/bench/results", {
-                    "frame": {"id": index, "source": source, "ts": time.time(), "size_wh": [w, h]},
-                    "model": {"name": m.name, "version": m.version, "precision": m.precision},
-                    "result": result.to_json(),
-                })
+                _publish(committer, model, source, index, image, result, (t1 - t0, t2 - t1, t3 - t2, t4 - t3))
                 t5 = time.perf_counter_ns()
-                timed.size_wh = (int(w), int(h))
+                timed.size_wh = (int(image.shape[1]), int(image.shape[0]))
                 if index >= WARMUP_FRAMES:
                     for stage, (a, b) in zip(STAGES, ((t0, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5))):
                         timed.times[stage].append(b - a)
@@ -146,8 +175,19 @@ def _time_frames(m: Manifest, runtime: Runtime, backend: SourceBackend, source: 
                         on_frame(index - WARMUP_FRAMES + 1, frames)
             timed.wall_s = (time.perf_counter_ns() - start_ns) / 1e9
         finally:
+            committer.close()  # commits what is still queued: its time counts too
             outbox.close()
+        after = _CommitTotals.of(committer)
+    timed.commit = _CommitTotals(after.messages - before.messages, after.batches - before.batches,
+                                 after.busy_ns - before.busy_ns)
     return timed
+
+
+def _commit_json(commit: _CommitTotals) -> dict[str, Any]:
+    return {"messages": commit.messages, "batches": commit.batches,
+            "frames_per_batch": round(commit.messages / commit.batches, 2) if commit.batches else None,
+            "ms_per_frame": round(commit.busy_ns / commit.messages / 1e6, 4) if commit.messages else None,
+            "ms_per_batch": round(commit.busy_ns / commit.batches / 1e6, 4) if commit.batches else None}
 
 
 def _summary(bundle: Bundle, source: str, frames: int, timed: _Frames) -> dict[str, Any]:
@@ -158,7 +198,7 @@ def _summary(bundle: Bundle, source: str, frames: int, timed: _Frames) -> dict[s
         s["share_pct"] = round(100.0 * float(s["p50"]) / total_p50, 1)
     return {
         "bundle": str(bundle.root),
-        "name": f"{m.name} {m.precision}",
+        "name": m.label,
         "source": source,
         "frames": frames,
         "frame_size_wh": list(timed.size_wh),
@@ -167,5 +207,6 @@ def _summary(bundle: Bundle, source: str, frames: int, timed: _Frames) -> dict[s
         "e2e_ms": LatencyStats.from_ns(timed.e2e).to_json(),
         "e2e_fps": round(frames / timed.wall_s, 2) if timed.wall_s > 0 else None,
         "infer_only_fps": round(1000.0 / float(stages["infer"]["p50"]), 2),
+        "commit_thread": _commit_json(timed.commit),
         "runtime": m.target.runtime,
     }

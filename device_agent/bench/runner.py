@@ -32,7 +32,7 @@ import numpy as np
 
 from device_agent import __version__
 from device_agent.bench.contention import contention, snapshot
-from device_agent.bench.hardware import Peak, detect_cpu, peak_from_profile
+from device_agent.bench.hardware import PRECISIONS, Peak, detect_cpu, mixed_peak, peak_from_profile
 from device_agent.bench.options import BenchOptions
 from device_agent.bench.record import (
     BenchRecord,
@@ -89,7 +89,7 @@ def resolve_model(path: Path | str, options: BenchOptions) -> ModelUnderTest:
         golden_file = bundle.root / "golden.npz"
         golden = _golden_feeds(golden_file, m) if golden_file.is_file() else None
         return ModelUnderTest(path=p, model_file=bundle.model_path, runtime=m.target.runtime, threads=threads,
-                              providers=options.providers or tuple(m.target.providers), name=f"{m.name} {m.precision}",
+                              providers=options.providers or tuple(m.target.providers), name=m.label,
                               precision=m.precision, feeds_from="golden" if golden else "random", golden=golden,
                               recorded_cost=m.performance.get("cost"))
     if not p.exists():
@@ -182,17 +182,19 @@ def time_runs(run: Callable[[], Any], options: BenchOptions) -> tuple[list[int],
     return samples, wall_s
 
 
-def _cost(mut: ModelUnderTest) -> tuple[CostRecord | None, str | None]:
-    """Counted from the model file; for a bundle on a device without ``onnx``, the count the host recorded."""
+def _cost(mut: ModelUnderTest) -> tuple[CostRecord | None, str | None, dict[str, int]]:
+    """Counted from the model file; for a bundle on a device without ``onnx``, the count the host recorded.
+    Also the MACs per precision computed (empty when the count came from the manifest)."""
     from device_agent.bench.cost import model_cost
 
     try:
-        return CostRecord.model_validate(model_cost(mut.model_file).to_json()), None
+        cost = model_cost(mut.model_file)
+        return CostRecord.model_validate(cost.to_json()), None, cost.macs_by_precision()
     except CostError as exc:
         if mut.recorded_cost is not None:
             return (CostRecord.model_validate(dict(mut.recorded_cost)),
-                    f"from the bundle's manifest (counted on the host): {exc}")
-        return None, str(exc)
+                    f"from the bundle's manifest (counted on the host): {exc}", {})
+        return None, str(exc), {}
 
 
 def _precision_of(mut: ModelUnderTest, cost: CostRecord | None) -> str:
@@ -201,11 +203,22 @@ def _precision_of(mut: ModelUnderTest, cost: CostRecord | None) -> str:
     return cost.precision if cost else "fp32"
 
 
-def _peak(options: BenchOptions, precision: str, threads: int) -> Peak | None:
+def _peak_of(options: BenchOptions, precision: str, threads: int) -> Peak | None:
     if options.target and options.target_peak_gops:
         return peak_from_profile(options.target_peak_gops, precision, target=options.target,
                                  threads=threads or None, cores=detect_cpu().cores)
     return detect_cpu().peak_gops(precision, threads or None)
+
+
+def _peak(options: BenchOptions, precision: str, threads: int, macs_by_precision: Mapping[str, int]) -> Peak | None:
+    """The peak the achieved GOP/s is set against: ``precision``'s, or for a model whose MACs run in
+    several precisions (INT8 with float layers) the peak of that mix (:func:`mixed_peak`)."""
+    mix = {p: n for p, n in macs_by_precision.items() if n > 0 and p in PRECISIONS}
+    if len(mix) > 1:
+        peak = mixed_peak({p: _peak_of(options, p, threads) for p in mix}, mix)
+        if peak is not None:
+            return peak
+    return _peak_of(options, precision, threads)
 
 
 @dataclass(frozen=True)
@@ -261,19 +274,20 @@ def benchmark_model(path: Path | str, options: BenchOptions = BenchOptions(),
     if options.profile:
         phase("profile")
         profile, profile_note = _profile(mut, feeds, options.top)
-    cost, cost_note = _cost(mut)
-    return _record(mut, options, timed, cost=cost, cost_note=cost_note, profile=profile, profile_note=profile_note,
+    cost, cost_note, mix = _cost(mut)
+    return _record(mut, options, timed, cost=cost, cost_note=cost_note, mix=mix, profile=profile,
+                   profile_note=profile_note,
                    machine=MachineState.model_validate({**machine, **timed.contention}),
                    temperatures=Temperatures(before=temperature_before, after=timed.temperature_after_c),
                    model_rss_mb=max(0.0, timed.rss_after_mb - rss_before))
 
 
 def _record(mut: ModelUnderTest, options: BenchOptions, timed: _Timed, *, cost: CostRecord | None,
-            cost_note: str | None, profile: OpProfileRecord | None, profile_note: str | None,
+            cost_note: str | None, mix: Mapping[str, int], profile: OpProfileRecord | None, profile_note: str | None,
             machine: MachineState, temperatures: Temperatures, model_rss_mb: float) -> BenchRecord:
     stats = LatencyStats.from_ns(timed.samples_ns)
     precision = _precision_of(mut, cost)
-    peak = _peak(options, precision, mut.threads)
+    peak = _peak(options, precision, mut.threads, mix)
     gops = (cost.flops / (stats.p50 / 1e3) / 1e9) if cost else None
     load_ms, first_ms = round(timed.load_ms, 3), round(timed.first_ms, 3)
     return BenchRecord(

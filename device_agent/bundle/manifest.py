@@ -133,6 +133,8 @@ class Manifest(_Strict):
     created: str = Field(description="ISO 8601 UTC time the bundle was written")
     toolkit_version: str
     precision: Precision
+    candidate: str | None = Field(default=None, description="the optimizer's candidate this bundle ships, e.g. "
+                                  "int8-mixed-8 (mixed precision, 8 chains kept in float); absent in older bundles")
     model: ModelInfo
     target: TargetInfo
     inputs: list[TensorSpec]
@@ -150,8 +152,15 @@ class Manifest(_Strict):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
+    @property
+    def label(self) -> str:
+        """How a person tells this bundle apart: its name and the candidate it ships (``tiny int8-mixed-8``),
+        or its precision for a bundle written before the candidate was recorded."""
+        return f"{self.name} {self.candidate or self.precision}"
+
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2, sort_keys=True) + "\n"
+        unset = {"candidate"} if self.candidate is None else None  # readable by agents that predate the key
+        return json.dumps(self.model_dump(mode="json", by_alias=True, exclude=unset), indent=2, sort_keys=True) + "\n"
 
 
 MAX_DEPTH = 32

@@ -9,8 +9,12 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from device_agent.bench.record import BenchRecord
+from device_agent.bench.text import kernel_time_note, pipeline_notes, threads_shown, wrap
+
+Note = tuple[str, str]  # (rich style, text)
 
 Row = tuple[str, Callable[[BenchRecord], Any]]
 
@@ -61,8 +65,14 @@ def _providers(m: BenchRecord) -> str:
     return ", ".join(used) + (f" [yellow](not available: {', '.join(missing)})[/]" if missing else "")
 
 
+def _percent_of_peak(m: BenchRecord) -> str:
+    if m.percent_of_peak is None or m.peak is None:
+        return "-"
+    return f"{m.percent_of_peak:.1f}% of {m.peak.precision}"
+
+
 ROWS: tuple[Row, ...] = (
-    ("runtime", lambda m: f"{m.runtime} ({m.threads or 'default'} thr)"),
+    ("runtime", lambda m: f"{m.runtime} ({threads_shown(m.threads)} thr)"),
     ("providers", _providers),
     ("precision", lambda m: m.precision),
     ("load ms", lambda m: _num(m.load_ms, 1)),
@@ -86,7 +96,7 @@ ROWS: tuple[Row, ...] = (
     ("FLOPs", _cost("flops", "FLOP")),
     ("params", _cost("params", "")),
     ("GOP/s", lambda m: _num(m.gops, 1)),
-    ("% of peak", lambda m: _num(m.percent_of_peak, 1, "%") if m.percent_of_peak is not None else "-"),
+    ("% of peak", _percent_of_peak),
 )
 
 
@@ -106,12 +116,11 @@ def comparison_table(models: Sequence[BenchRecord], *, title: str = "edgekit ben
 
 
 def top_ops_table(model: BenchRecord, top: int = 8) -> Table | None:
-    """The operator types where the time goes (runtime profiler), or where the MACs are."""
+    """The operator types where the time goes (runtime profiler), or where the MACs are; what the
+    numbers mean is in :func:`top_ops_notes` (printed under it, at the console's width)."""
     profile = model.top_ops
     if profile:
-        table = Table(title=f"{model.name}: time by operator", title_justify="left",
-                      caption=f"{profile.source}: {profile.kernel_ms_per_run:.3f} ms in kernels per run, "
-                              f"{profile.runs} profiled runs", caption_justify="left")
+        table = Table(title=f"{model.name}: time by operator", title_justify="left")
         for col in ("operator", "nodes", "ms/run", "share"):
             table.add_column(col, justify="left" if col == "operator" else "right")
         for row in profile.by_type[:top]:
@@ -121,8 +130,7 @@ def top_ops_table(model: BenchRecord, top: int = 8) -> Table | None:
     if not cost or not cost.by_op_type:
         return None
     total = sum(cost.by_op_type.values()) or 1
-    table = Table(title=f"{model.name}: MACs by operator", title_justify="left",
-                  caption=model.top_ops_note or "", caption_justify="left")
+    table = Table(title=f"{model.name}: MACs by operator", title_justify="left")
     for col in ("operator", "MACs", "share"):
         table.add_column(col, justify="left" if col == "operator" else "right")
     for op_type, macs in list(cost.by_op_type.items())[:top]:
@@ -130,41 +138,85 @@ def top_ops_table(model: BenchRecord, top: int = 8) -> Table | None:
     return table
 
 
+def top_ops_notes(model: BenchRecord) -> list[str]:
+    """Under the operator table: the profiler's kernel time (summed over threads), or why MACs are shown."""
+    if model.top_ops:
+        return [kernel_time_note(model) or ""]
+    return [model.top_ops_note] if model.top_ops_note and model.cost and model.cost.by_op_type else []
+
+
+PIPELINE_COLUMNS = ("stage", "p50 ms", "p90 ms", "p99 ms", "mean ms", "share of p50")
+
+
 def pipeline_table(result: Mapping[str, Any]) -> Table:
+    """One row per stage and one end to end, every row in the same columns; rates are in :func:`pipeline_notes`."""
     table = Table(title=f"pipeline: {result['name']} on {result['source']} ({result['frames']} frames, "
                         f"{result['frame_size_wh'][0]}x{result['frame_size_wh'][1]})", title_justify="left")
-    for col in ("stage", "p50 ms", "p90 ms", "p99 ms", "mean ms", "share of p50"):
+    for col in PIPELINE_COLUMNS:
         table.add_column(col, justify="left" if col == "stage" else "right")
     for stage, s in result["stages_ms"].items():
         table.add_row(stage, _num(s["p50"], 3), _num(s["p90"], 3), _num(s["p99"], 3), _num(s["mean"], 3),
                       f"{s['share_pct']:.1f}%")
     e2e = result["e2e_ms"]
     table.add_row("[bold]end to end[/]", _num(e2e["p50"], 3), _num(e2e["p90"], 3), _num(e2e["p99"], 3),
-                  _num(e2e["mean"], 3), f"[bold]{result['e2e_fps']} fps[/]")
+                  _num(e2e["mean"], 3), "-")
     return table
 
 
-def _notes(models: Sequence[BenchRecord], host: Mapping[str, Any]) -> list[str]:
-    cpu = host["cpu"]
-    notes = [f"measured on {cpu['model']} ({cpu['arch']}, {cpu['cores']} cores"
-             + (f", {cpu['max_ghz']:.2f} GHz" if cpu.get("max_ghz") else "") + ")"]
+def print_notes(console: Console, notes: Sequence[str | Note]) -> None:
+    """Each note cut at the console's width between words, never inside a number or off its unit."""
+    for note in notes:
+        style, text = note if isinstance(note, tuple) else ("dim", note)
+        for line in wrap(text, max(console.width, 40)):
+            console.print(Text(line, style=style), soft_wrap=True)
+
+
+def print_pipeline(console: Console, result: Mapping[str, Any]) -> None:
+    console.print(pipeline_table(result))
+    print_notes(console, pipeline_notes(result))
+
+
+def _notes(models: Sequence[BenchRecord], host: Mapping[str, Any]) -> list[Note]:
+    notes: list[Note] = [("dim", measured_on(models, host))]
     for m in models:
         if m.peak:
-            notes.append(f"{m.name}: peak {m.peak.gops:.0f} GOP/s {m.peak.precision} ({m.peak.source})")
-    for m in models:
-        if (m.machine.other_cpu_pct or 0) > 10:
-            notes.append(f"[yellow]{m.name}: other programs used {m.machine.other_cpu_pct}% of the CPUs during the "
-                         "timed runs; its numbers carry their noise[/]")
-        if (m.machine.steal_pct or 0) > 2:
-            notes.append(f"[yellow]{m.name}: the hypervisor gave {m.machine.steal_pct}% of the CPU time to other "
-                         "guests (steal) during the timed runs[/]")
+            notes.append(("dim", f"{m.name}: % of peak against {m.peak.gops:.0f} GOP/s {m.peak.precision} "
+                                 f"({m.peak.source})"))
+    notes += [("yellow", w) for w in warnings(models)]
     governors = sorted({str(m.machine.governor) for m in models if m.machine.governor not in (None, "performance")})
     if governors:
-        notes.append(f"CPU governor {', '.join(governors)} scales the clock; for steadier numbers set "
-                     "'performance' (cpupower frequency-set -g performance)")
+        notes.append(("dim", f"CPU governor {', '.join(governors)} scales the clock; for steadier numbers set "
+                             "'performance' (cpupower frequency-set -g performance)"))
     if min(m.runs for m in models) < 1000:
-        notes.append("p99.9 of fewer than 1000 runs is close to the maximum; use --runs 1000 or more for tail latency")
+        notes.append(("dim", "p99.9 of fewer than 1000 runs is close to the maximum; use --runs 1000 or more for "
+                             "tail latency"))
     return notes
+
+
+def measured_on(models: Sequence[BenchRecord], host: Mapping[str, Any]) -> str:
+    """Where the numbers come from: the devices that measured them, or this host and its CPU."""
+    devices = sorted({m.device for m in models if m.device})
+    if devices:
+        return f"measured on device {', '.join(devices)}"
+    cpu = host["cpu"]
+    return (f"measured on {host.get('hostname') or 'this host'}: {cpu['model']} ({cpu['arch']}, {cpu['cores']} cores"
+            + (f", {cpu['max_ghz']:.2f} GHz" if cpu.get("max_ghz") else "") + ")")
+
+
+def warnings(models: Sequence[BenchRecord]) -> list[str]:
+    """What makes a model's numbers doubtful: other programs on the CPUs, steal time, an unsettled warm-up."""
+    found = []
+    for m in models:
+        if (m.machine.other_cpu_pct or 0) > 10:
+            found.append(f"{m.name}: other programs used {m.machine.other_cpu_pct}% of the CPUs during the timed "
+                         "runs; its numbers carry their noise")
+        if (m.machine.steal_pct or 0) > 2:
+            found.append(f"{m.name}: the hypervisor gave {m.machine.steal_pct}% of the CPU time to other guests "
+                         "(steal) during the timed runs")
+        if not m.warmup.fixed and not m.warmup.stable:
+            found.append(f"{m.name}: the warm-up hit its cap before the latency settled; the timed runs may "
+                         "still be drifting")
+    return found
 
 
 def print_benchmark(console: Console, models: Sequence[BenchRecord], *, host: Mapping[str, Any], top: int = 8) -> None:
@@ -174,24 +226,29 @@ def print_benchmark(console: Console, models: Sequence[BenchRecord], *, host: Ma
         ops = top_ops_table(m, top)
         if ops is not None:
             console.print(ops)
-    for line in _notes(models, host):
-        console.print(f"[dim]{line}[/]", highlight=False)
+            print_notes(console, top_ops_notes(m))
+    print_notes(console, _notes(models, host))
 
 
 CSV_FIELDS = ("name", "model", "runtime", "precision", "threads", "runs", "load_ms", "first_ms", "p50_ms", "p90_ms",
-              "p95_ms", "p99_ms", "p99_9_ms", "mean_ms", "std_ms", "cv", "throughput_ips", "speedup", "peak_rss_mb",
-              "macs", "params", "gops", "percent_of_peak", "warmup_runs", "warmup_stable", "device")
+              "p95_ms", "p99_ms", "p99_9_ms", "mean_ms", "std_ms", "cv_pct", "drift_pct", "throughput_ips", "speedup",
+              "peak_rss_mb", "macs", "params", "gops", "peak_gops", "peak_precision", "percent_of_peak",
+              "other_cpu_pct", "warmup_runs", "warmup_stable", "device")
+"""Units as in the table: percentages in percent (``*_pct``, ``percent_of_peak``), times in ms; ``threads``
+is the count asked for or ``default``."""
 
 
 def csv_row(m: BenchRecord) -> dict[str, Any]:
     lat = m.latency_ms
     return {"name": m.name, "model": m.model, "runtime": m.runtime, "precision": m.precision,
-            "threads": m.threads, "runs": m.runs, "load_ms": m.load_ms, "first_ms": m.first_ms,
+            "threads": threads_shown(m.threads), "runs": m.runs, "load_ms": m.load_ms, "first_ms": m.first_ms,
             **{f"{k}_ms": getattr(lat, k) for k in ("p50", "p90", "p95", "p99", "p99_9", "mean", "std")},
-            "cv": lat.cv, "throughput_ips": m.throughput_ips, "speedup": m.speedup, "peak_rss_mb": m.peak_rss_mb,
-            "macs": m.cost.macs if m.cost else None, "params": m.cost.params if m.cost else None, "gops": m.gops,
-            "percent_of_peak": m.percent_of_peak, "warmup_runs": m.warmup.runs,
-            "warmup_stable": m.warmup.stable, "device": m.device or ""}
+            "cv_pct": round(100.0 * lat.cv, 3), "drift_pct": lat.drift_pct, "throughput_ips": m.throughput_ips,
+            "speedup": m.speedup, "peak_rss_mb": m.peak_rss_mb, "macs": m.cost.macs if m.cost else None,
+            "params": m.cost.params if m.cost else None, "gops": m.gops,
+            "peak_gops": m.peak.gops if m.peak else None, "peak_precision": m.peak.precision if m.peak else None,
+            "percent_of_peak": m.percent_of_peak, "other_cpu_pct": m.machine.other_cpu_pct,
+            "warmup_runs": m.warmup.runs, "warmup_stable": m.warmup.stable, "device": m.device or ""}
 
 
 def write_csv(path: Path | str, models: Sequence[BenchRecord]) -> Path:

@@ -24,11 +24,12 @@ EPILOG = """examples:
 
 Each model runs in a fresh process through the agent's own runtime code: load, first
 inference, warm-up until three consecutive blocks agree within 3% (or --warmup N runs),
-then timed runs, one at a time, with perf_counter_ns. Reported: load, first, p50/p90/
-p95/p99/p99.9, mean, std, CV, drift, throughput, peak RSS, FLOPs and params, achieved
-GOP/s and %% of peak (this CPU's detected peak, or --target's profile), and the time per
-operator from onnxruntime's profiler. --repeat N takes turns between models (A B A B)
-and reports the spread of p50 across the repeats.
+then timed runs, one at a time, with perf_counter_ns. Reported: load, first,
+p50/p90/p95/p99/p99.9, mean, std, CV, drift, throughput, peak RSS, FLOPs and params,
+achieved GOP/s and % of peak (this CPU's detected peak, or --target's profile; a model
+computing in several precisions is set against the peak of its mix), and the time per
+operator from onnxruntime's profiler (summed over its threads). --repeat N takes turns
+between models (A B A B) and reports the spread of p50 across the repeats.
 """
 
 
@@ -71,7 +72,7 @@ def _frame_status(status: Status, model: str, done: int, total: int) -> None:
 
 def _pipeline(args: argparse.Namespace, out: Console, err: Console) -> int:
     from device_agent.bench.pipeline import benchmark_pipeline
-    from edgekit.bench.report import pipeline_table
+    from edgekit.bench.report import print_pipeline
 
     results = []
     for model in args.models:
@@ -82,7 +83,7 @@ def _pipeline(args: argparse.Namespace, out: Console, err: Console) -> int:
         print(json.dumps({"v": 1, "pipeline": results}))
     else:
         for result in results:
-            out.print(pipeline_table(result))
+            print_pipeline(out, result)
     return 0
 
 
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.plot:
         from edgekit.bench.plot import plot_benchmark
 
-        plot_benchmark(records, args.plot)
+        plot_benchmark(records, args.plot, host=header["host"], repeat=int(header.get("repeat", 1)))
     if args.csv:
         write_csv(args.csv, records)
     if args.json:

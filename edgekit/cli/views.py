@@ -64,7 +64,8 @@ def manifest_view(manifest: Manifest) -> Panel:
     head.add_row("name", f"{manifest.name} v{manifest.version}")
     head.add_row("created", f"{manifest.created} by edgekit {manifest.toolkit_version}")
     head.add_row("target", f"{manifest.target.name} / {manifest.target.runtime} / threads {manifest.target.threads}")
-    head.add_row("precision", manifest.precision)
+    head.add_row("precision", manifest.precision + (f" (candidate {manifest.candidate})"
+                                                    if manifest.candidate not in (None, manifest.precision) else ""))
     head.add_row("model", f"{manifest.model.file} sha256 {manifest.model.sha256[:16]}…")
     head.add_row("source", f"{manifest.source.file} ({manifest.source.format}) sha256 {manifest.source.sha256[:16]}…")
     task = manifest.task

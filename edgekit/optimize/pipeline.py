@@ -217,6 +217,7 @@ def _write(run: _Run, ref: _Reference, data: _Data, winner: Candidate, report: O
         "name": run.options.name or source.name,
         "version": run.options.advanced.version,
         "precision": winner.precision,
+        "candidate": winner.name,
         "model": {"file": f"model.{winner.precision}.{model_format}", "format": model_format, "sha256": ""},
         "target": {"name": profile.name, "runtime": profile.runtime, "providers": profile.providers,
                    "threads": profile.threads},

@@ -56,9 +56,8 @@ def test_onnx_size_and_classes_scale_the_count(tmp_path: Path) -> None:
     assert cost.params == TINY_PARAMS - (10 * 32 + 10) + (7 * 32 + 7)
 
 
-@pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
-def test_onnx_quantized_model_costs_the_same_as_float(tmp_path: Path, quant_format: str) -> None:
-    import onnx
+def _quantized(float_path: Path, out: Path, quant_format: str, *, float_nodes: tuple[str, ...] = ()) -> Path:
+    """``float_path`` quantized by onnxruntime (QDQ or QOperator), ``float_nodes`` left in float."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -76,16 +75,24 @@ def test_onnx_quantized_model_costs_the_same_as_float(tmp_path: Path, quant_form
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._feeds, None)
 
-    float_path = tiny_classifier(tmp_path / "float.onnx")
-    int8_path = tmp_path / f"int8_{quant_format}.onnx"
     quantize_static(
         str(float_path),
-        str(int8_path),
+        str(out),
         RandomImages(),
         quant_format=QuantFormat.QDQ if quant_format == "QDQ" else QuantFormat.QOperator,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(float_nodes),
     )
+    return out
+
+
+@pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
+def test_onnx_quantized_model_costs_the_same_as_float(tmp_path: Path, quant_format: str) -> None:
+    import onnx
+
+    float_path = tiny_classifier(tmp_path / "float.onnx")
+    int8_path = _quantized(float_path, tmp_path / f"int8_{quant_format}.onnx", quant_format)
     op_types = {node.op_type for node in onnx.load(str(int8_path)).graph.node}
     # QDQ keeps Conv/Gemm between DequantizeLinear nodes; QOperator writes QLinearConv and com.microsoft ops.
     assert ("DequantizeLinear" in op_types) if quant_format == "QDQ" else ({"QLinearConv", "QGemm"} <= op_types)
@@ -95,6 +102,19 @@ def test_onnx_quantized_model_costs_the_same_as_float(tmp_path: Path, quant_form
     assert int8_cost.params == float_cost.params == TINY_PARAMS
     assert sorted(op.macs for op in int8_cost.ops) == sorted(op.macs for op in float_cost.ops)
     assert (float_cost.precision, int8_cost.precision) == ("fp32", "int8")
+    assert float_cost.macs_by_precision() == {"fp32": 1_290_560}
+    assert int8_cost.macs_by_precision() == {"int8": 1_290_560}
+
+
+@pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
+def test_onnx_mixed_precision_model_counts_its_macs_per_precision(tmp_path: Path, quant_format: str) -> None:
+    """A node the quantizer left in float computes in float: the precision mix the peak must be weighed by."""
+    float_path = tiny_classifier(tmp_path / "float.onnx")
+    mixed = model_cost(_quantized(float_path, tmp_path / "mixed.onnx", quant_format, float_nodes=("conv2",)))
+    conv2 = 32 * 16 * 16 * 16 * 9
+    assert mixed.macs == 1_290_560 and mixed.precision == "int8"
+    assert mixed.macs_by_precision() == {"fp32": conv2, "int8": 1_290_560 - conv2}
+    assert {op.name: op.precision for op in mixed.ops}["conv2"] == "fp32"
 
 
 def test_onnx_dynamic_shape_is_refused(tmp_path: Path) -> None:
@@ -199,6 +219,7 @@ def test_tflite_convolutions(tmp_path: Path, int8: bool) -> None:
     assert cost.params == CONV_PARAMS  # int8 weights and int32 biases count; the int32 shape does not
     assert cost.by_op_type() == {"CONV_2D": 6912, "DEPTHWISE_CONV_2D": 576, "FULLY_CONNECTED": 320}
     assert cost.precision == ("int8" if int8 else "fp32")
+    assert cost.macs_by_precision() == {("int8" if int8 else "fp32"): 7808}
 
 
 def test_tflite_buffers_stored_after_the_flatbuffer_count(tmp_path: Path) -> None:

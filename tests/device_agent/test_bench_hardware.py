@@ -184,3 +184,18 @@ def test_this_machine() -> None:
     json = cpu.to_json()
     assert set(json) == {"model", "arch", "cores", "max_ghz", "features", "peak_gops"}
     assert set(json["peak_gops"]) == {"fp32", "fp16", "int8"}
+
+
+def test_mixed_peak_weighs_each_precision_by_its_macs() -> None:
+    """An INT8 model with float layers is set against the peak of the mix it computes, not the INT8 peak."""
+    from device_agent.bench.hardware import mixed_peak
+
+    int8, fp32 = Peak(1000.0, "int8", "detected int8"), Peak(250.0, "fp32", "detected fp32")
+    peak = mixed_peak({"int8": int8, "fp32": fp32}, {"int8": 750, "fp32": 250})
+    assert peak is not None
+    # at peak: 1500 ops / 1000 GOP/s + 500 ops / 250 GOP/s = 3.5 ns for 2000 ops
+    assert peak.gops == pytest.approx(2000 / 3.5)
+    assert peak.precision == "int8+fp32"
+    assert "75.0% of MACs int8 at 1000 GOP/s" in peak.source and "25.0% of MACs fp32 at 250 GOP/s" in peak.source
+    assert mixed_peak({"int8": int8}, {"int8": 10, "fp32": 0}) == int8  # one precision: its own peak
+    assert mixed_peak({"int8": int8}, {"int8": 10, "fp32": 5}) is None  # a precision without a peak

@@ -39,6 +39,8 @@ class OpCost:
     name: str
     """Node name, or ``<op>_<index>`` (index in graph order) when the node has none."""
     macs: int
+    precision: str = "fp32"
+    """What this op computes in: ``int8`` (quantized inputs and weights), ``fp16`` or ``fp32``."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,14 @@ class ModelCost:
         totals: dict[str, int] = {}
         for op in self.ops:
             totals[op.op] = totals.get(op.op, 0) + op.macs
+        return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
+
+    def macs_by_precision(self) -> dict[str, int]:
+        """MACs summed per precision the ops compute in, largest first: a mixed-precision model has
+        several (``{"int8": ..., "fp32": ...}``), which is what its peak must be weighed by."""
+        totals: dict[str, int] = {}
+        for op in self.ops:
+            totals[op.precision] = totals.get(op.precision, 0) + op.macs
         return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
 
     def to_json(self) -> dict[str, Any]:

@@ -218,6 +218,7 @@ def onnx_cost(path: Path) -> ModelCost:
     except (DecodeError, OSError, onnx.shape_inference.InferenceError) as exc:
         raise CostError(f"cannot read the ONNX model {str(path)!r}: {exc}") from exc
     graph = model.graph
+    float_precision = "fp16" if any(t.data_type == _ONNX_FLOAT16 for t in graph.initializer) else "fp32"
     ops = []
     for index, node in enumerate(graph.node):
         formula = ONNX_MACS.get(node.op_type)
@@ -228,7 +229,8 @@ def onnx_cost(path: Path) -> ModelCost:
         def shape(tensor: str, name: str = name, op: str = node.op_type) -> tuple[int, ...]:
             return shapes.static(tensor, node=name, op=op)
 
-        ops.append(OpCost(node.op_type, name, formula(node, shape)))
+        ops.append(OpCost(node.op_type, name, formula(node, shape),
+                          precision=_op_precision(node, shapes.dequantized, float_precision)))
     return ModelCost(sum(op.macs for op in ops), _onnx_params(graph), tuple(ops), _ONNX_COUNTED,
                      precision=_onnx_precision(graph))
 
@@ -236,6 +238,17 @@ def onnx_cost(path: Path) -> ModelCost:
 _ONNX_INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
                             "MatMulInteger", "QGemm"})
 _ONNX_FLOAT16 = 10  # onnx.TensorProto.FLOAT16
+_ONNX_INT8_COMPUTE = frozenset({"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QGemm"})
+
+
+def _op_precision(node: Any, dequantized: dict[str, str], float_precision: str) -> str:
+    """``int8`` for a QOperator op, or a QDQ op whose data and weight both come out of DequantizeLinear
+    (onnxruntime then runs it as an integer kernel); a node the quantizer left out computes in float."""
+    if node.op_type in _ONNX_INT8_COMPUTE:
+        return "int8"
+    if len(node.input) > 1 and node.input[0] in dequantized and node.input[1] in dequantized:
+        return "int8"
+    return float_precision
 
 
 def _onnx_precision(graph: Any) -> str:

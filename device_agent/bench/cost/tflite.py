@@ -113,6 +113,7 @@ def tflite_cost(path: Path) -> ModelCost:
     except (IndexError, struct.error) as exc:  # offsets that point outside the file
         raise CostError(f"cannot read the TFLite model {str(path)!r}: the flatbuffer is damaged ({exc})") from exc
 
+    float_label = "fp16" if any(t.Type() == schema.TensorType.FLOAT16 for t in tensors) else "fp32"
     counted = []
     for index, op in enumerate(ops):
         formula = TFLITE_MACS.get(op.type)
@@ -128,7 +129,8 @@ def tflite_cost(path: Path) -> ModelCost:
                 raise unknown_shape(path, name, op_type, tensor_name, shown(dims[tensor]))
             return dims[tensor]
 
-        counted.append(OpCost(op.type, name, formula(op, shape)))
+        counted.append(OpCost(op.type, name, formula(op, shape),
+                              precision=_tflite_op_precision(schema, tensors, op, float_label)))
 
     biases = {
         op.inputs[_TFLITE_BIAS[op.type]]
@@ -153,9 +155,19 @@ def tflite_cost(path: Path) -> ModelCost:
                      precision=_tflite_precision(schema, tensors, ops))
 
 
+def _integer_types(schema: Any) -> set[int]:
+    return {schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16}
+
+
+def _tflite_op_precision(schema: Any, tensors: list[Any], op: _TfliteOp, float_label: str) -> str:
+    """One counted op: ``int8`` when its data input is integer, else the model's float precision."""
+    data = op.inputs[0] if op.inputs else -1
+    return "int8" if 0 <= data < len(tensors) and tensors[data].Type() in _integer_types(schema) else float_label
+
+
 def _tflite_precision(schema: Any, tensors: list[Any], ops: list[_TfliteOp]) -> str:
     """From the counted ops: ``int8`` if their inputs are integer, ``fp16`` if their weights are half."""
-    integer = {schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT16}
+    integer = _integer_types(schema)
     compute = [op for op in ops if op.type in TFLITE_MACS and len(op.inputs) > 1]
     if any(tensors[op.inputs[0]].Type() in integer for op in compute if op.inputs[0] >= 0):
         return "int8"
