@@ -217,7 +217,9 @@ def _write(run: _Run, ref: _Reference, data: _Data, winner: Candidate, report: O
         "name": run.options.name or source.name,
         "version": run.options.advanced.version,
         "precision": winner.precision,
-        "candidate": winner.name,
+        # only where it says more than the precision: agents that predate the key refuse it (strict manifest),
+        # so every bundle but a mixed-precision one stays readable by them
+        "candidate": winner.name if winner.name != winner.precision else None,
         "model": {"file": f"model.{winner.precision}.{model_format}", "format": model_format, "sha256": ""},
         "target": {"name": profile.name, "runtime": profile.runtime, "providers": profile.providers,
                    "threads": profile.threads},

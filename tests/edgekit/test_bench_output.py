@@ -10,7 +10,6 @@ import struct
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rich.console import Console
@@ -47,15 +46,13 @@ def mixed_bundle(tmp_path_factory: pytest.TempPathFactory, photo_dir: Path) -> P
     built = optimize(tiny_classifier(root / "tiny.onnx", size=32), target="x86-cpu", output=root / "b",
                      precision="int8", calib=photo_dir, max_drop=100).bundle
     manifest = json.loads((built / "manifest.json").read_text())
-    assert manifest["candidate"] == built_name(manifest)  # optimize records the candidate it shipped
+    # optimize records the candidate only where it says more than the precision (a mixed one): older agents
+    # refuse the key, so a plain int8 bundle stays readable by them
+    assert "candidate" not in manifest and manifest["precision"].startswith("int8")
     shutil.copytree(built, root / "mixed")
     manifest.update(precision="int8-mixed", candidate="int8-mixed-8")
     (root / "mixed" / "manifest.json").write_text(json.dumps(manifest))
     return root / "mixed"
-
-
-def built_name(manifest: dict[str, Any]) -> str:
-    return str(manifest["candidate"]) if str(manifest["candidate"]).startswith(manifest["precision"]) else "?"
 
 
 def _png_text(path: Path) -> dict[str, str]:

@@ -51,6 +51,9 @@ def test_pretrained_classifier_int8_bundle(lite0, photo_dir: Path, tmp_path: Pat
     assert validation["optimized"] >= 88.0  # measured 90-93 with bias correction on these photos (84-86 without)
     bundle = load_bundle(result["bundle"])
     assert bundle.manifest.precision == result["precision"]
+    # the candidate is recorded where it says more than the precision (int8-mixed-N), and shown by its name
+    assert bundle.manifest.candidate == (result["candidate"] if result["precision"] == "int8-mixed" else None)
+    assert bundle.manifest.label.endswith(result["candidate"])
     assert bundle.manifest.preprocess is not None and bundle.manifest.preprocess.mean == (127.0, 127.0, 127.0)
     report = json.loads((bundle.root / "report.json").read_text())
     int8 = next(c for c in report["candidates"] if c["name"] == "int8")
