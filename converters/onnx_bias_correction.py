@@ -11,7 +11,7 @@ the already-corrected layers before it still leave.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,24 @@ def _channel_mean(session: Any, names: Sequence[str], feeds: list[dict[str, np.n
     return {name: total / len(feeds) for name, total in sums.items()}
 
 
+def _quantized_layers(quantized: Any, float_model: Any) -> list[tuple[str, str, str, Any, Any]]:
+    """Every Conv/Gemm of ``quantized`` with an int32 bias from a DequantizeLinear, and its float twin:
+    (node name, int8 output, float output, bias initializer, bias scale initializer), in graph order."""
+    float_nodes = {n.name: n for n in float_model.graph.node if n.name}
+    producers = {out: n for n in quantized.graph.node for out in n.output}
+    inits = {i.name: i for i in quantized.graph.initializer}
+    layers = []
+    for node in quantized.graph.node:
+        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3 or node.name not in float_nodes:
+            continue
+        dq = producers.get(node.input[2])
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits or dq.input[1] not in inits:
+            continue
+        layers.append((node.name, node.output[0], float_nodes[node.name].output[0],
+                       inits[dq.input[0]], inits[dq.input[1]]))
+    return layers
+
+
 @register_pass("onnx-int8-bias-correction")
 def correct_bias(
     src: Path,
@@ -69,29 +87,20 @@ def correct_bias(
     input_names: Sequence[str],
     stages: int | None = None,
     max_samples: int = 16,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PassReport:
     """Correct the int32 biases of the QDQ model ``src`` against the float ``reference``.
 
     ``stages=None`` corrects one layer at a time (measured best: with 8 stages on
     EfficientNet-Lite0 a layer is also corrected for its predecessors' not yet corrected
-    shift, and the output falls apart); fewer stages trade accuracy for time.
+    shift, and the output falls apart); fewer stages trade accuracy for time. ``progress(done, total)``
+    follows the layers corrected (one probe session per stage: the long part).
     """
     onnx, ort, numpy_helper = _modules()
     with timed() as elapsed:
         quantized = onnx.load(str(src))
         float_model = onnx.load(str(reference))
-        float_nodes = {n.name: n for n in float_model.graph.node if n.name}
-        producers = {out: n for n in quantized.graph.node for out in n.output}
-        inits = {i.name: i for i in quantized.graph.initializer}
-        layers = []  # (node name, int8 output, float output, bias initializer, bias scale)
-        for node in quantized.graph.node:
-            if node.op_type not in ("Conv", "Gemm") or len(node.input) < 3 or node.name not in float_nodes:
-                continue
-            dq = producers.get(node.input[2])
-            if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits or dq.input[1] not in inits:
-                continue
-            layers.append((node.name, node.output[0], float_nodes[node.name].output[0],
-                           inits[dq.input[0]], inits[dq.input[1]]))
+        layers = _quantized_layers(quantized, float_model)
         if not layers:
             raise ConversionError(f"{src.name} has no quantized layer with an int32 bias to correct")
         count = min(max_samples, len(calibration[0]))
@@ -114,6 +123,8 @@ def correct_bias(
                 corrected = np.clip(bias + np.round(delta / scale), limits.min, limits.max).astype(np.int32)
                 bias_init.CopyFrom(numpy_helper.from_array(corrected, bias_init.name))
                 shifts.append(float(np.abs(delta).mean()))
+            if progress is not None:
+                progress(min(start + size, len(layers)), len(layers))
         dst.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(quantized, str(dst))
     return PassReport(
