@@ -11,7 +11,7 @@ the already-corrected layers before it still leave.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +87,14 @@ def correct_bias(
     input_names: Sequence[str],
     stages: int | None = None,
     max_samples: int = 16,
+    progress: Callable[[int, int], None] | None = None,
 ) -> PassReport:
     """Correct the int32 biases of the QDQ model ``src`` against the float ``reference``.
 
     ``stages=None`` corrects one layer at a time (measured best: with 8 stages on
     EfficientNet-Lite0 a layer is also corrected for its predecessors' not yet corrected
-    shift, and the output falls apart); fewer stages trade accuracy for time.
+    shift, and the output falls apart); fewer stages trade accuracy for time. ``progress(done, total)``
+    follows the layers corrected (one probe session per stage: the long part).
     """
     onnx, ort, numpy_helper = _modules()
     with timed() as elapsed:
@@ -121,6 +123,8 @@ def correct_bias(
                 corrected = np.clip(bias + np.round(delta / scale), limits.min, limits.max).astype(np.int32)
                 bias_init.CopyFrom(numpy_helper.from_array(corrected, bias_init.name))
                 shifts.append(float(np.abs(delta).mean()))
+            if progress is not None:
+                progress(min(start + size, len(layers)), len(layers))
         dst.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(quantized, str(dst))
     return PassReport(

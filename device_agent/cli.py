@@ -20,19 +20,21 @@ from typing import TYPE_CHECKING
 
 from device_agent import __version__
 from device_agent.bench.flags import add_bench_flags, options_from_args
+from device_agent.command_line import JSON_VERSION, Parser, UsageExit, print_error_document, wants_json
 from device_agent.errors import AgentError
 from device_agent.install.board import BOARD_KINDS
 
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    _Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]  # what add_subparsers returns
+    _Subparsers: TypeAlias = argparse._SubParsersAction[Parser]  # what add_subparsers returns
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgekit-agent", description="Run EdgeKit bundles on a device.")
+    parser = Parser(prog="edgekit-agent", description="Run EdgeKit bundles on a device.",
+                    epilog="Run 'edgekit-agent COMMAND --help' for a command's options and examples.")
     parser.add_argument("--version", action="version", version=f"edgekit-agent {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for name, (add_parser, _) in COMMANDS.items():
         add_parser(sub, name)
     return parser
@@ -106,7 +108,6 @@ def _install_parser(sub: _Subparsers, name: str) -> None:
         "  sudo edgekit-agent install --board jetson --onnxruntime-wheel "
         "onnxruntime_gpu-1.19.0-cp310-linux_aarch64.whl\n"
         "  edgekit-agent install --root /tmp/image --dry-run",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     install.add_argument("--root", default="/", help="install into this staging root instead of / (default /)")
     install.add_argument("--dry-run", action="store_true", help="print every step without doing it")
@@ -144,8 +145,9 @@ def _verify(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     m = bundle.manifest
     if args.json:
-        print(json.dumps({"bundle": str(bundle.root), "ok": True, "name": m.name, "version": m.version,
-                          "precision": m.precision, "candidate": m.candidate, "runtime": m.target.runtime}))
+        print(json.dumps({"v": JSON_VERSION, "bundle": str(bundle.root), "ok": True, "name": m.name,
+                          "version": m.version, "precision": m.precision, "candidate": m.candidate,
+                          "runtime": m.target.runtime}))
     else:
         print(f"ok: {m.name} v{m.version} ({m.candidate or m.precision}, {m.target.runtime}) in {bundle.root}")
     return 0
@@ -157,8 +159,8 @@ def _check_config(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     bundle = preflight(config).bundle  # the very checks run makes before it starts
-    summary = {"config": args.config, "ok": True, "device_id": config.device_id, "bundle": str(bundle.root),
-               "model": bundle.manifest.name, "sources": [s.uri for s in config.sources],
+    summary = {"v": JSON_VERSION, "config": args.config, "ok": True, "device_id": config.device_id,
+               "bundle": str(bundle.root), "model": bundle.manifest.name, "sources": [s.uri for s in config.sources],
                "broker": f"{config.mqtt.host}:{config.mqtt.port}"}
     if args.json:
         print(json.dumps(summary))
@@ -175,7 +177,7 @@ def _bench(args: argparse.Namespace) -> int:
         from device_agent.bench.pipeline import benchmark_pipeline
 
         result = benchmark_pipeline(args.bundle, args.pipeline, frames=args.frames, threads=args.threads)
-        print(json.dumps({"v": 1, "pipeline": [result]}) if args.json else pipeline_text(result),
+        print(json.dumps({"v": JSON_VERSION, "pipeline": [result]}) if args.json else pipeline_text(result),
               end="\n" if args.json else "")
         return 0
     from device_agent.bench.runner import benchmark_model
@@ -187,7 +189,7 @@ def _bench(args: argparse.Namespace) -> int:
         args.bundle, options,
         on_phase=None if args.json else lambda name: print(f"  {name}", file=sys.stderr, flush=True))
     if args.json:
-        print(json.dumps({"v": 1, "host": host_info(), "models": [record.to_json()]}))
+        print(json.dumps({"v": JSON_VERSION, "host": host_info(), "models": [record.to_json()]}))
     else:
         print(text_report([record]), end="")
     return 0
@@ -256,11 +258,18 @@ COMMANDS: dict[str, tuple[Callable[[_Subparsers, str], None], Callable[[argparse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageExit as exc:  # the parser has said why on stderr; --json gets its one object too
+        if wants_json(argv):
+            print_error_document(exc, 2)
+        raise
     try:
         return COMMANDS[args.command][1](args)
     except AgentError as exc:  # the root; each class carries its exit code (device_agent/errors.py)
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print_error_document(exc, exc.exit_code)
         return exc.exit_code
 
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.status import Status
 
 from device_agent.bench.flags import COMMON, add_bench_flags, options_from_args
 from device_agent.bench.record import BenchRecord
 from edgekit.errors import UsageError
+from edgekit.paths import check_writable, writing
+from edgekit.progress import Steps
 
 EPILOG = """examples:
   edgekit benchmark model.onnx
@@ -40,7 +40,6 @@ def add_parser(sub: Any) -> None:
         description="Measure models on this machine the way the agent runs them, or ask a running agent "
         "to measure on its device (--device).",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument("models", nargs="*", metavar="MODEL_OR_BUNDLE",
                        help=".onnx or .tflite files or bundle directories")
@@ -66,19 +65,16 @@ def add_parser(sub: Any) -> None:
                        "(default: the timed duration + 300)")
 
 
-def _frame_status(status: Status, model: str, done: int, total: int) -> None:
-    status.update(f"pipeline: {model} {done}/{total}")
-
-
 def _pipeline(args: argparse.Namespace, out: Console, err: Console) -> int:
     from device_agent.bench.pipeline import benchmark_pipeline
     from edgekit.bench.report import print_pipeline
 
     results = []
-    for model in args.models:
-        with err.status(f"pipeline: {model}") as status:
-            results.append(benchmark_pipeline(model, args.pipeline, frames=args.frames, threads=args.threads,
-                                              on_frame=partial(_frame_status, status, model)))
+    with Steps(enabled=True, console=err) as steps:
+        for model in args.models:
+            with steps.step(f"Timing the agent's stages on {model}", total=args.frames) as advance:
+                results.append(benchmark_pipeline(model, args.pipeline, frames=args.frames, threads=args.threads,
+                                                  on_frame=advance))
     if args.json:
         print(json.dumps({"v": 1, "pipeline": results}))
     else:
@@ -97,11 +93,12 @@ def _remote(args: argparse.Namespace, err: Console) -> tuple[dict[str, Any], lis
         raise UsageError("--device benchmarks the device's active bundle: name at most one BUNDLE to check it against")
     bundle = Path(args.models[0]) if args.models else None
     samples = bool(args.plot or args.samples)
-    with err.status(f"asking {args.device} via {args.broker}") as status:
+    with Steps(enabled=True, console=err) as steps, steps.sequence() as begin:
+        begin(f"Asking {args.device} via {args.broker}")
         record = remote_benchmark(args.broker, args.device, options=options_from_args(args, keep_samples=samples),
                                   bundle=bundle, samples=samples,
                                   timeout_s=args.timeout or (args.duration_s or 10.0) + 300.0,
-                                  on_state=lambda state: status.update(f"{args.device}: {state}"))
+                                  on_state=lambda state: begin(f"{args.device}: {state}"))
     if record.speedup is None:
         record = record.model_copy(update={"speedup": 1.0})
     return {"v": 1, "host": host_info(), "device": args.device, "repeat": 1}, [record]
@@ -113,9 +110,9 @@ def _local(args: argparse.Namespace, err: Console) -> tuple[dict[str, Any], list
     if not args.models:
         raise UsageError("name at least one model: a .onnx or .tflite file or a bundle directory (or --device)")
     options = options_from_args(args, keep_samples=bool(args.plot or args.samples))
-    with err.status("benchmarking") as status:
+    with Steps(enabled=True, console=err) as steps, steps.sequence() as begin:
         result = benchmark(args.models, options=options, repeat=args.repeat, target=args.target,
-                           progress=lambda name, phase: status.update(f"{name}: {phase}"))
+                           progress=lambda name, phase: begin(f"{name}: {phase}"))
     return result.header(), list(result.models)
 
 
@@ -126,13 +123,17 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         if args.device:
             raise UsageError("--pipeline runs here; it cannot be combined with --device")
         return _pipeline(args, out, err)
+    check_writable("--plot", args.plot)  # before the models are timed, not after
+    check_writable("--csv", args.csv)
     header, records = _remote(args, err) if args.device else _local(args, err)
     if args.plot:
         from edgekit.bench.plot import plot_benchmark
 
-        plot_benchmark(records, args.plot, host=header["host"], repeat=int(header.get("repeat", 1)))
+        with writing("--plot", args.plot):
+            plot_benchmark(records, args.plot, host=header["host"], repeat=int(header.get("repeat", 1)))
     if args.csv:
-        write_csv(args.csv, records)
+        with writing("--csv", args.csv):
+            write_csv(args.csv, records)
     if args.json:
         print(json.dumps({**header, "models": [r.to_json(samples=args.samples) for r in records]}))
         return 0

@@ -24,7 +24,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     bundle = load_bundle(Path(args.bundle))
     if args.json:
-        print(json.dumps(bundle.manifest.model_dump(mode="json", by_alias=True)))
+        print(json.dumps({"v": 1, **bundle.manifest.model_dump(mode="json", by_alias=True)}))
     else:
         out.print(manifest_view(bundle.manifest))
     return 0

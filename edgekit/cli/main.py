@@ -3,22 +3,23 @@
 Each command is one module of this package with ``add_parser(subparsers)`` and
 ``run(args, out, err) -> exit status``, registered in :data:`COMMANDS`; the errors are
 reported here and nowhere else. Exit status: 0 success, 1 the work failed (no candidate met
-the budget), 2 bad usage or bad input. ``--json`` prints exactly one JSON object on stdout;
-progress goes to stderr.
+the budget), 2 bad usage or bad input. ``--json`` prints exactly one JSON object on stdout,
+with ``"v"``: the result, or on any failure ``{"v": 1, "error": {"type", "message", "exit_code"}}``
+(:func:`device_agent.command_line.error_document`); progress goes to stderr either way.
+The parser and its help are :mod:`device_agent.command_line`'s, shared with ``edgekit-agent``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.markup import escape
 
 from converters.errors import ConversionError
+from device_agent.command_line import Parser, UsageExit, print_error_document, wants_json
 from device_agent.errors import AgentError
 from edgekit import __version__
 from edgekit.cli import bench, inspect_bundle, monitor, optimize, protocol, samples, targets, zoo
@@ -55,17 +56,11 @@ Run 'edgekit COMMAND --help' for a command's options and examples.
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # argparse exits 2 too; keep its message, add the hint
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n(see '{self.prog} --help')\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="edgekit", description="Optimize, bundle and benchmark vision models for edge devices.",
-                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="edgekit", description="Optimize, bundle and benchmark vision models for edge devices.",
+                    epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"edgekit {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for command in COMMANDS.values():
         command.add_parser(sub)
     assert list(sub.choices) == list(COMMANDS), f"a module added a command other than its own: {list(sub.choices)}"
@@ -77,19 +72,28 @@ def _error(err: Console, exc: BaseException) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    out, err = Console(), Console(stderr=True)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageExit as exc:  # the parser has said why on stderr; --json gets its one object too
+        if wants_json(argv):
+            print_error_document(exc, exc.code if isinstance(exc.code, int) else 2)
+        raise
+    out, err = Console(), Console(stderr=True, soft_wrap=True)
     if not out.is_terminal:
         out = Console(width=120)  # piped or logged: do not squeeze tables into 80 columns
+    as_json = bool(getattr(args, "json", False))
     try:
         return COMMANDS[args.command].run(args, out, err)
     except (EdgeKitError, ConversionError, AgentError) as exc:  # the three roots; each class carries its exit code
         _error(err, exc)
-        if isinstance(exc, OptimizeFailed) and getattr(args, "json", False):
-            print(json.dumps({"error": str(exc), "candidates": exc.candidates}, default=str))
+        if as_json:
+            extra = {"candidates": exc.candidates} if isinstance(exc, OptimizeFailed) else {}
+            print_error_document(exc, exc.exit_code, **extra)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         err.print("interrupted")
+        if as_json:
+            print_error_document(exc, 130)
         return 130
 
 

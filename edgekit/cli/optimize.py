@@ -74,7 +74,6 @@ def add_parser(sub: Any) -> None:
         description="Quantize/convert MODEL for TARGET, prove it still agrees with the original on real "
         "held-out samples, measure it, and write a bundle directory.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     opt.add_argument("model", help="an .onnx file, or a float .tflite file for a TFLite target "
                      "(PyTorch modules: use the Python API edgekit.optimize.optimize)")
@@ -122,7 +121,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
             max_drop=args.max_drop, task=args.task, decoder=args.decoder, labels=args.labels, anchors=args.anchors,
             preprocess=args.preprocess, input_shapes=dict(args.input_shape), prune=args.prune,
             sparsity=args.sparsity, name=args.name, version=args.bundle_version, threads=args.threads,
-            progress=not args.json or err.is_terminal,
+            progress=True,  # on stderr, with --json too: a terminal gets the live list, a log one line per step
         )
         result = optimize(args.model, options)
     except OptionsError as exc:  # not handled here: the same error, in this command's flags (main reports it)

@@ -42,7 +42,7 @@ def add_parser(sub: Any) -> None:
         "schema", help="write the JSON Schema of every message and command",
         description="Write the JSON Schema of every message a device publishes and every command it accepts, "
         "generated from the protocol models.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG)
     schema.add_argument("--output", metavar="DIR", help="write one file per topic kind and command into DIR "
                         "(created if missing); default: print one JSON object keyed by file name")
 

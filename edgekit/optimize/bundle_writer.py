@@ -21,6 +21,8 @@ import numpy as np
 from device_agent.bundle.manifest import FileEntry, Manifest
 from device_agent.bundle.verify import MANIFEST, load_bundle, sha256_file
 from edgekit import __version__
+from edgekit.errors import OptionsError
+from edgekit.paths import os_error_cause
 
 
 def destination_problem(output: Path) -> str | None:
@@ -34,9 +36,15 @@ def destination_problem(output: Path) -> str | None:
 
 
 def scratch_dir(output: Path) -> Path:
-    """A scratch directory on the destination's filesystem (so the final move is a rename)."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    """A scratch directory on the destination's filesystem (so the final move is a rename).
+
+    Raises :class:`~edgekit.errors.OptionsError` (field ``output``) naming the path and the system's
+    reason when it cannot be made (``/proc/x``, a file in the way, a folder we may not write in)."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
+    except OSError as exc:
+        raise OptionsError([("output", f"{str(output)!r} cannot be created: {os_error_cause(exc)}")]) from exc
 
 
 def utc_now() -> str:

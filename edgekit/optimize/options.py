@@ -17,7 +17,6 @@ its own (the CLI's ``--max-drop``) shows the same error in them with :meth:`Opti
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -180,6 +179,7 @@ def _file_checks(options: OptimizeOptions) -> list[tuple[str, str]]:
     from edgekit.optimize.bundle_writer import destination_problem
     from edgekit.optimize.calibration import source_problem
     from edgekit.optimize.modelspec import anchors_problem, preprocess_problem
+    from edgekit.paths import creation_problem
 
     problems = []
     if options.calib is None:
@@ -194,20 +194,9 @@ def _file_checks(options: OptimizeOptions) -> list[tuple[str, str]]:
         problems.append(("anchors", anchors))
     if isinstance(options.preprocess, str | Path) and (spec := preprocess_problem(options.preprocess)) is not None:
         problems.append(("preprocess", spec))
-    if (output := destination_problem(options.output)) is not None:
+    if (output := destination_problem(options.output) or creation_problem(options.output)) is not None:
         problems.append(("output", output))
-    elif not _writable(options.output):
-        problems.append(("output", f"{str(options.output)!r} cannot be written: no permission to create it there"))
     return problems
-
-
-def _writable(output: Path) -> bool:
-    """Whether the bundle (and its scratch directory beside it) can be created: the nearest existing
-    folder at or above ``output``'s parent is writable."""
-    folder = output.parent.absolute()
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    return folder.is_dir() and os.access(folder, os.W_OK | os.X_OK)
 
 
 def _problem(error: Any) -> tuple[str, str]:

@@ -118,6 +118,7 @@ class OptimizeResult:
         latency = self.report.latency_ms
         report = self.report.to_json()
         return {
+            "v": 1,
             "bundle": str(self.bundle),
             "precision": self.manifest.precision,
             "candidate": self.winner,

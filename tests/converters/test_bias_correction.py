@@ -22,8 +22,11 @@ def test_bias_correction_raises_output_snr(tmp_path: Path) -> None:
     calib = [rng.uniform(0, 1, (48, 3, 32, 32)).astype(np.float32)]
     held_out = [rng.uniform(0, 1, (32, 3, 32, 32)).astype(np.float32)]
     quantized = quantize_int8_static(reference, tmp_path / "q.onnx", calibration=calib, input_names=["input"]).dst
-    report = correct_bias(quantized, tmp_path / "c.onnx", reference=reference, calibration=calib, input_names=["input"])
+    calls: list[tuple[int, int]] = []
+    report = correct_bias(quantized, tmp_path / "c.onnx", reference=reference, calibration=calib, input_names=["input"],
+                          progress=lambda done, total: calls.append((done, total)))
     assert report.details["layers"] == 3  # conv1, conv2, fc
+    assert calls == [(1, 3), (2, 3), (3, 3)]  # layer i of N, for the progress display
     float_out = run_all(reference, held_out)
     before = snr_db(float_out, run_all(quantized, held_out))
     after = snr_db(float_out, run_all(report.dst, held_out))

@@ -362,3 +362,19 @@ def test_target_profile_gives_the_peak_and_a_profile_without_one_is_refused(mode
     assert record["percent_of_peak"] == pytest.approx(100 * record["gops"] / record["peak"]["gops"], rel=0.02)
     with pytest.raises(UsageError, match="x86-cpu.*no peak_gops"):
         benchmark([models["small"]], options=BenchOptions(runs=5), target="x86-cpu")
+
+
+def test_cli_plot_and_csv_paths_the_system_refuses_are_usage_errors(models: dict[str, Path], tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("x")
+    fast = ["--runs", "5", "--warmup", "1", "--no-profile"]
+    for flag, path, cause in (("--csv", in_the_way / "r.csv", "is a file, not a folder"),
+                              ("--plot", tmp_path, "is a folder; expected a file name"),
+                              ("--csv", Path("/proc/edgekit.csv"), "")):  # root passes the check; the write fails
+        code = edgekit_main(["benchmark", str(models["small"]), *fast, flag, str(path), "--json"])
+        captured = capsys.readouterr()
+        assert code == 2 and f"UsageError: {flag} '{path}'" in captured.err and cause in captured.err
+        assert "Traceback" not in captured.err
+        doc = json.loads(captured.out)
+        assert doc["v"] == 1 and doc["error"]["type"] == "UsageError" and doc["error"]["exit_code"] == 2

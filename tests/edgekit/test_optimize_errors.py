@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgekit.cli.main import main
+from edgekit.errors import OptimizeFailed
 from tests.support.tinymodels import tiny_classifier
 
 
@@ -145,3 +148,90 @@ def test_ssd_anchors_of_the_wrong_shape(tiny: Path, tmp_path: Path, photo_dir: P
                      "--output", str(out), "--decoder", "ssd", "--task", "detection", "--anchors", str(anchors))
     assert code == 2 and "has shape [10, 3]; expected [N, 4] (y, x, h, w)" in err
     _assert_nothing_left(out)
+
+
+# -- paths the system refuses: a named usage error (exit 2), never a traceback; with --json one JSON object ----
+
+def _run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any], str]:
+    code = main([*argv, "--json"])
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 1, captured.out  # exactly one JSON document on stdout
+    return code, json.loads(captured.out), captured.err
+
+
+@pytest.mark.parametrize(("output", "cause"), [
+    ("{file}/out", "is a file, not a folder"),  # FileExistsError from mkdir without the check
+    ("{file}/deeper/out", "is a file, not a folder"),
+    ("/proc/edgekit-out", "cannot be created: No such file or directory"),  # /proc takes no new entries
+    ("/sys/edgekit-out", "cannot be created: Operation not permitted"),  # root cannot write /sys either
+])
+def test_an_output_that_cannot_be_created_is_a_usage_error(tiny: Path, tmp_path: Path, photo_dir: Path, output: str,
+                                                           cause: str, capsys: pytest.CaptureFixture[str]) -> None:
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("not a folder")
+    out = output.format(file=in_the_way)
+    if out.startswith("/sys") and not Path("/sys").is_dir():
+        pytest.skip("no /sys on this machine")
+    code, doc, err = _run_json(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--calib", str(photo_dir),
+                               "--output", out)
+    assert code == 2 and f"OptionsError: --output '{out}' " in err and "Traceback" not in err
+    if os.geteuid() == 0 or out.startswith(str(tmp_path)):  # as a user, /proc and /sys are refused by the check
+        assert cause in err
+    assert doc == {"v": 1, "error": {"type": "OptionsError", "message": err.split(": ", 1)[1].strip(),
+                                     "exit_code": 2}}
+    if Path(out).parent.is_dir():
+        assert list(Path(out).parent.glob(".edgekit-out*")) == []  # no scratch folder left behind
+
+
+def test_calibration_paths_the_system_refuses(tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("not a folder")
+    code, doc, err = _run_json(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--calib",
+                               str(in_the_way / "photos"), "--output", str(tmp_path / "out"))
+    assert code == 2 and "--calib '" in err and "photos' does not exist" in err
+    assert doc["v"] == 1 and doc["error"]["type"] == "OptionsError" and doc["error"]["exit_code"] == 2
+    unreadable = Path("/proc/1/map_files")  # a folder even root may not list
+    if not unreadable.is_dir():
+        pytest.skip("no /proc/1/map_files on this machine")
+    code, doc, err = _run_json(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--calib", str(unreadable),
+                               "--output", str(tmp_path / "out"))
+    assert code == 2 and "CalibrationError" in err and "/proc/1/map_files" in err and "Traceback" not in err
+    assert doc["error"]["type"] == "CalibrationError"
+    _assert_nothing_left(tmp_path / "out")
+
+
+def test_every_failure_with_json_prints_one_versioned_json_object(tiny: Path, tmp_path: Path, photo_dir: Path,
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    code, doc, _ = _run_json(capsys, "optimize", str(tmp_path / "nope.onnx"), "--target", "x86-cpu",
+                             "--calib", str(photo_dir), "--output", str(tmp_path / "out"))
+    assert code == 2 and doc["v"] == 1 and doc["error"]["type"] == "ModelInputError"
+    assert "nope.onnx' does not exist" in doc["error"]["message"]
+    with pytest.raises(SystemExit) as info:  # refused by the parser: still one JSON object
+        main(["optimize", str(tiny), "--output", str(tmp_path / "o"), "--json"])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"v": 1, "error": {
+        "type": "UsageError", "message": "the following arguments are required: --target", "exit_code": 2}}
+    assert "(see 'edgekit optimize --help')" in captured.err
+
+    def no_candidate(*_args: object, **_kwargs: object) -> None:  # what a missed budget raises (see test_optimize)
+        raise OptimizeFailed("no int8 candidate met the accuracy budget of 0.0 points",
+                             candidates=[{"name": "int8", "passed": False}])
+
+    monkeypatch.setattr("edgekit.optimize.pipeline.optimize", no_candidate)
+    code, doc, _ = _run_json(capsys, "optimize", str(tiny), "--target", "x86-cpu", "--calib", str(photo_dir),
+                             "--output", str(tmp_path / "out"))
+    assert code == 1 and doc == {"v": 1, "error": {
+        "type": "OptimizeFailed", "message": "no int8 candidate met the accuracy budget of 0.0 points",
+        "exit_code": 1, "candidates": [{"name": "int8", "passed": False}]}}
+
+
+def test_the_optimize_json_has_a_version(tiny: Path, tmp_path: Path, photo_dir: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["optimize", str(tiny), "--target", "x86-cpu", "--calib", str(photo_dir), "--output",
+                 str(tmp_path / "out"), "--precision", "fp32", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["v"] == 1
+    steps = [line for line in captured.err.splitlines() if "Loading the model" in line]  # progress still on stderr
+    assert len(steps) == 2 and steps[1].endswith(" s")

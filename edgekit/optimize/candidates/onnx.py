@@ -130,16 +130,19 @@ def _int8(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> PassReport
     )
 
 
-def _int8_corrected(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> list[PassReport]:
+def _int8_corrected(ws: Workspace, dst: Path, exclude: tuple[str, ...] = (),
+                    progress: Callable[[int, int], None] | None = None) -> list[PassReport]:
     """Quantize, then correct the per-channel mean shift of every quantized layer.
 
     The correction is kept only if it raises the output SNR on calibration samples other
     than the ones it was fitted on; otherwise the plain quantized model is used. The plain
-    model stays at ``reports[0].dst`` (the chain ranking starts from it).
+    model stays at ``reports[0].dst`` (the chain ranking starts from it). ``progress(done, total)``
+    follows the layers corrected.
     """
     quantized = _int8(ws, dst.with_suffix(".raw.onnx"), exclude)
     corrected = PASSES["onnx-int8-bias-correction"](quantized.dst, dst, reference=ws.reference,
-                                                    calibration=ws.calibration, input_names=ws.input_names)
+                                                    calibration=ws.calibration, input_names=ws.input_names,
+                                                    progress=progress)
     check, reference = ws.check_set()
     before = snr_db(reference, run_all(quantized.dst, check, threads=ws.threads))
     after = snr_db(reference, run_all(dst, check, threads=ws.threads))
@@ -151,8 +154,9 @@ def _int8_corrected(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> 
 
 def build_int8(ws: Workspace) -> list[Candidate]:
     """Full INT8, then mixed precision with the chains that hurt the output most in float."""
-    with ws.steps.step(f"Quantizing to INT8 ({len(ws.calibration[0])} calibration samples), correcting biases"):
-        reports = _int8_corrected(ws, ws.work_dir / "model.int8.onnx")
+    with ws.steps.step(f"Quantizing to INT8 ({len(ws.calibration[0])} calibration samples), correcting the bias "
+                       "of each layer") as advance:
+        reports = _int8_corrected(ws, ws.work_dir / "model.int8.onnx", progress=advance)
     path = reports[-1].dst
     full = Candidate("int8", "int8", path, evaluate(ws, path, "INT8"), reports)
     if full.passed(ws.max_drop):
@@ -160,10 +164,15 @@ def build_int8(ws: Workspace) -> list[Candidate]:
     ranked = rank_float_chains(ws, reports[0].dst)
     full.note = f"missed the budget; chains that help most in float: {describe(ranked, 3)}"
 
+    tries = 0
+
     def attempt(count: int) -> Candidate:
+        nonlocal tries
+        tries += 1
         exclude = tuple(node for chain in ranked[:count] for node in chain.nodes)
-        with ws.steps.step(f"Quantizing with {count} chain(s), {len(exclude)} layers, in float"):
-            reports = _int8_corrected(ws, ws.work_dir / f"model.int8-mixed{count}.onnx", exclude)
+        with ws.steps.step(f"Mixed precision, try {tries}: quantizing with {count} chain(s), {len(exclude)} layers, "
+                           "in float, correcting biases") as advance:
+            reports = _int8_corrected(ws, ws.work_dir / f"model.int8-mixed{count}.onnx", exclude, progress=advance)
         return Candidate(
             f"int8-mixed-{count}", "int8-mixed", reports[-1].dst,
             evaluate(ws, reports[-1].dst, f"INT8 with {len(exclude)} layers in float"), reports, excluded_nodes=exclude,
