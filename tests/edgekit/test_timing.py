@@ -19,7 +19,7 @@ from edgekit.cli.main import main
 from edgekit.optimize.candidates.onnx import Candidate
 from edgekit.optimize.measure import compare_latency
 from edgekit.optimize.selection import SIMPLICITY, choose, simplicity
-from edgekit.optimize.timing import CONTENTION_LIMIT_PCT, Speedup, Timing, settled, speedups
+from edgekit.optimize.timing import CONTENTION_LIMIT_PCT, MAX_BLOCKS, Speedup, Timing, settled, speedups
 from edgekit.optimize.validation import Agreement
 from tests.support.tinymodels import tiny_classifier
 
@@ -60,6 +60,16 @@ def test_fewer_rounds_give_a_wider_interval() -> None:
                           "int8": _rounds(7.0, rounds, noise=0.2, seed=2)}, "fp32")
         widths.append(found["int8"].hi - found["int8"].lo)
     assert widths == sorted(widths, reverse=True)
+
+
+def test_past_the_block_limit_blocks_of_rounds_are_resampled() -> None:
+    """A burst of load that lasts many rounds (autocorrelated) still cancels; the interval holds the true ratio."""
+    bursts = np.repeat(np.random.default_rng(0).uniform(1.0, 3.0, 40), 50)  # 40 bursts of 50 rounds
+    samples = {"fp32": _rounds(10.0, 2000, noise=0.03, seed=1, load=bursts),
+               "int8": _rounds(8.0, 2000, noise=0.03, seed=2, load=bursts)}
+    assert 2000 > MAX_BLOCKS
+    int8 = speedups(samples, "fp32")["int8"]
+    assert int8.lo < 1.25 < int8.hi and int8.half_width() < 0.02
 
 
 def test_unequal_rounds_are_refused() -> None:
