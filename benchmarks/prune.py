@@ -114,7 +114,7 @@ def bench_model(name: str, ratios: list[float], work: Path, photos: tuple[Path, 
             facts[label] = {"ratio": ratio, "recovery": recover, "seconds": round(time.perf_counter() - started, 1),
                             "groups_pruned": report.details["groups_pruned"], "channels": report.details["channels"]}
     console.log(f"{name}: timing {len(variants)} variants interleaved")
-    latency = compare_latency(variants, [held_out[:1]], threads=threads, budget_s=10.0, max_rounds=400)
+    latency = compare_latency(variants, [held_out[:1]], threads=threads, budget_s=10.0, max_rounds=400).latency
     reference = run_all(fp32, [held_out], threads=threads)
     reference_unseen = run_all(fp32, [unseen], threads=threads)
     base = model_cost(fp32)

@@ -61,7 +61,7 @@ def bench_model(name: str, work: Path, photos: Path, *, budget_s: float, console
     variants["ort quantize_static default"], seconds["ort quantize_static default"] = report.dst, report.seconds
     report = PASSES["onnx-int8-nncf"](fp32, work / f"{name}.nncf.onnx", calibration=[calib], input_names=[input_name])
     variants["nncf.quantize default"], seconds["nncf.quantize default"] = report.dst, report.seconds
-    latency = compare_latency(variants, [held_out[:1]], budget_s=budget_s, max_rounds=400)
+    latency = compare_latency(variants, [held_out[:1]], budget_s=budget_s, max_rounds=400).latency
     reference = run_all(fp32, [held_out])
     rows = []
     for method, path in variants.items():

@@ -105,7 +105,7 @@ def bench_model(name: str, work: Path, photos: Path, *, threads: int, console: C
             failures[label] = str(exc).splitlines()[-1][:200]
         seconds[label] = time.perf_counter() - started
     console.log(f"{name}: timing {len(variants)} variants interleaved")
-    latency = compare_latency(variants, [held_out[:1]], threads=threads, budget_s=10.0, max_rounds=400)
+    latency = compare_latency(variants, [held_out[:1]], threads=threads, budget_s=10.0, max_rounds=400).latency
     reference = run_all(fp32, [held_out], threads=threads)
     rows = []
     for label, path in variants.items():

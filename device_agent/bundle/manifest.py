@@ -117,6 +117,10 @@ class ValidationInfo(_Strict):
     max_drop: float
     passed: bool
     details: dict[str, float] = Field(default_factory=dict)
+    ci95: list[float] | None = Field(
+        default=None, min_length=2, max_length=2,
+        description="[lo, hi]: 95 % interval of optimized (Wilson), in percent; None for a metric that is no share",
+    )
 
 
 class TensorStats(_Strict):

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 EPILOG = """examples:
   edgekit optimize model.onnx --target x86-cpu --calib photos/ --output bundles/cls
@@ -130,4 +131,6 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         print(json.dumps(result.to_json(), default=str))
     else:
         print_optimize(out, str(result.bundle), result.report)
+    for warning in result.report.warnings:  # on stderr whatever the output: a busy machine, too few samples
+        err.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     return 0

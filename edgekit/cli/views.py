@@ -26,13 +26,13 @@ def optimize_table(report: OptimizeReport) -> Table:
     table = Table(title=f"Candidates: {validation.metric} vs the original "
                         f"on {validation.samples} held-out samples",
                   title_justify="left")
-    for column in ("candidate", "p50 ms", "speedup", "agree %", "drop", "MB", "budget", ""):
+    for column in ("candidate", "p50 ms", "speedup (95% CI)", "agree %", "drop", "MB", "budget", ""):
         table.add_column(column, justify="left" if column in ("candidate", "budget", "") else "right", no_wrap=True)
     for c in report.candidates:
         table.add_row(
             c.name,
             _fmt(c.latency_ms.p50 if c.latency_ms else None),
-            _fmt(c.speedup, 2, "x"),
+            _speedup(c.speedup, c.speedup_ci95, resolved=not _contended(report)),
             _fmt(c.value),
             _fmt(c.drop),
             _fmt(c.size_bytes / 1e6, 1),
@@ -42,19 +42,44 @@ def optimize_table(report: OptimizeReport) -> Table:
     return table
 
 
+def _contended(report: OptimizeReport) -> bool:
+    timing = report.timing
+    return (timing.contention_pct or 0.0) > timing.contention_limit_pct
+
+
+def _speedup(value: float | None, ci: list[float] | None, *, resolved: bool) -> str:
+    """``1.42x (1.38-1.47)``; ``not resolved`` on a machine too busy for a ratio to mean anything."""
+    if value is None:
+        return "-"
+    if not resolved:
+        return "not resolved"
+    return f"{value:.2f}x" + (f" ({ci[0]:.2f}-{ci[1]:.2f})" if ci else "")
+
+
+def _timing_line(report: OptimizeReport) -> str:
+    timing = report.timing
+    busy = ("contention not measurable" if timing.contention_pct is None
+            else f"other CPU use {timing.contention_pct:.0f}%")
+    return f"timing      {timing.rounds} interleaved rounds in {timing.seconds:.1f} s ({timing.stopped}), {busy}"
+
+
 def print_optimize(console: Console, bundle: str, report: OptimizeReport) -> None:
     validation, data, latency = report.validation, report.data, report.latency_ms
+    ci = f" (95% CI {validation.ci95[0]:.1f}-{validation.ci95[1]:.1f})" if validation.ci95 else ""
     lines = [
         f"bundle      {bundle}",
         f"target      {report.target.name} ({report.target.runtime})",
         f"winner      {report.winner}: {report.reason}",
-        f"latency     {latency.reference:.2f} ms fp32 -> {latency.optimized:.2f} ms",
-        f"validation  {validation.metric} {validation.optimized:.2f} vs {validation.reference:.2f} on "
+        f"latency     {latency.reference:.2f} ms fp32 -> {latency.optimized:.2f} ms"
+        + (" (busy machine: not a result)" if _contended(report) else ""),
+        _timing_line(report),
+        f"validation  {validation.metric} {validation.optimized:.2f}{ci} vs {validation.reference:.2f} on "
         f"{validation.samples} held-out samples ({'passed' if validation.passed else 'FAILED'}, budget "
         f"{validation.max_drop} points)",
         f"data        {data.calibration} calibration + {data.validation} validation samples from {data.source}"
         + (f", {len(data.skipped)} unreadable skipped" if data.skipped else ""),
         f"took        {report.seconds:.1f} s",
+        *(f"[bold yellow]warning[/]     {escape(w)}" for w in report.warnings),
     ]
     console.print(Panel(Group(optimize_table(report), "", *lines), title="edgekit optimize", expand=False))
 
@@ -76,12 +101,19 @@ def manifest_view(manifest: Manifest) -> Panel:
                                    f"mean {list(p.mean)} std {list(p.std)}")
     if manifest.validation:
         v = manifest.validation
-        head.add_row("validation", f"{v.metric} {v.optimized:.2f} vs {v.reference:.2f} on {v.samples} samples "
+        ci = f" (95% CI {v.ci95[0]:.1f}-{v.ci95[1]:.1f})" if v.ci95 else ""
+        head.add_row("validation", f"{v.metric} {v.optimized:.2f}{ci} vs {v.reference:.2f} on {v.samples} samples "
                                    f"({'passed' if v.passed else 'FAILED'})")
     latency = manifest.performance.get("latency_ms", {})
     if latency:
+        timing = manifest.performance.get("timing") or {}
+        busy = (timing.get("contention_pct") or 0) > timing.get("contention_limit_pct", 100)
         head.add_row("latency", f"{latency.get('optimized', 0):.2f} ms "
-                                f"(fp32 {latency.get('reference', 0):.2f} ms) on the build machine")
+                                f"(fp32 {latency.get('reference', 0):.2f} ms) on the build machine"
+                                + (f", [yellow]busy ({timing['contention_pct']:.0f}% other CPU use): "
+                                   "not a result[/]" if busy else ""))
+    for warning in manifest.performance.get("warnings") or []:
+        head.add_row("[yellow]warning[/]", escape(str(warning)))
     io = Table("tensor", "name", "shape", "dtype", "layout", title_justify="left")
     for kind, specs in (("input", manifest.inputs), ("output", manifest.outputs)):
         for s in specs:

@@ -130,15 +130,15 @@ def _run(model: Any, run: _Run) -> OptimizeResult:
     # Every candidate is timed, in one interleaved run, so the report shows what each try
     # costs; only the finalists can win.
     with steps.step(f"Timing {len(candidates)} candidate(s) side by side") as advance:
-        latencies = compare_latency({c.name: c.path for c in candidates}, [data.validation[:1]], threads=threads,
-                                    progress=advance)
+        measured = compare_latency({c.name: c.path for c in candidates}, [data.validation[:1]], threads=threads,
+                                   reference="fp32", progress=advance)
     for c in candidates:
-        c.latency = latencies[c.name]
-    winner, reason = choose(chosen, candidates, options.max_drop, options.precision)
+        c.latency = measured.latency[c.name]
+    winner, reason = choose(chosen, candidates, options.max_drop, options.precision, measured.timing)
     task_spec = winner.task or data.task  # a detector cut at its heads decodes its own way
     report = build_report(profile, ref.source, ref.prepared, data.spec, task_spec, data.loaded,
-                          (len(data.calibration), len(data.validation)), candidates, winner, reason,
-                          options.max_drop, run.started)
+                          (len(data.calibration), len(data.validation)), candidates, (winner, reason),
+                          measured.timing, options.max_drop, run.started)
     return _write(run, ref, data, winner, report)
 
 
@@ -232,7 +232,8 @@ def _write(run: _Run, ref: _Reference, data: _Data, winner: Candidate, report: O
         "validation": report.validation.model_dump(),
         # the cost travels with the bundle: a device without the onnx package cannot count it
         "performance": {"machine": report.machine.model_dump(), "latency_ms": report.latency_ms.model_dump(),
-                        "cost": _cost(winner.path)},
+                        "cost": _cost(winner.path), "timing": report.timing.model_dump(),
+                        "warnings": list(report.warnings)},
         # statistics of what the device will see: the shipped model's own outputs
         "baseline": _baseline(data.calibration, run_all(winner.path, [data.calibration[:32]], threads=threads)),
     }

@@ -44,6 +44,20 @@ class Agreement:
     optimized: float
     samples: int
     details: dict[str, float] = field(default_factory=dict)
+    trials: float | None = None  # what ``optimized`` is a share of: samples (top-1), the mean box count (F1)
+
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        """The 95 % Wilson interval of ``optimized``, in percent; None for a metric that is no share (cosine)."""
+        if self.trials is None:
+            return None
+        lo, hi = wilson(self.optimized / 100.0 * self.trials, self.trials)
+        return 100.0 * lo, 100.0 * hi
+
+    @property
+    def point_value(self) -> float | None:
+        """What one sample (one box for F1) is worth, in percentage points; None for a metric that is no share."""
+        return None if not self.trials else 100.0 / self.trials
 
     @property
     def drop(self) -> float:
@@ -64,7 +78,38 @@ class Agreement:
             max_drop=max_drop,
             passed=self.passed(max_drop),
             details=dict(self.details),
+            ci95=None if self.ci95 is None else [round(self.ci95[0], 2), round(self.ci95[1], 2)],
         )
+
+    def resolution_warning(self, max_drop: float) -> str | None:
+        """Why the held-out set cannot resolve the budget (one sample worth more than half of it), or None."""
+        point = self.point_value
+        if point is None or max_drop <= 0 or point <= max_drop / 2:
+            return None
+        unit, units = ("box", "boxes") if self.metric == "detection_f1" else ("sample", "samples")
+        ci = self.ci95
+        assert ci is not None
+        return (f"the held-out set cannot resolve the {max_drop:g}-point budget: one {unit} is worth {point:.2f} "
+                f"points, more than half of it, so pass or miss turns on one or two {units} (the 95% interval of "
+                f"{self.metric} is {ci[0]:.1f}-{ci[1]:.1f}%, {self.samples} samples); give more --calib data: "
+                f"{math.ceil(200.0 / max_drop)} held-out {units} or more would resolve it")
+
+
+Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
+
+
+def wilson(successes: float, trials: float, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a share ``successes / trials`` (95 % by default), as fractions.
+
+    Unlike the normal approximation it stays within 0..1 and is not zero-width at 0 % or 100 %,
+    which is where agreement usually lies (Wilson 1927; Brown, Cai and DasGupta 2001)."""
+    if trials <= 0:
+        raise ValueError(f"trials must be positive, got {trials}")
+    share = successes / trials
+    denominator = 1.0 + z * z / trials
+    centre = (share + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def compare_outputs(task: TaskSpec, reference: Sequence[Outputs], optimized: Sequence[Outputs]) -> Agreement:
@@ -148,6 +193,7 @@ def _classification(reference: Sequence[Outputs], optimized: Sequence[Outputs]) 
         optimized=100.0 * float(np.mean(top1)),
         samples=len(reference),
         details={"top5_overlap": 100.0 * float(np.mean(overlap)), "mean_cosine": float(np.mean(cosines))},
+        trials=float(len(reference)),
     )
 
 
@@ -211,6 +257,7 @@ def _detection(task: TaskSpec, reference: Sequence[Outputs], optimized: Sequence
             "mean_iou": float(np.mean(ious)) if ious else 0.0,
             **counts,
         },
+        trials=(n_opt + n_ref) / 2.0,  # F1 = matches / the mean of the two box counts
     )
 
 

@@ -102,9 +102,13 @@ def test_the_flag_table_covers_every_option_flag() -> None:
 
 
 REPORT_KEYS = ["source", "target", "prepare", "preprocess", "task", "data", "candidates", "winner", "reason",
-               "latency_ms", "validation", "machine", "seconds"]
-CANDIDATE_KEYS = ["name", "precision", "latency_ms", "speedup", "metric", "value", "drop", "details", "passed",
-                  "size_bytes", "excluded_nodes", "passes", "note", "blocker"]
+               "latency_ms", "validation", "machine", "seconds", "timing", "warnings"]
+CANDIDATE_KEYS = ["name", "precision", "latency_ms", "speedup", "speedup_ci95", "metric", "value", "drop", "details",
+                  "passed", "size_bytes", "excluded_nodes", "passes", "note", "blocker"]
+TIMING_KEYS = ["rounds", "seconds", "stopped", "contention_pct", "other_cpu_pct", "steal_pct", "contention_limit_pct",
+               "resolved", "speedup_ci95"]
+CLI_KEYS = ["bundle", "precision", "candidate", "target", "latency_ms", "speedup", "validation", "candidates",
+            "reason", "seconds", "timing", "warnings"]
 
 
 def test_the_report_is_typed_and_writes_the_same_json(tmp_path: Path, photo_dir: Path) -> None:
@@ -120,6 +124,14 @@ def test_the_report_is_typed_and_writes_the_same_json(tmp_path: Path, photo_dir:
     assert written == json.loads(json.dumps(report.to_json(), default=str))
     again = OptimizeReport.model_validate(written).to_json()  # every key typed, none lost
     assert json.loads(json.dumps(again)) == written
+    assert list(written["timing"]) == TIMING_KEYS and written["timing"]["speedup_ci95"] == [1.0, 1.0]
+    assert written["timing"]["stopped"] == "resolved" and written["timing"]["rounds"] >= 10
+    assert isinstance(written["warnings"], list) and all(isinstance(w, str) for w in written["warnings"])
+    lo, hi = written["validation"]["ci95"]  # 64 held-out samples all agreeing: Wilson's 94.3-100
+    assert written["validation"]["optimized"] == 100.0 and lo == pytest.approx(94.34, abs=0.01) and hi == 100.0
+    assert written["candidates"][0]["speedup_ci95"] == [1.0, 1.0]
     cli = result.to_json()
+    assert list(cli) == CLI_KEYS
     assert cli["validation"] == written["validation"] and cli["candidates"] == written["candidates"]
     assert cli["latency_ms"] == written["latency_ms"] and cli["seconds"] == written["seconds"]
+    assert cli["timing"] == written["timing"] and cli["warnings"] == written["warnings"]

@@ -11,7 +11,7 @@ import pytest
 from device_agent.bundle.manifest import PreprocessSpec
 from edgekit.content import samples
 from edgekit.errors import CalibrationError, UsageError
-from edgekit.optimize.calibration import CalibrationSet, load_calibration
+from edgekit.optimize.calibration import VIDEO_HELDOUT, VIDEO_MIN_CALIB, CalibrationSet, load_calibration
 
 pytest.importorskip("skimage")
 
@@ -140,6 +140,18 @@ def test_split_is_disjoint_and_deterministic() -> None:
     assert len(tiny_calib) == 1 and len(tiny_val) == 1
     with pytest.raises(CalibrationError, match="need at least 2"):
         CalibrationSet(np.zeros((1, 1), np.float32), "x", "npy", ("a",)).split()
+
+
+def test_a_video_gives_the_held_out_set_the_frames_it_needs() -> None:
+    def split(n: int, kind: str) -> tuple[int, int]:
+        calib, val = CalibrationSet(np.zeros((n, 1), np.float32), "x", kind, tuple(map(str, range(n)))).split()
+        return len(calib), len(val)
+
+    assert split(100, "video") == (VIDEO_MIN_CALIB, 100 - VIDEO_MIN_CALIB)  # the demo's 10 s clip: 68, not 40
+    assert split(500, "video") == (300, VIDEO_HELDOUT)  # a longer video: one frame is 0.5 points
+    assert split(1000, "video") == (300, 400)  # 40 % when that is more
+    assert split(20, "video") == (12, 8) and split(2, "video") == (1, 1)  # as before when it cannot
+    assert split(100, "images") == (60, 40) and split(100, "npy") == (60, 40)  # photos: unchanged
 
 
 def _corrupt_jpgs(folder: Path) -> Path:

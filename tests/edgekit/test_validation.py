@@ -9,7 +9,7 @@ import pytest
 
 from device_agent.bundle.manifest import TaskSpec
 from edgekit.errors import EdgeKitError
-from edgekit.optimize.validation import Agreement, compare_outputs, cosine, snr_db
+from edgekit.optimize.validation import Agreement, compare_outputs, cosine, snr_db, wilson
 
 CLS_TASK = TaskSpec(kind="classification", decoder="softmax-topk")
 DET_TASK = TaskSpec(kind="detection", decoder="yolov8", labels=["cat", "dog"], score_threshold=0.25)
@@ -157,3 +157,45 @@ def test_agreement_to_validation_info() -> None:
     assert (info.metric, info.samples, info.optimized, info.max_drop, info.passed) == (
         "top1_agreement", 200, 98.5, 1.0, False,
     )
+
+
+@pytest.mark.parametrize(("successes", "trials", "lo", "hi"), [
+    (8, 10, 0.4902, 0.9433),  # Newcombe (1998), Table I; the same as scipy's binomtest(...).proportion_ci("wilson")
+    (0, 10, 0.0, 0.2775),
+    (10, 10, 0.7225, 1.0),
+    (50, 100, 0.4038, 0.5962),
+    (118, 120, 0.9413, 0.9954),
+])
+def test_wilson_interval_known_values(successes: int, trials: int, lo: float, hi: float) -> None:
+    got = wilson(successes, trials)
+    assert got == pytest.approx((lo, hi), abs=1e-4)
+    with pytest.raises(ValueError, match="trials must be positive"):
+        wilson(0, 0)
+
+
+def test_agreement_carries_its_interval_into_the_manifest() -> None:
+    samples = [logits(i % 4) for i in range(40)]
+    flipped = [logits((i + 1) % 4) if i < 2 else s for i, s in enumerate(samples)]
+    agreement = compare_outputs(CLS_TASK, samples, flipped)
+    assert agreement.optimized == 95.0 and agreement.trials == 40
+    lo, hi = agreement.ci95 or (0.0, 0.0)
+    assert (lo, hi) == pytest.approx((83.5, 98.62), abs=0.01)
+    info = agreement.to_validation_info(max_drop=5.0)
+    assert info.ci95 == [pytest.approx(83.5, abs=0.01), pytest.approx(98.62, abs=0.01)]
+    raw = compare_outputs(RAW_TASK, [[np.ones(4)]], [[np.ones(4)]])
+    assert raw.ci95 is None and raw.to_validation_info(max_drop=1.0).ci95 is None  # a mean cosine is no share
+
+
+def test_a_held_out_set_too_small_for_the_budget_is_named() -> None:
+    forty = Agreement(metric="top1_agreement", reference=100.0, optimized=97.5, samples=40, trials=40.0)
+    warning = forty.resolution_warning(2.0)  # the demo's video: one frame is 2.5 points of a 2-point budget
+    assert warning is not None
+    assert "cannot resolve the 2-point budget: one sample is worth 2.50 points" in warning
+    assert "40 samples" in warning and "100 held-out samples or more would resolve it" in warning
+    assert forty.resolution_warning(5.0) is None  # 2.5 points is half of 5: resolved
+    enough = Agreement(metric="top1_agreement", reference=100.0, optimized=99.5, samples=200, trials=200.0)
+    assert enough.resolution_warning(1.0) is None and enough.resolution_warning(0.0) is None
+    boxes = Agreement(metric="detection_f1", reference=100.0, optimized=90.0, samples=8, trials=10.0)
+    assert "one box is worth 10.00 points" in (boxes.resolution_warning(3.0) or "")
+    cosine_only = Agreement(metric="cosine_similarity", reference=100.0, optimized=99.0, samples=3)
+    assert cosine_only.resolution_warning(0.1) is None
