@@ -107,7 +107,7 @@ CANDIDATE_KEYS = ["name", "precision", "latency_ms", "speedup", "speedup_ci95", 
                   "passed", "size_bytes", "excluded_nodes", "passes", "note", "blocker"]
 TIMING_KEYS = ["rounds", "seconds", "stopped", "contention_pct", "other_cpu_pct", "steal_pct", "contention_limit_pct",
                "resolved", "speedup_ci95"]
-CLI_KEYS = ["bundle", "precision", "candidate", "target", "latency_ms", "speedup", "validation", "candidates",
+CLI_KEYS = ["v", "bundle", "precision", "candidate", "target", "latency_ms", "speedup", "validation", "candidates",
             "reason", "seconds", "timing", "warnings"]
 
 
