@@ -1,6 +1,9 @@
-.PHONY: setup demo lint test test-arm64 bench
+.PHONY: setup lock demo lint test test-arm64 bench
 setup:
 	scripts/setup.sh
+# constraints.txt from the tested .venv (not reinstalled from the old lock first), resolved against PyPI alone
+lock:
+	.venv/bin/python scripts/lock.py
 demo:
 	scripts/demo.sh
 lint:

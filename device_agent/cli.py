@@ -22,7 +22,7 @@ from device_agent import __version__
 from device_agent.bench.flags import add_bench_flags, options_from_args
 from device_agent.command_line import JSON_VERSION, Parser, UsageExit, print_error_document, wants_json
 from device_agent.errors import AgentError
-from device_agent.install.board import BOARD_KINDS
+from device_agent.install.board import BOARD_KINDS, RUNTIME_EXTRAS
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -99,19 +99,24 @@ def _install_parser(sub: _Subparsers, name: str) -> None:
     install = sub.add_parser(
         name,
         help="install the agent as a systemd service (Raspberry Pi, Jetson, any Linux)",
-        description="Detect the board, create the virtual environment /opt/edgekit-agent with the runtime that "
-        "suits it (LiteRT on a Raspberry Pi, onnxruntime-gpu on a Jetson, CPU onnxruntime otherwise), write "
+        description="Detect the board, create the virtual environment /opt/edgekit-agent with the agent and the one "
+        "runtime that suits it (edgekit[agent,tflite], LiteRT, on a Raspberry Pi; edgekit[agent,onnx] elsewhere: "
+        "onnxruntime-gpu on a Jetson, CPU onnxruntime otherwise; --runtime overrides), write "
         "/etc/edgekit/agent.toml from a template (never over an existing one), create the service user and "
         "/var/lib/edgekit-agent, and install and enable edgekit-agent.service (notify + watchdog, restart on "
         "failure, hardened, logs in the journal). Running it again upgrades and keeps config, outbox and bundles.",
         epilog="examples:\n  sudo edgekit-agent install --device-id cam-01 --broker mqtt.local:1883\n"
         "  sudo edgekit-agent install --board jetson --onnxruntime-wheel "
         "onnxruntime_gpu-1.19.0-cp310-linux_aarch64.whl\n"
+        "  sudo edgekit-agent install --board raspberry-pi --runtime onnx\n"
         "  edgekit-agent install --root /tmp/image --dry-run",
     )
     install.add_argument("--root", default="/", help="install into this staging root instead of / (default /)")
     install.add_argument("--dry-run", action="store_true", help="print every step without doing it")
     install.add_argument("--board", choices=list(BOARD_KINDS), help="skip detection: the board kind")
+    install.add_argument("--runtime", choices=list(RUNTIME_EXTRAS),
+                         help="the runtime extra to install instead of the board's (tflite on a Raspberry Pi, onnx "
+                         "elsewhere): the one the bundles for this device need")
     install.add_argument("--package", default="", help="pip requirement or path of the agent package "
                          "(default: the source this agent runs from, else edgekit from PyPI)")
     install.add_argument("--onnxruntime-wheel", help="Jetson: NVIDIA's onnxruntime-gpu wheel (file or URL)")
@@ -229,7 +234,7 @@ def _install(args: argparse.Namespace) -> int:
 
     os.umask(0o022)  # the environment and the unit must be readable by the service user, whatever root's umask
     root = Path(args.root)
-    board = board_for(args.board) if args.board else detect_board(root)
+    board = board_for(args.board, runtime=args.runtime) if args.board else detect_board(root, runtime=args.runtime)
     options = InstallOptions(board=board, root=root, package=args.package, onnxruntime_wheel=args.onnxruntime_wheel,
                              index_url=args.index_url, venv=not args.no_venv, device_id=args.device_id,
                              source=args.source, broker=args.broker, start=not args.no_start)

@@ -4,12 +4,13 @@
 #
 #   sudo sh scripts/install-agent.sh --device-id cam-01 --broker mqtt.local:1883
 #
-# It creates the virtual environment /opt/edgekit-agent, installs the agent into it (from this
-# checkout when run from one, else `--package SPEC`, default edgekit from PyPI), then hands over
-# to `edgekit-agent install`, which detects the board, adds its runtime (LiteRT on a Pi,
-# onnxruntime-gpu on a Jetson with --onnxruntime-wheel/--index-url), writes the config, the
-# service user, the state directories and the unit, and enables it. Every option after the
-# script's own goes to `edgekit-agent install` (see `edgekit-agent install --help`).
+# It creates the virtual environment /opt/edgekit-agent, installs the agent into it without a
+# runtime (edgekit[agent], from this checkout when run from one, else `--package SPEC`, default
+# edgekit from PyPI), then hands over to `edgekit-agent install`, which detects the board, adds
+# its one runtime (edgekit[agent,tflite] on a Pi, edgekit[agent,onnx] elsewhere, `--runtime
+# onnx|tflite` to choose; onnxruntime-gpu on a Jetson with --onnxruntime-wheel/--index-url),
+# writes the config, the service user, the state directories and the unit, and enables it.
+# Every option goes to `edgekit-agent install` (see `edgekit-agent install --help`).
 # Running it again upgrades and keeps /etc/edgekit/agent.toml, the outbox and the bundles.
 set -eu
 umask 022  # the environment must be readable by the service user, whatever root's umask

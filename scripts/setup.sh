@@ -2,14 +2,22 @@
 # Set up a fresh machine for EdgeKit: a virtual environment in .venv with every extra,
 # and the Mosquitto broker the agent's tests run against. Idempotent: a second run only
 # checks. Needs Python >= 3.10 with venv; installs Mosquitto with apt-get when it can.
+# Every package comes from the lock, constraints.txt: exactly the versions CI tested
+# (`make lock` regenerates it). EDGEKIT_CONSTRAINTS= (empty) installs without it: pip's
+# choice within pyproject.toml's ranges.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${EDGEKIT_VENV:-.venv}
-# torch pinned: on this project's machines 2.13.0 is a local CPU build; an unpinned
-# 'torch' would pull the newest release with several GB of CUDA libraries.
-TORCH=${EDGEKIT_TORCH:-torch==2.13.0}
+LOCK=${EDGEKIT_CONSTRAINTS-constraints.txt}
+# torch pinned first, to the lock's version: on this project's machines that is a local CPU
+# build; an unpinned 'torch' would pull the newest release with several GB of CUDA libraries.
+# EDGEKIT_TORCH chooses another (with EDGEKIT_CONSTRAINTS= unless the lock agrees).
+TORCH=${EDGEKIT_TORCH:-$(sed -n 's/^\(torch==[^ ]*\).*/\1/p' constraints.txt)}
+TORCH=${TORCH:-torch}
+lock=()
+[ -z "$LOCK" ] || lock=(-c "$LOCK")
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
@@ -30,11 +38,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 stamp="$VENV/.edgekit-installed"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  log "installing $TORCH and edgekit[all] into $VENV"
-  "$PY" -m pip install -q --upgrade pip
-  "$PY" -m pip install -q "$TORCH"
-  "$PY" -m pip install -q -e '.[all]'
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || { [ -n "$LOCK" ] && [ "$LOCK" -nt "$stamp" ]; }; then
+  log "installing $TORCH and edgekit[all] into $VENV${LOCK:+ (locked: $LOCK)}"
+  "$PY" -m pip install -q ${lock[@]+"${lock[@]}"} --upgrade pip
+  # --build-constraint (pip >= 25.3, which the lock's pip is): the editable build's setuptools is locked too
+  [ -z "$LOCK" ] || lock+=(--build-constraint "$LOCK")
+  "$PY" -m pip install -q ${lock[@]+"${lock[@]}"} "$TORCH"
+  "$PY" -m pip install -q ${lock[@]+"${lock[@]}"} -e '.[all]'
   touch "$stamp"
 fi
 log "ready: $("$PY" -c 'import edgekit, onnxruntime, numpy; print("edgekit", edgekit.__version__, "onnxruntime", onnxruntime.__version__, "numpy", numpy.__version__)')"

@@ -64,7 +64,7 @@ def default_package() -> str:
 
 
 def requirement(package: str, extras: tuple[str, ...]) -> str:
-    """``package`` with ``extras``: ``/src`` -> ``/src[agent]``, ``edgekit==1`` -> ``edgekit[agent]==1``."""
+    """``package`` with ``extras``: ``/src`` -> ``/src[agent,onnx]``, ``edgekit==1`` -> ``edgekit[agent,onnx]==1``."""
     wanted = ",".join(extras)
     if package.startswith((".", "/")) or Path(package).exists():
         return f"{package}[{wanted}]"
@@ -133,7 +133,7 @@ def install_steps(o: InstallOptions) -> list[Step]:
         steps.append(Step("packages", f"pip install --upgrade {req!r} into {venv}",
                           lambda: _run([str(python), "-m", "pip", "install", "--quiet", "--upgrade", req],
                                        f"installing {req}") and None))
-        if o.board.kind == "jetson":
+        if o.board.runtime == "onnxruntime-gpu":
             steps.append(_jetson_runtime(o, python))
     steps.append(Step("user", f"service user {files.USER!r} in group video ({_at(root, files.SYSUSERS)})",
                       lambda: _make_user(root)))

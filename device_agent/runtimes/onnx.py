@@ -37,7 +37,7 @@ class OnnxRuntime(Runtime):
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise MissingDependencyError("onnxruntime", "agent", "running an ONNX model") from exc
+            raise MissingDependencyError("onnxruntime", "onnx", "running an ONNX model") from exc
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads > 0:

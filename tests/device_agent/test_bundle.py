@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,14 @@ def test_agent_verify_command(copy: Path, capsys: pytest.CaptureFixture[str]) ->
     (copy / "model.int8.onnx").write_bytes(b"garbage")
     assert agent_main(["verify", str(copy)]) == 2
     assert "file-size" in capsys.readouterr().err
+
+
+def test_agent_verify_names_the_runtime_extra_a_bundle_needs(copy: Path, capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ONNX bundle on a device installed as edgekit[agent,tflite]: exit 2 and the extra to add."""
+    from device_agent.cli import main as agent_main
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails, as when not installed
+    assert agent_main(["verify", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "MissingDependencyError" in err and "pip install 'edgekit[onnx]'" in err, err

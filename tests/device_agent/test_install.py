@@ -13,6 +13,7 @@ import tomllib
 
 from device_agent.cli import main
 from device_agent.install import detect_board, files
+from device_agent.install.board import BoardKind, RuntimeExtra, board_for
 from device_agent.service.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,6 +48,50 @@ def test_board_detection_from_the_device_tree_and_l4t(tmp_path: Path) -> None:
     assert detect_board(tmp_path / "none", machine="x86_64").runtime == "onnxruntime"
 
 
+@pytest.mark.parametrize(("kind", "runtime", "extras", "engine"), [
+    ("raspberry-pi", None, ("agent", "tflite"), "tflite"),
+    ("jetson", None, ("agent", "onnx"), "onnxruntime-gpu"),
+    ("arm64", None, ("agent", "onnx"), "onnxruntime"),
+    ("x86_64", None, ("agent", "onnx"), "onnxruntime"),
+    ("other", None, ("agent", "onnx"), "onnxruntime"),
+    ("raspberry-pi", "onnx", ("agent", "onnx"), "onnxruntime"),
+    ("jetson", "tflite", ("agent", "tflite"), "tflite"),
+    ("x86_64", "tflite", ("agent", "tflite"), "tflite"),
+])
+def test_each_board_installs_the_agent_and_exactly_one_runtime(kind: BoardKind, runtime: RuntimeExtra | None,
+                                                               extras: tuple[str, ...], engine: str) -> None:
+    board = board_for(kind, runtime=runtime)
+    assert (board.extras, board.runtime) == (extras, engine)
+    assert f"edgekit[{','.join(extras)}]" in board.describe()
+
+
+def test_detection_takes_the_runtime_override(tmp_path: Path) -> None:
+    (tmp_path / "proc/device-tree").mkdir(parents=True)
+    (tmp_path / "proc/device-tree/model").write_bytes(b"Raspberry Pi 4 Model B Rev 1.5\0")
+    board = detect_board(tmp_path, machine="aarch64", runtime="onnx")
+    assert (board.kind, board.runtime, board.extras) == ("raspberry-pi", "onnxruntime", ("agent", "onnx"))
+    assert board.model == "Raspberry Pi 4 Model B Rev 1.5"
+
+
+def test_the_runtime_flag_picks_the_extra_the_installer_installs(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "r"
+    assert _install(root, "--dry-run", "--board", "raspberry-pi", "--package", "edgekit==0.1.0") == 0
+    out = capsys.readouterr().out
+    assert "'edgekit[agent,tflite]==0.1.0'" in out and "gpu-runtime" not in out
+    assert _install(root, "--dry-run", "--board", "raspberry-pi", "--runtime", "onnx",
+                    "--package", "edgekit==0.1.0") == 0
+    out = capsys.readouterr().out
+    assert "'edgekit[agent,onnx]==0.1.0'" in out and "runtime onnxruntime, edgekit[agent,onnx]" in out
+    assert _install(root, "--dry-run", "--board", "jetson", "--runtime", "tflite", "--package", "edgekit==0.1.0") == 0
+    out = capsys.readouterr().out  # LiteRT on a Jetson: no onnxruntime-gpu to swap in
+    assert "'edgekit[agent,tflite]==0.1.0'" in out and "gpu-runtime" not in out
+    assert not root.exists()
+    with pytest.raises(SystemExit) as info:
+        main(["install", "--runtime", "tensorrt"])
+    assert info.value.code == 2 and "--runtime" in capsys.readouterr().err
+
+
 def test_every_file_of_the_staged_install(staged: Path) -> None:
     config = staged / "etc/edgekit/agent.toml"
     parsed = tomllib.loads(config.read_text())
@@ -75,6 +120,14 @@ def test_every_file_of_the_staged_install(staged: Path) -> None:
     assert out.startswith("edgekit-agent ")
     python = staged / "opt/edgekit-agent/bin/python"
     subprocess.run([str(python), "-c", "import ai_edge_litert.interpreter, cv2, paho.mqtt"], check=True)
+
+
+def test_a_staged_raspberry_pi_has_one_runtime(staged: Path) -> None:
+    """edgekit[agent,tflite]: LiteRT, and no onnxruntime that a TFLite bundle would never use."""
+    python = staged / "opt/edgekit-agent/bin/python"
+    probe = subprocess.run([str(python), "-c", "import importlib.util as u; print(u.find_spec('onnxruntime'))"],
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "None"
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
@@ -156,3 +209,4 @@ def test_the_agent_help_documents_install() -> None:
     out = subprocess.run([sys.executable, "-m", "device_agent.cli", "install", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "/opt/edgekit-agent" in out and "--root" in out and "--dry-run" in out and "--onnxruntime-wheel" in out
+    assert "--runtime {onnx,tflite}" in out

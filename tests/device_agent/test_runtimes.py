@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from device_agent.errors import RuntimeLoadError
+from device_agent.errors import MissingDependencyError, RuntimeLoadError
 from device_agent.runtimes import create_runtime, runtime_for_file
 from tests.support.tinymodels import tiny_classifier, tiny_tflite
 
@@ -50,3 +51,21 @@ def test_missing_file_and_unknown_runtime(tmp_path: Path) -> None:
         create_runtime("tensorrt", tmp_path / "x.onnx")
     with pytest.raises(RuntimeLoadError, match=r"expected a .onnx or .tflite file"):
         runtime_for_file("model.pb")
+
+
+@pytest.mark.parametrize(("key", "hidden", "extra"), [
+    ("onnxruntime", ("onnxruntime",), "onnx"),
+    ("tflite", ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter"),
+     "tflite"),
+])
+def test_a_runtime_that_is_not_installed_names_its_extra(key: str, hidden: tuple[str, ...], extra: str,
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent installs one runtime (edgekit[agent,onnx] or edgekit[agent,tflite]); a bundle for the other
+    one says which extra to add, not an ImportError."""
+    path = tmp_path / ("model.onnx" if key == "onnxruntime" else "model.tflite")
+    path.touch()  # the runtime's import fails before the file is read
+    for module in hidden:
+        monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError, as when absent
+    with pytest.raises(MissingDependencyError, match=rf"pip install 'edgekit\[{extra}\]'") as info:
+        create_runtime(key, path)
+    assert info.value.extra == extra and info.value.exit_code == 2
