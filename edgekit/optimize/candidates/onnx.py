@@ -136,10 +136,16 @@ def _int8_corrected(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> 
     The correction is kept only if it raises the output SNR on calibration samples other
     than the ones it was fitted on; otherwise the plain quantized model is used. The plain
     model stays at ``reports[0].dst`` (the chain ranking starts from it).
+
+    Work done once per run and shared by every try: the calibration ranges (``int8-ranges.json``),
+    the per-layer bias shifts measured on the first (full INT8) model (``int8-bias-shifts.json``:
+    a mixed try moves the layers it still quantizes by them, see ``correct_bias``), and the
+    reference's outputs on the check samples (:meth:`Workspace.check_set`).
     """
     quantized = _int8(ws, dst.with_suffix(".raw.onnx"), exclude)
     corrected = PASSES["onnx-int8-bias-correction"](quantized.dst, dst, reference=ws.reference,
-                                                    calibration=ws.calibration, input_names=ws.input_names)
+                                                    calibration=ws.calibration, input_names=ws.input_names,
+                                                    shift_cache=ws.work_dir / "int8-bias-shifts.json")
     check, reference = ws.check_set()
     before = snr_db(reference, run_all(quantized.dst, check, threads=ws.threads))
     after = snr_db(reference, run_all(dst, check, threads=ws.threads))
