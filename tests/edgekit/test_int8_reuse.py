@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import converters.onnx_int8 as onnx_int8
-from converters.onnx_bias_correction import correct_bias
+from converters.bias_segments import SegmentRunner
+from converters.onnx_bias_correction import _channel_mean, correct_bias, probe_session
 from converters.onnx_int8 import quantize_int8_static
 from converters.onnx_prepare import prepare_onnx
 from device_agent.bundle.manifest import TaskSpec
@@ -27,7 +28,7 @@ def _reference(tmp_path: Path) -> tuple[Path, list[np.ndarray], list[np.ndarray]
     return reference, calib, held_out
 
 
-def test_calibration_and_bias_shifts_are_measured_once_across_the_tries(tmp_path: Path) -> None:
+def test_calibration_runs_once_and_bias_shifts_are_kept_across_the_tries(tmp_path: Path) -> None:
     reference, calib, held_out = _reference(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
@@ -35,32 +36,57 @@ def test_calibration_and_bias_shifts_are_measured_once_across_the_tries(tmp_path
                    TaskSpec(kind="classification", decoder="softmax-topk"), -1.0, Steps())
     candidates = build_int8(ws)  # a negative budget: every try misses, so every mixed try runs
     assert [c.name for c in candidates] == ["int8", "int8-mixed-1"]
-    quantized = [c.passes[0].details for c in candidates]
-    corrected = [c.passes[1].details for c in candidates]
-    assert [q["calibration"] for q in quantized] == ["measured", "cached"]
-    assert corrected[0]["measured"] == corrected[0]["layers"] == 3 and corrected[0]["reused"] == 0
-    # conv1 -> conv2 stays float: only fc is quantized, and its shift is the one measured on full INT8
-    assert corrected[1]["measured"] == 0 and corrected[1]["reused"] == 1
+    assert [c.passes[0].details["calibration"] for c in candidates] == ["measured", "cached"]
+    full, mixed = (c.passes[1].details for c in candidates)
+    assert (full["measured"], full["reused"]) == (3, 0)
+    assert mixed["measured"] + mixed["reused"] == 3 - len(candidates[1].excluded_nodes)
+    assert (work / "int8-bias-shifts.json").is_file()
 
 
-def test_reused_shifts_give_the_biases_a_measurement_would(tmp_path: Path) -> None:
+def _biases(path: Path) -> dict[str, bytes]:
     import onnx
     from onnx import numpy_helper
 
+    return {i.name: numpy_helper.to_array(i).tobytes() for i in onnx.load(str(path)).graph.initializer}
+
+
+def test_a_layer_upstream_of_every_change_reuses_its_shift_exactly(tmp_path: Path) -> None:
     reference, calib, _ = _reference(tmp_path)
-    quantized = quantize_int8_static(reference, tmp_path / "q.onnx", calibration=calib, input_names=["input"]).dst
+    full = quantize_int8_static(reference, tmp_path / "q.onnx", calibration=calib, input_names=["input"]).dst
+    mixed = quantize_int8_static(reference, tmp_path / "q-fc.onnx", calibration=calib, input_names=["input"],
+                                 nodes_to_exclude=["fc"]).dst
     cache = tmp_path / "shifts.json"
-    measured = correct_bias(quantized, tmp_path / "a.onnx", reference=reference, calibration=calib,
-                            input_names=["input"], shift_cache=cache)
-    reused = correct_bias(quantized, tmp_path / "b.onnx", reference=reference, calibration=calib,
-                          input_names=["input"], shift_cache=cache)
-    assert (measured.details["measured"], reused.details["measured"], reused.details["reused"]) == (3, 0, 3)
-    assert reused.details["mean_abs_shift"] == measured.details["mean_abs_shift"]
 
-    def initializers(path: Path) -> dict[str, bytes]:
-        return {i.name: numpy_helper.to_array(i).tobytes() for i in onnx.load(str(path)).graph.initializer}
+    def correct(src: Path, name: str, shift_cache: Path | None) -> dict[str, object]:
+        return correct_bias(src, tmp_path / name, reference=reference, calibration=calib, input_names=["input"],
+                            shift_cache=shift_cache).details
 
-    assert initializers(tmp_path / "a.onnx") == initializers(tmp_path / "b.onnx")
+    first = correct(full, "a.onnx", cache)
+    again = correct(full, "b.onnx", cache)
+    assert (first["measured"], again["measured"], again["reused"]) == (3, 0, 3)
+    assert again["mean_abs_shift"] == first["mean_abs_shift"]
+    assert _biases(tmp_path / "a.onnx") == _biases(tmp_path / "b.onnx")
+    # fc in float: conv1 and conv2 have the same ancestors as in full INT8, so their shifts are reused
+    reused = correct(mixed, "c.onnx", cache)
+    assert (reused["measured"], reused["reused"]) == (0, 2)
+    correct(mixed, "d.onnx", None)
+    assert _biases(tmp_path / "c.onnx") == _biases(tmp_path / "d.onnx")
+
+
+def test_segments_measure_what_probing_the_whole_model_measures(tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    reference, calib, _ = _reference(tmp_path)
+    quantized = onnx.load(str(quantize_int8_static(reference, tmp_path / "q.onnx", calibration=calib,
+                                                   input_names=["input"]).dst))
+    feeds = [{"input": calib[0][i : i + 1]} for i in range(6)]
+    runner = SegmentRunner(onnx, ort, quantized, feeds)
+    outputs = [node.output[0] for node in quantized.graph.node if node.op_type in ("Conv", "Gemm")]
+    assert len(outputs) == 3
+    for name in outputs:  # one at a time, as bias correction asks
+        whole = _channel_mean(probe_session(onnx, ort, quantized, [name]), [name], feeds)[name]
+        assert np.array_equal(runner.channel_means([name])[name], whole)
 
 
 def test_remembered_weight_quantization_writes_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
