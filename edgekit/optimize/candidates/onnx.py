@@ -138,9 +138,10 @@ def _int8_corrected(ws: Workspace, dst: Path, exclude: tuple[str, ...] = ()) -> 
     model stays at ``reports[0].dst`` (the chain ranking starts from it).
 
     Work done once per run and shared by every try: the calibration ranges (``int8-ranges.json``),
-    the per-layer bias shifts measured on the first (full INT8) model (``int8-bias-shifts.json``:
-    a mixed try moves the layers it still quantizes by them, see ``correct_bias``), and the
-    reference's outputs on the check samples (:meth:`Workspace.check_set`).
+    each weight's quantization (``converters/onnx_int8_memo.py``), the per-layer bias shifts
+    (``int8-bias-shifts.json``: a try takes, exactly, the shift of every layer whose ancestors it
+    leaves as an earlier try quantized them, see ``correct_bias``), and the reference's outputs on
+    the check samples (:meth:`Workspace.check_set`).
     """
     quantized = _int8(ws, dst.with_suffix(".raw.onnx"), exclude)
     corrected = PASSES["onnx-int8-bias-correction"](quantized.dst, dst, reference=ws.reference,
