@@ -20,6 +20,7 @@ import numpy as np
 
 from converters.base import PassReport, register_pass, timed
 from converters.errors import ConversionError, MissingDependencyError
+from converters.onnx_int8_memo import memoized_weight_quantization
 
 Preset = Literal["edgekit", "ort-default"]
 CalibMethod = Literal["minmax", "percentile", "entropy"]
@@ -201,7 +202,8 @@ def quantize_int8_static(
     softmax = _nodes_of(src, ("Softmax",)) if preset == "edgekit" else []
     excluded = list(dict.fromkeys([*nodes_to_exclude, *tail, *softmax]))
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with timed() as elapsed, _quiet_preprocess_hint():
+    calibrated = calibration_cache is None or not calibration_cache.is_file()
+    with timed() as elapsed, _quiet_preprocess_hint(), memoized_weight_quantization():
         try:
             q.quantize_static(
                 str(src),
@@ -224,6 +226,7 @@ def quantize_int8_static(
             "preset": preset,
             "calibrate_method": calibrate_method if preset == "edgekit" else "minmax",
             "calibration_samples": len(calibration[0]),
+            "calibration": "measured" if calibrated else "cached",  # ranges read from calibration_cache
             "excluded_nodes": list(nodes_to_exclude),
             "float_output_tail": tail,
             "int8_compute_nodes": fused,

@@ -138,10 +138,17 @@ def _int8_corrected(ws: Workspace, dst: Path, exclude: tuple[str, ...] = (),
     than the ones it was fitted on; otherwise the plain quantized model is used. The plain
     model stays at ``reports[0].dst`` (the chain ranking starts from it). ``progress(done, total)``
     follows the layers corrected.
+
+    Work done once per run and shared by every try: the calibration ranges (``int8-ranges.json``),
+    each weight's quantization (``converters/onnx_int8_memo.py``), the per-layer bias shifts
+    (``int8-bias-shifts.json``: a try takes, exactly, the shift of every layer whose ancestors it
+    leaves as an earlier try quantized them, see ``correct_bias``), and the reference's outputs on
+    the check samples (:meth:`Workspace.check_set`).
     """
     quantized = _int8(ws, dst.with_suffix(".raw.onnx"), exclude)
     corrected = PASSES["onnx-int8-bias-correction"](quantized.dst, dst, reference=ws.reference,
                                                     calibration=ws.calibration, input_names=ws.input_names,
+                                                    shift_cache=ws.work_dir / "int8-bias-shifts.json",
                                                     progress=progress)
     check, reference = ws.check_set()
     before = snr_db(reference, run_all(quantized.dst, check, threads=ws.threads))
