@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING
 
 from device_agent import __version__
 from device_agent.bench.flags import add_bench_flags, options_from_args
-from device_agent.command_line import JSON_VERSION, Parser, UsageExit, print_error_document, wants_json
+from device_agent.command_line import (
+    JSON_VERSION,
+    Parser,
+    UsageExit,
+    print_error_document,
+    reader_went_away,
+    wants_json,
+)
 from device_agent.errors import AgentError
 from device_agent.install.board import BOARD_KINDS, RUNTIME_EXTRAS
 
@@ -276,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "json", False):
             print_error_document(exc, exc.exit_code)
         return exc.exit_code
+    except BrokenPipeError:
+        return reader_went_away()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -86,3 +87,10 @@ def print_error_document(exc: BaseException, exit_code: int, **extra: Any) -> No
     """Print :func:`error_document` as one line on stdout."""
     print(json.dumps(error_document(exc, exit_code, **extra), default=str), flush=True)
 
+
+def reader_went_away() -> int:
+    """The reader of stdout closed it (``edgekit targets --json | head -c 100``): no traceback, and no
+    second BrokenPipeError when Python flushes stdout at exit. 141 is what a shell reports for SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141

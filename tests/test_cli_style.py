@@ -90,3 +90,29 @@ def test_the_agent_answers_json_on_failure(tmp_path: Path, capsys: pytest.Captur
     assert agent_cli.main(["check-config", str(config), "--json"]) == 2
     doc = json.loads(capsys.readouterr().out)
     assert doc["v"] == 1 and doc["error"]["exit_code"] == 2
+
+
+def test_targets_json_is_versioned(capsys: pytest.CaptureFixture[str]) -> None:
+    assert edgekit_cli.main(["targets", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["v"] == 1 and doc["targets"]["rpi5"]["runtime"] == "tflite"
+
+
+@pytest.mark.parametrize("argv", [["edgekit", "targets", "--json"], ["edgekit-agent", "--help"]])
+def test_a_reader_that_goes_away_gets_no_traceback(argv: list[str]) -> None:
+    """``edgekit targets --json | head -c 10``: stdout's reader is gone before the command writes."""
+    import os
+    import subprocess
+    import sys
+
+    module = "edgekit.cli.main" if argv[0] == "edgekit" else "device_agent.cli"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone: every write raises BrokenPipeError (Python ignores SIGPIPE)
+    try:
+        done = subprocess.run([sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())",
+                               *argv[1:]], stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+                              check=False)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode in (0, 141)  # --help exits through argparse before our handler: 0 is fine there

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from converters.errors import ConversionError
-from device_agent.command_line import Parser, UsageExit, print_error_document, wants_json
+from device_agent.command_line import Parser, UsageExit, print_error_document, reader_went_away, wants_json
 from device_agent.errors import AgentError
 from edgekit import __version__
 from edgekit.cli import bench, inspect_bundle, monitor, optimize, protocol, samples, targets, zoo
@@ -90,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra = {"candidates": exc.candidates} if isinstance(exc, OptimizeFailed) else {}
             print_error_document(exc, exc.exit_code, **extra)
         return exc.exit_code
+    except BrokenPipeError:
+        return reader_went_away()
     except KeyboardInterrupt as exc:
         err.print("interrupted")
         if as_json:

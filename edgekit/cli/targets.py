@@ -8,12 +8,14 @@ from typing import Any
 
 from rich.console import Console
 
+from device_agent.command_line import JSON_VERSION
+
 
 def add_parser(sub: Any) -> None:
     tgt = sub.add_parser("targets", help="list target profiles",
                          description="List the target profiles: built-in ones and those in EDGEKIT_TARGETS_PATH "
                          "or ~/.config/edgekit/targets.")
-    tgt.add_argument("--json", action="store_true", help="print the profiles as JSON")
+    tgt.add_argument("--json", action="store_true", help="print {\"v\": 1, \"targets\": {name: profile}} as JSON")
 
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
@@ -22,7 +24,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     profiles = available_targets()
     if args.json:
-        print(json.dumps({k: v.model_dump() for k, v in profiles.items()}))
+        print(json.dumps({"v": JSON_VERSION, "targets": {k: v.model_dump() for k, v in profiles.items()}}))
     else:
         out.print(targets_table(profiles))
     return 0
