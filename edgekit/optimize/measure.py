@@ -103,6 +103,8 @@ def compare_latency(
     busy = contention(before, snapshot())
     if stopped != "resolved":  # else found is of every round already
         found = speedups(samples, reference)
+        if stopped == "round cap" and settled(found, tolerance):
+            stopped = "resolved"  # a fast model reaches the round cap before min_s: what counts is that it settled
     timing = Timing(rounds=rounds, seconds=round(time.perf_counter() - started, 2), stopped=stopped,
                     other_cpu_pct=busy["other_cpu_pct"], steal_pct=busy["steal_pct"], reference=reference,
                     speedups=found)

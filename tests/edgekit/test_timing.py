@@ -220,3 +220,13 @@ def test_optimize_json_under_burners_carries_the_timing_and_a_warning(
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert manifest["performance"]["timing"]["contention_pct"] == timing["contention_pct"]
     assert manifest["performance"]["warnings"] == result["warnings"]
+
+
+def test_a_fast_model_that_settles_at_the_round_cap_is_resolved(tmp_path: Path) -> None:
+    """A tiny model runs the round cap before the contention window's half second: it is settled all the
+    same (one model: its speedup over itself is exactly 1), so the run says resolved, not round cap."""
+    models = {"fp32": tiny_classifier(tmp_path / "a.onnx")}
+    feeds = [np.random.default_rng(0).normal(size=(1, 3, 32, 32)).astype(np.float32)]
+    timing = compare_latency(models, feeds, threads=1, min_s=30.0, max_rounds=20).timing
+    assert timing.rounds == 20 and timing.stopped == "resolved"
+    assert (timing.speedups["fp32"].lo, timing.speedups["fp32"].hi) == (1.0, 1.0)
