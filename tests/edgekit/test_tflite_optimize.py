@@ -10,10 +10,6 @@ import pytest
 
 pytest.importorskip("torch")
 
-# Real conversions through the isolated litert-torch environment: the tight-budget fixture alone takes
-# about 6 minutes on a quiet 2-core machine and 11 on a busy one, past the suite's 600 s per test.
-pytestmark = pytest.mark.timeout(1800)
-
 from device_agent.service.agent import Agent
 from device_agent.service.config import load_config
 from edgekit.content import samples
@@ -21,6 +17,10 @@ from edgekit.errors import OptimizeFailed, UsageError
 from edgekit.optimize.pipeline import optimize
 from tests.device_agent.test_agent import write_config
 from tests.support.mqtt_broker import Broker, Collector
+
+# Real conversions through the isolated litert-torch environment: the tight-budget fixture alone takes
+# about 6 minutes on a quiet 2-core machine and 11 on a busy one, past the suite's 600 s per test.
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="module")
