@@ -76,7 +76,7 @@ class MonitorState:
         except ProtocolError as exc:
             view.malformed += 1
             view.last_error = exc.problem
-            return {"device": where.device_id, "kind": "error", "topic": topic, "error": str(exc)}
+            return {"v": 1, "device": where.device_id, "kind": "error", "topic": topic, "error": str(exc)}
         message, envelope = received.message, received.envelope
         record = {"device": where.device_id, "kind": where.kind, **received.payload()}
         if isinstance(message, Status):

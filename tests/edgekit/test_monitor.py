@@ -55,6 +55,7 @@ def test_a_malformed_message_is_an_error_record_not_a_crash() -> None:
            state.handle(*_msg("events", 3, kind="alert", state="exploded"))]
     assert [r["kind"] for r in bad if r] == ["error", "error", "error"]
     assert "not JSON" in bad[0]["error"] and "fps" in bad[1]["error"] and "state" in bad[2]["error"]
+    assert all(r["v"] == 1 for r in bad if r)  # every --json line is a versioned document, errors too
     view = state.devices["cam-01"]
     assert (view.results, view.malformed, view.fps) == (1, 3, None)
     assert state.handle("edgekit/v1/cam-01/cmd/bench", b"{}") is None  # commands are not device messages
