@@ -13,6 +13,7 @@ class of its own (``tests/test_errors.py`` holds that line).
     │   └── OptionsError            optimize options that cannot be used (every problem, by field)
     ├── MissingDependencyError      exit 2: an optional package is not installed (names the module and the extra)
     ├── OptimizeFailed              exit 1: no candidate met the accuracy budget
+    ├── StoreError                  exit 1: the hub's database failed (unreachable, corrupt, schema from a newer hub)
     └── RemoteError                 exit 1: a device over MQTT refused, failed or did not answer
 
 :class:`MissingDependencyError` is the agent's :class:`device_agent.errors.MissingDependencyError`
@@ -92,3 +93,12 @@ class OptionsError(UsageError):
     def renamed(self, names: Mapping[str, str]) -> OptionsError:
         """The same error with each field shown by its name in ``names`` (e.g. ``max_drop`` -> ``--max-drop``)."""
         return OptionsError(self.problems, names)
+
+
+class StoreError(EdgeKitError):
+    """The hub's store failed: the database cannot be reached or opened, or its schema is newer than this hub's.
+
+    The message names the store (its URL without the password) and the database's own error.
+    """
+
+    exit_code = 1

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for EdgeKit: a virtual environment in .venv with every extra,
-# and the Mosquitto broker the agent's tests run against. Idempotent: a second run only
-# checks. Needs Python >= 3.10 with venv; installs Mosquitto with apt-get when it can.
+# the Mosquitto broker the agent's tests run against, and PostgreSQL for the hub's store
+# tests. Idempotent: a second run only checks. Needs Python >= 3.10 with venv; installs
+# Mosquitto and PostgreSQL with apt-get when it can.
 # Every package comes from the lock, constraints.txt: exactly the versions CI tested
 # (`make lock` regenerates it). EDGEKIT_CONSTRAINTS= (empty) installs without it: pip's
 # choice within pyproject.toml's ranges.
@@ -29,6 +30,17 @@ if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
     systemctl disable --now mosquitto >/dev/null 2>&1 || true  # the tests start their own on a free port
   else
     log "Mosquitto is not installed and apt-get is not usable here; install it (brew install mosquitto, apt install mosquitto) for the agent's broker tests"
+  fi
+fi
+
+if ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    log "installing PostgreSQL (Debian package) for the hub's store tests"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+    systemctl disable --now postgresql >/dev/null 2>&1 || true  # the tests start a throwaway cluster of their own
+  else
+    log "PostgreSQL is not installed and apt-get is not usable here; install it (apt install postgresql) for the hub's PostgreSQL store tests"
   fi
 fi
 

@@ -1,0 +1,93 @@
+"""The PostgreSQL store's schema, as numbered migrations applied by the hub under an advisory lock.
+
+``results`` is partitioned by day on ``ts`` (declarative range partitioning): a day's partition
+is created when the first result of that day arrives (:func:`partition_ddl`), and retention
+drops whole days instead of deleting their rows one by one. Its primary key includes ``ts``
+because a partitioned table's unique keys must contain the partition key; the dedup key
+``(device, seq)`` is the ``seqs`` table's, claimed before any result is written.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import psycopg
+
+from edgekit.errors import StoreError
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: the first schema
+        "CREATE TABLE counters (name text PRIMARY KEY, value bigint NOT NULL)",
+        "INSERT INTO counters (name, value) VALUES ('results_stored', 0), ('events_stored', 0), "
+        "('metrics_stored', 0), ('duplicates_dropped', 0)",
+        "CREATE TABLE devices (id text PRIMARY KEY, model_name text, model_version text, model_precision text, "
+        "model_ts double precision, agent text, online boolean NOT NULL DEFAULT false, status_ts double precision, "
+        "last_seen double precision, status jsonb, metrics jsonb, metrics_seq bigint)",
+        "CREATE TABLE seqs (device text NOT NULL, seq bigint NOT NULL, boot text NOT NULL, kind text NOT NULL, "
+        "ts timestamptz NOT NULL, PRIMARY KEY (device, seq))",
+        "CREATE INDEX seqs_ts ON seqs (ts)",
+        "CREATE TABLE results (device text NOT NULL, seq bigint NOT NULL, boot text NOT NULL, ts timestamptz NOT NULL, "
+        "model_name text NOT NULL, model_version text NOT NULL, model_precision text NOT NULL, "
+        "payload jsonb NOT NULL, PRIMARY KEY (device, seq, ts)) PARTITION BY RANGE (ts)",
+        "CREATE INDEX results_device_ts ON results (device, ts)",
+        "CREATE INDEX results_ts ON results (ts)",
+        "CREATE TABLE events (device text NOT NULL, seq bigint NOT NULL, boot text NOT NULL, ts timestamptz NOT NULL, "
+        "kind text NOT NULL, payload jsonb NOT NULL, PRIMARY KEY (device, seq))",
+        "CREATE INDEX events_device_ts ON events (device, ts)",
+        "CREATE INDEX events_kind_ts ON events (kind, ts)",
+        "CREATE INDEX events_ts ON events (ts)",
+        "CREATE TABLE metrics (device text NOT NULL, seq bigint NOT NULL, boot text NOT NULL, "
+        "ts timestamptz NOT NULL, payload jsonb NOT NULL, PRIMARY KEY (device, seq))",
+        "CREATE INDEX metrics_device_ts ON metrics (device, ts)",
+        "CREATE INDEX metrics_ts ON metrics (ts)",
+        "CREATE TABLE lost (device text NOT NULL, seq bigint NOT NULL, boot text NOT NULL, ts timestamptz NOT NULL, "
+        "first_seq bigint NOT NULL, last_seq bigint NOT NULL, reason text NOT NULL)",
+        "CREATE INDEX lost_device ON lost (device, first_seq)",
+        "CREATE INDEX lost_ts ON lost (ts)",
+        "CREATE TABLE alerts (id bigserial PRIMARY KEY, device text NOT NULL, kind text NOT NULL, "
+        "ts timestamptz NOT NULL, state text NOT NULL, seq bigint, detail jsonb NOT NULL)",
+        "CREATE INDEX alerts_device_ts ON alerts (device, ts)",
+        "CREATE INDEX alerts_ts ON alerts (ts)",
+    ),
+)
+"""Migration ``n`` (1-based) brings a database from version ``n - 1`` to ``n``."""
+
+_LOCK_KEY = 0x6564676B  # "edgk": one hub migrates at a time
+
+
+def migrate(connection: psycopg.Connection) -> int:
+    """Apply every migration the database lacks in one transaction; returns the version now."""
+    with connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+        row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+        version = int(row[0] or 0) if row else 0
+        if version > len(MIGRATIONS):
+            raise StoreError(f"the store's schema is version {version}, newer than this hub's "
+                             f"{len(MIGRATIONS)}: upgrade edgekit")
+        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in statements:
+                connection.execute(statement)
+            connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+    return len(MIGRATIONS)
+
+
+def partition_name(day: date) -> str:
+    return f"results_d{day:%Y%m%d}"
+
+
+def day_of_partition(name: str) -> date | None:
+    """The day a partition named by :func:`partition_name` holds, None for any other table."""
+    if not name.startswith("results_d") or len(name) != len("results_d") + 8:
+        return None
+    try:
+        return datetime.strptime(name[len("results_d"):], "%Y%m%d").replace(tzinfo=timezone.utc).date()
+    except ValueError:
+        return None
+
+
+def partition_ddl(day: date) -> str:
+    """``CREATE TABLE IF NOT EXISTS`` for the partition of UTC day ``day``."""
+    end = day + timedelta(days=1)
+    return (f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF results "
+            f"FOR VALUES FROM ('{day.isoformat()} 00:00:00+00') TO ('{end.isoformat()} 00:00:00+00')")

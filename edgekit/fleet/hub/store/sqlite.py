@@ -1,0 +1,255 @@
+"""The default store: one SQLite file in WAL mode, nothing to set up.
+
+- **WAL** lets the HTTP side read while the ingest writes: each reading thread has its own
+  connection and sees the last committed batch; the one writer connection is behind a lock.
+- **synchronous=FULL**: the hub acknowledges a message to the broker only after its batch is
+  committed, and the broker then forgets it. With ``NORMAL`` a WAL commit survives a crash of
+  the hub but not a power cut (the WAL is not fsynced at commit), so an acknowledged batch could
+  vanish with no copy left anywhere. ``FULL`` costs one fsync per commit; batching (one
+  transaction per :meth:`~edgekit.fleet.hub.store.base.Store.ingest`) pays it once per batch.
+- **Batched**: a batch's seqs are claimed with one range query per device and written with
+  ``executemany`` inside one ``BEGIN IMMEDIATE`` transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import StoreError
+from edgekit.fleet.hub.store import sqlite_schema
+from edgekit.fleet.hub.store.accounting import account
+from edgekit.fleet.hub.store.base import COUNTERS, DEFAULT_LIMIT, Store, sql_filters
+from edgekit.fleet.hub.store.batch import Batch, ClaimedRows, Key
+from edgekit.fleet.hub.store.records import (
+    Alert,
+    BootSpan,
+    Device,
+    IngestReport,
+    ModelInfo,
+    Retention,
+    RetentionReport,
+    SeqAccount,
+    SeqRange,
+    StoredEvent,
+    StoredMetrics,
+    StoredResult,
+)
+
+
+class SqliteStore(Store):
+    """The store in the SQLite file ``path`` (created with its schema if absent)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = self._connect()
+            with self._lock:
+                self._writer.execute("PRAGMA journal_mode=WAL")
+                sqlite_schema.migrate(self._writer)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the store {self.url}: {type(exc).__name__}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA busy_timeout=30000")
+        self._connections.append(connection)
+        return connection
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreError(f"the store {self.url} is closed")
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            with self._lock:
+                connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._reader().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.url}: {type(exc).__name__}: {exc}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise StoreError(f"the store {self.url} is closed")
+        with self._lock:
+            try:
+                self._writer.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._writer
+                except BaseException:
+                    self._writer.execute("ROLLBACK")
+                    raise
+                self._writer.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.url}: {type(exc).__name__}: {exc}") from exc
+
+    # -- ingest
+
+    def _write(self, batch: Batch) -> IngestReport:
+        with self._transaction() as db:
+            claimed = batch.claimed(self._claim(db, batch))
+            self._insert(db, claimed)
+            self._update_devices(db, batch, claimed)
+            duplicates = batch.duplicates + len(batch.seqs) - sum(claimed.counts().values())
+            counts = claimed.counts()
+            db.executemany("UPDATE counters SET value = value + ? WHERE name = ?",
+                           [(counts["results"], "results_stored"), (counts["events"], "events_stored"),
+                            (counts["metrics"], "metrics_stored"), (duplicates, "duplicates_dropped")])
+        return IngestReport(stored=counts, duplicates=duplicates, statuses=len(batch.statuses))
+
+    @staticmethod
+    def _claim(db: sqlite3.Connection, batch: Batch) -> set[Key]:
+        spans: dict[str, tuple[int, int]] = {}
+        for row in batch.seqs:
+            low, high = spans.get(row.device, (row.seq, row.seq))
+            spans[row.device] = (min(low, row.seq), max(high, row.seq))
+        taken = {(device, seq) for device, (low, high) in spans.items()
+                 for (seq,) in db.execute("SELECT seq FROM seqs WHERE device = ? AND seq BETWEEN ? AND ?",
+                                          (device, low, high))}
+        new = [row for row in batch.seqs if (row.device, row.seq) not in taken]
+        db.executemany("INSERT INTO seqs (device, seq, boot, kind, ts) VALUES (?, ?, ?, ?, ?)",
+                       [(r.device, r.seq, r.boot, r.kind, r.ts) for r in new])
+        return {(r.device, r.seq) for r in new}
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, rows: ClaimedRows) -> None:
+        db.executemany("INSERT INTO results (device, seq, boot, ts, model_name, model_version, model_precision, "
+                       "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       [(r.device, r.seq, r.boot, r.ts, *r.columns, r.payload_json) for r in rows.results])
+        db.executemany("INSERT INTO events (device, seq, boot, ts, kind, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                       [(r.device, r.seq, r.boot, r.ts, *r.columns, r.payload_json) for r in rows.events])
+        db.executemany("INSERT INTO metrics (device, seq, boot, ts, payload) VALUES (?, ?, ?, ?, ?)",
+                       [(r.device, r.seq, r.boot, r.ts, r.payload_json) for r in rows.metrics])
+        db.executemany("INSERT INTO lost (device, seq, boot, ts, first_seq, last_seq, reason) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [(r.device, r.seq, r.boot, r.ts, r.first_seq, r.last_seq, r.reason) for r in rows.lost])
+        db.executemany("INSERT INTO alerts (device, kind, ts, state, seq, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                       [(a.device, a.kind, a.ts, a.state, a.seq, json.dumps(a.detail)) for a in rows.alerts])
+
+    @staticmethod
+    def _update_devices(db: sqlite3.Connection, batch: Batch, rows: ClaimedRows) -> None:
+        db.executemany("INSERT INTO devices (id, last_seen) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET "
+                       "last_seen = max(coalesce(last_seen, 0), excluded.last_seen)", list(batch.seen.items()))
+        db.executemany("UPDATE devices SET online = ?, status_ts = ?, agent = ?, model_name = ?, model_version = ?, "
+                       "model_precision = ?, model_ts = ?, status = ? WHERE id = ? AND coalesce(status_ts, 0) <= ?",
+                       [(s.online, s.ts, s.agent, *s.model, s.ts, s.payload_json, s.device, s.ts)
+                        for s in batch.statuses.values()])
+        newest: dict[str, Any] = {}
+        for r in rows.results:
+            if r.device not in newest or r.ts > newest[r.device].ts:
+                newest[r.device] = r
+        db.executemany("UPDATE devices SET model_name = ?, model_version = ?, model_precision = ?, model_ts = ? "
+                       "WHERE id = ? AND coalesce(model_ts, 0) < ?",
+                       [(*r.columns, r.ts, r.device, r.ts) for r in newest.values()])
+        db.executemany("UPDATE devices SET metrics = ?, metrics_seq = ? WHERE id = ? AND coalesce(metrics_seq, 0) < ?",
+                       [(r.payload_json, r.seq, r.device, r.seq) for r in rows.latest_metrics().values()])
+
+    def record_alert(self, alert: Alert) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO alerts (device, kind, ts, state, seq, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                       (alert.device, alert.kind, alert.ts, alert.state, alert.seq, json.dumps(alert.detail)))
+
+    # -- queries
+
+    def devices(self) -> list[Device]:
+        rows = self._query("SELECT id, model_name, model_version, model_precision, agent, online, last_seen, status, "
+                           "metrics FROM devices ORDER BY id")
+        return [Device(id=r[0], model=ModelInfo(r[1], r[2], r[3]) if r[1] is not None else None, agent=r[4],
+                       online=bool(r[5]), last_seen=r[6], status=_json(r[7]), metrics=_json(r[8])) for r in rows]
+
+    def results(self, *, device: str | None = None, since: float | None = None,
+                limit: int = DEFAULT_LIMIT) -> list[StoredResult]:
+        where, params = sql_filters("?", device=device, since=since)
+        rows = self._query("SELECT device, seq, boot, ts, model_name, model_version, model_precision, payload "
+                           f"FROM results {where} ORDER BY ts DESC, seq DESC LIMIT ?", (*params, limit))
+        return [StoredResult(r[0], r[1], r[2], r[3], ModelInfo(r[4], r[5], r[6]), json.loads(r[7])) for r in rows]
+
+    def events(self, *, device: str | None = None, kind: str | None = None, since: float | None = None,
+               limit: int = DEFAULT_LIMIT) -> list[StoredEvent]:
+        where, params = sql_filters("?", device=device, since=since, kind=kind)
+        rows = self._query(f"SELECT device, seq, boot, ts, kind, payload FROM events {where} "
+                           "ORDER BY ts DESC, seq DESC LIMIT ?", (*params, limit))
+        return [StoredEvent(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    def metrics(self, *, device: str | None = None, since: float | None = None,
+                limit: int = DEFAULT_LIMIT) -> list[StoredMetrics]:
+        where, params = sql_filters("?", device=device, since=since)
+        rows = self._query(f"SELECT device, seq, boot, ts, payload FROM metrics {where} "
+                           "ORDER BY ts DESC, seq DESC LIMIT ?", (*params, limit))
+        return [StoredMetrics(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def alerts(self, *, device: str | None = None, kind: str | None = None, since: float | None = None,
+               limit: int = DEFAULT_LIMIT) -> list[Alert]:
+        where, params = sql_filters("?", device=device, since=since, kind=kind)
+        rows = self._query(f"SELECT device, kind, ts, state, detail, seq FROM alerts {where} "
+                           "ORDER BY ts DESC, id DESC LIMIT ?", (*params, limit))
+        return [Alert(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    def seq_accounts(self, device: str | None = None) -> list[SeqAccount]:
+        where, params = sql_filters("?", device=device)
+        boots: dict[str, list[BootSpan]] = {}
+        for d, boot, low, high, count in self._query(
+                f"SELECT device, boot, min(seq), max(seq), count(*) FROM seqs {where} GROUP BY device, boot", params):
+            boots.setdefault(d, []).append(BootSpan(boot, low, high, count))
+        holes: dict[str, list[SeqRange]] = {}
+        for d, first, last in self._query(
+                "SELECT device, prev + 1, seq - 1 FROM (SELECT device, seq, lag(seq) OVER "
+                f"(PARTITION BY device ORDER BY seq) AS prev FROM seqs {where}) WHERE seq - prev > 1", params):
+            holes.setdefault(d, []).append((first, last))
+        lost: dict[str, list[SeqRange]] = {}
+        for d, first, last in self._query(f"SELECT device, first_seq, last_seq FROM lost {where}", params):
+            lost.setdefault(d, []).append((first, last))
+        return [account(d, boots.get(d, []), holes.get(d, []), lost.get(d, [])) for d in sorted(set(boots) | set(lost))]
+
+    def counters(self) -> dict[str, int]:
+        found = dict(self._query("SELECT name, value FROM counters"))
+        return {name: int(found.get(name, 0)) for name in COUNTERS}
+
+    # -- retention
+
+    def enforce_retention(self, retention: Retention, *, now: float | None = None,
+                          batch_rows: int = 5000) -> RetentionReport:
+        now = time.time() if now is None else now
+        keeps = {"results": retention.keep_results, "events": retention.keep_events,
+                 "metrics": retention.keep_metrics, "alerts": retention.keep_alerts,
+                 "lost": retention.seq_horizon(), "seqs": retention.seq_horizon()}
+        deleted: dict[str, int] = {}
+        for table, keep in keeps.items():
+            if keep is None:
+                continue
+            with self._transaction() as db:  # one short transaction per table: ingest waits for one step at most
+                cursor = db.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "
+                                    "WHERE ts < ? LIMIT ?)", (now - keep.total_seconds(), batch_rows))
+                deleted[table] = cursor.rowcount
+        return RetentionReport(deleted=deleted, more=any(n >= batch_rows for n in deleted.values()))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+
+
+def _json(text: str | None) -> dict[str, Any] | None:
+    return None if text is None else json.loads(text)

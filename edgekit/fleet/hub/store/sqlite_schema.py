@@ -1,0 +1,69 @@
+"""The SQLite store's schema, as numbered migrations: a hub opens an older file and brings it up to date.
+
+``schema_version`` holds the one number of the last migration applied; a file from a newer hub
+(a number this hub does not know) is refused rather than written with the wrong schema.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from edgekit.errors import StoreError
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (  # 1: the first schema
+        "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+        "INSERT INTO counters (name, value) VALUES ('results_stored', 0), ('events_stored', 0), "
+        "('metrics_stored', 0), ('duplicates_dropped', 0)",
+        "CREATE TABLE devices (id TEXT PRIMARY KEY, model_name TEXT, model_version TEXT, model_precision TEXT, "
+        "model_ts REAL, agent TEXT, online INTEGER NOT NULL DEFAULT 0, status_ts REAL, last_seen REAL, status TEXT, "
+        "metrics TEXT, metrics_seq INTEGER)",
+        "CREATE TABLE seqs (device TEXT NOT NULL, seq INTEGER NOT NULL, boot TEXT NOT NULL, kind TEXT NOT NULL, "
+        "ts REAL NOT NULL, PRIMARY KEY (device, seq))",
+        "CREATE INDEX seqs_ts ON seqs (ts)",
+        "CREATE TABLE results (device TEXT NOT NULL, seq INTEGER NOT NULL, boot TEXT NOT NULL, ts REAL NOT NULL, "
+        "model_name TEXT NOT NULL, model_version TEXT NOT NULL, model_precision TEXT NOT NULL, "
+        "payload TEXT NOT NULL, PRIMARY KEY (device, seq))",
+        "CREATE INDEX results_device_ts ON results (device, ts)",
+        "CREATE INDEX results_ts ON results (ts)",
+        "CREATE TABLE events (device TEXT NOT NULL, seq INTEGER NOT NULL, boot TEXT NOT NULL, ts REAL NOT NULL, "
+        "kind TEXT NOT NULL, payload TEXT NOT NULL, PRIMARY KEY (device, seq))",
+        "CREATE INDEX events_device_ts ON events (device, ts)",
+        "CREATE INDEX events_kind_ts ON events (kind, ts)",
+        "CREATE INDEX events_ts ON events (ts)",
+        "CREATE TABLE metrics (device TEXT NOT NULL, seq INTEGER NOT NULL, boot TEXT NOT NULL, ts REAL NOT NULL, "
+        "payload TEXT NOT NULL, PRIMARY KEY (device, seq))",
+        "CREATE INDEX metrics_device_ts ON metrics (device, ts)",
+        "CREATE INDEX metrics_ts ON metrics (ts)",
+        "CREATE TABLE lost (device TEXT NOT NULL, seq INTEGER NOT NULL, boot TEXT NOT NULL, ts REAL NOT NULL, "
+        "first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, reason TEXT NOT NULL)",
+        "CREATE INDEX lost_device ON lost (device, first_seq)",
+        "CREATE INDEX lost_ts ON lost (ts)",
+        "CREATE TABLE alerts (id INTEGER PRIMARY KEY AUTOINCREMENT, device TEXT NOT NULL, kind TEXT NOT NULL, "
+        "ts REAL NOT NULL, state TEXT NOT NULL, seq INTEGER, detail TEXT NOT NULL)",
+        "CREATE INDEX alerts_device_ts ON alerts (device, ts)",
+        "CREATE INDEX alerts_ts ON alerts (ts)",
+    ),
+)
+"""Migration ``n`` (1-based) brings a file from version ``n - 1`` to ``n``."""
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Apply every migration the file lacks, all in one transaction; returns the version now."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+        version = int(row[0] or 0)
+        if version > len(MIGRATIONS):
+            raise StoreError(f"the store's schema is version {version}, newer than this hub's "
+                             f"{len(MIGRATIONS)}: upgrade edgekit")
+        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in statements:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return len(MIGRATIONS)
