@@ -1,6 +1,6 @@
 """The MQTT link's state, told once per change: a log line, an event when the link is back, metrics.
 
-paho retries a lost connection every 1-30 s for as long as it takes. Logging each attempt
+paho retries a lost connection every 1-10 s for as long as it takes. Logging each attempt
 buries the cause under hundreds of identical lines; logging none (as before) left an agent
 that "just stopped publishing". So :class:`LinkMonitor` logs at WARNING when the state or
 the cause changes (up -> down, a new cause while down, down -> up), counts the rest, and

@@ -117,7 +117,9 @@ def test_broker_killed_for_ten_seconds_mid_stream_loses_nothing(
         assert agent.wait(timeout=90) == 0, agent.stdout.read() if agent.stdout else ""
     finally:
         agent.kill()
-    assert collector.wait_for(lambda c: len(c.received("/results")) >= 300, timeout=30)
+    log = agent.stdout.read() if agent.stdout else ""  # its shutdown line says what it left in the outbox
+    assert collector.wait_for(lambda c: len(c.received("/results")) >= 300, timeout=30), (
+        f"{len(collector.received('/results'))} of 300 results arrived; the agent's log ends:\n{log[-2000:]}")
     seqs = sorted({b["seq"] for _, b, _ in collector.messages if "seq" in b})
     assert no_holes(seqs), f"missing: {sorted(set(range(1, seqs[-1] + 1)) - set(seqs))[:20]}"
     frame_ids = [b["frame"]["id"] for b in sorted(collector.received("/results"), key=lambda b: b["seq"])]
