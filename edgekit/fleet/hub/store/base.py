@@ -23,14 +23,17 @@ from types import TracebackType
 from typing import Any
 
 from device_agent.protocol import Received
+from edgekit.fleet.hub.store.accounting import account
 from edgekit.fleet.hub.store.batch import Batch, prepare
 from edgekit.fleet.hub.store.records import (
     Alert,
+    BootSpan,
     Device,
     IngestReport,
     Retention,
     RetentionReport,
     SeqAccount,
+    SeqRange,
     Stats,
     StoredEvent,
     StoredMetrics,
@@ -94,13 +97,34 @@ class Store(abc.ABC):
                limit: int = DEFAULT_LIMIT) -> list[Alert]:
         """Alerts (the devices' rule alerts and the hub's own) matching every filter, newest first."""
 
-    @abc.abstractmethod
-    def seq_accounts(self, device: str | None = None) -> list[SeqAccount]:
-        """Every device's seqs accounted for (received, lost, missing), by device id."""
+    placeholder: str
+    """The driver's parameter marker in SQL: ``?`` (sqlite3) or ``%s`` (psycopg)."""
 
     @abc.abstractmethod
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only query (both drivers take the same SQL here but for the placeholder)."""
+
+    def seq_accounts(self, device: str | None = None) -> list[SeqAccount]:
+        """Every device's seqs accounted for (received, lost, missing), by device id."""
+        where, params = sql_filters(self.placeholder, device=device)
+        boots: dict[str, list[BootSpan]] = {}
+        for d, boot, low, high, count in self._query(
+                f"SELECT device, boot, min(seq), max(seq), count(*) FROM seqs {where} GROUP BY device, boot", params):
+            boots.setdefault(d, []).append(BootSpan(boot, low, high, count))
+        holes: dict[str, list[SeqRange]] = {}
+        for d, first, last in self._query(  # PostgreSQL needs the subquery's alias, SQLite takes it
+                "SELECT device, prev + 1, seq - 1 FROM (SELECT device, seq, lag(seq) OVER "
+                f"(PARTITION BY device ORDER BY seq) AS prev FROM seqs {where}) AS s WHERE seq - prev > 1", params):
+            holes.setdefault(d, []).append((first, last))
+        lost: dict[str, list[SeqRange]] = {}
+        for d, first, last in self._query(f"SELECT device, first_seq, last_seq FROM lost {where}", params):
+            lost.setdefault(d, []).append((first, last))
+        return [account(d, boots.get(d, []), holes.get(d, []), lost.get(d, [])) for d in sorted(set(boots) | set(lost))]
+
     def counters(self) -> dict[str, int]:
         """The running totals named in :data:`COUNTERS`."""
+        found = dict(self._query("SELECT name, value FROM counters"))
+        return {name: int(found.get(name, 0)) for name in COUNTERS}
 
     def stats(self) -> Stats:
         """Totals for ``/api/stats``."""

@@ -21,19 +21,15 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from edgekit.errors import MissingDependencyError, StoreError
-from edgekit.fleet.hub.store.accounting import account
-from edgekit.fleet.hub.store.base import COUNTERS, DEFAULT_LIMIT, Store, sql_filters
+from edgekit.fleet.hub.store.base import DEFAULT_LIMIT, Store, sql_filters
 from edgekit.fleet.hub.store.batch import Batch, ClaimedRows, Key
 from edgekit.fleet.hub.store.records import (
     Alert,
-    BootSpan,
     Device,
     IngestReport,
     ModelInfo,
     Retention,
     RetentionReport,
-    SeqAccount,
-    SeqRange,
     StoredEvent,
     StoredMetrics,
     StoredResult,
@@ -56,6 +52,8 @@ def _utc(ts: float) -> datetime:
 
 class PostgresStore(Store):
     """The store in the PostgreSQL database ``url`` (its schema created or migrated on open)."""
+
+    placeholder = "%s"
 
     def __init__(self, url: str) -> None:
         if psycopg is None:
@@ -218,26 +216,6 @@ class PostgresStore(Store):
         rows = self._query(f"SELECT device, kind, {_EPOCH}, state, detail, seq FROM alerts {where} "
                            "ORDER BY ts DESC, id DESC LIMIT %s", (*params, limit))
         return [Alert(*r) for r in rows]
-
-    def seq_accounts(self, device: str | None = None) -> list[SeqAccount]:
-        where, params = sql_filters("%s", device=device)
-        boots: dict[str, list[BootSpan]] = {}
-        for d, boot, low, high, count in self._query(
-                f"SELECT device, boot, min(seq), max(seq), count(*) FROM seqs {where} GROUP BY device, boot", params):
-            boots.setdefault(d, []).append(BootSpan(boot, low, high, count))
-        holes: dict[str, list[SeqRange]] = {}
-        for d, first, last in self._query(
-                "SELECT device, prev + 1, seq - 1 FROM (SELECT device, seq, lag(seq) OVER "
-                f"(PARTITION BY device ORDER BY seq) AS prev FROM seqs {where}) AS s WHERE seq - prev > 1", params):
-            holes.setdefault(d, []).append((first, last))
-        lost: dict[str, list[SeqRange]] = {}
-        for d, first, last in self._query(f"SELECT device, first_seq, last_seq FROM lost {where}", params):
-            lost.setdefault(d, []).append((first, last))
-        return [account(d, boots.get(d, []), holes.get(d, []), lost.get(d, [])) for d in sorted(set(boots) | set(lost))]
-
-    def counters(self) -> dict[str, int]:
-        found = dict(self._query("SELECT name, value FROM counters"))
-        return {name: int(found.get(name, 0)) for name in COUNTERS}
 
     # -- retention
 

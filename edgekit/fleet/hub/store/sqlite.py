@@ -24,19 +24,15 @@ from typing import Any
 
 from edgekit.errors import StoreError
 from edgekit.fleet.hub.store import sqlite_schema
-from edgekit.fleet.hub.store.accounting import account
-from edgekit.fleet.hub.store.base import COUNTERS, DEFAULT_LIMIT, Store, sql_filters
+from edgekit.fleet.hub.store.base import DEFAULT_LIMIT, Store, sql_filters
 from edgekit.fleet.hub.store.batch import Batch, ClaimedRows, Key
 from edgekit.fleet.hub.store.records import (
     Alert,
-    BootSpan,
     Device,
     IngestReport,
     ModelInfo,
     Retention,
     RetentionReport,
-    SeqAccount,
-    SeqRange,
     StoredEvent,
     StoredMetrics,
     StoredResult,
@@ -45,6 +41,8 @@ from edgekit.fleet.hub.store.records import (
 
 class SqliteStore(Store):
     """The store in the SQLite file ``path`` (created with its schema if absent)."""
+
+    placeholder = "?"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -202,26 +200,6 @@ class SqliteStore(Store):
         rows = self._query(f"SELECT device, kind, ts, state, detail, seq FROM alerts {where} "
                            "ORDER BY ts DESC, id DESC LIMIT ?", (*params, limit))
         return [Alert(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
-
-    def seq_accounts(self, device: str | None = None) -> list[SeqAccount]:
-        where, params = sql_filters("?", device=device)
-        boots: dict[str, list[BootSpan]] = {}
-        for d, boot, low, high, count in self._query(
-                f"SELECT device, boot, min(seq), max(seq), count(*) FROM seqs {where} GROUP BY device, boot", params):
-            boots.setdefault(d, []).append(BootSpan(boot, low, high, count))
-        holes: dict[str, list[SeqRange]] = {}
-        for d, first, last in self._query(
-                "SELECT device, prev + 1, seq - 1 FROM (SELECT device, seq, lag(seq) OVER "
-                f"(PARTITION BY device ORDER BY seq) AS prev FROM seqs {where}) WHERE seq - prev > 1", params):
-            holes.setdefault(d, []).append((first, last))
-        lost: dict[str, list[SeqRange]] = {}
-        for d, first, last in self._query(f"SELECT device, first_seq, last_seq FROM lost {where}", params):
-            lost.setdefault(d, []).append((first, last))
-        return [account(d, boots.get(d, []), holes.get(d, []), lost.get(d, [])) for d in sorted(set(boots) | set(lost))]
-
-    def counters(self) -> dict[str, int]:
-        found = dict(self._query("SELECT name, value FROM counters"))
-        return {name: int(found.get(name, 0)) for name in COUNTERS}
 
     # -- retention
 
