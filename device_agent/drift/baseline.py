@@ -5,7 +5,8 @@ every other file of the bundle, rather than a new manifest key: an agent that pr
 refuses any manifest key it does not know (the manifest is strict), but verifies and then
 ignores a listed file. A bundle without the file simply has no drift detection.
 
-Numeric signals are binned by the deciles of the calibration data (interior edges ``e``; bin
+Numeric signals are binned by the deciles of the calibration data (values it holds, not
+interpolated between them; interior edges ``e``; bin
 ``i`` holds ``e[i-1] < x <= e[i]``, the first and last are open): every bin then holds about a
 tenth of the reference, the usual layout for PSI. Equal deciles (a fraction that is mostly 0)
 are merged. Class labels rarer than :data:`MIN_CLASS_SHARE` in the calibration data are pooled
@@ -93,7 +94,7 @@ def parse_baseline(text: str | bytes, *, where: str = DRIFT_FILE) -> DriftBaseli
 def numeric_baseline(values: Sequence[float]) -> NumericBaseline:
     """Decile edges of ``values`` and their counts."""
     x = np.asarray(values, dtype=np.float64)
-    edges = np.unique(np.quantile(x, QUANTILES))
+    edges = np.unique(np.quantile(x, QUANTILES, method="inverted_cdf"))  # values seen, not interpolated
     counts = np.bincount(np.searchsorted(edges, x, side="left"), minlength=edges.size + 1)
     return NumericBaseline(edges=[float(e) for e in edges], counts=[int(c) for c in counts])
 
