@@ -6,7 +6,8 @@ Checks, in order, each with its own name in the error: ``manifest-present``,
 listed file that is a symlink, or lies under one), ``file-size``, ``file-sha256``,
 ``unlisted-file``, ``model-listed``, ``golden-missing`` (every bundle ``edgekit optimize``
 writes carries ``golden.npz``, so one without it has been tampered with), ``external-data``
-(an ONNX tensor stored in a file outside the bundle, or in one the manifest does not list).
+(an ONNX tensor stored in a file outside the bundle, or in one the manifest does not list),
+``drift-baseline`` (a listed ``drift.json`` that is not a valid drift baseline).
 With the model loaded (:mod:`device_agent.bundle.selftest`): ``model-load``, ``model-io`` (the model's
 real inputs and outputs match the manifest), ``golden-format``, ``golden-mismatch``.
 
@@ -24,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from device_agent.bundle.manifest import Manifest, parse_manifest
 from device_agent.bundle.onnx_external import external_data_locations
+from device_agent.drift.baseline import DRIFT_FILE, DriftBaseline, parse_baseline
 from device_agent.errors import BundleError
 
 MANIFEST = "manifest.json"
@@ -47,6 +49,7 @@ class Bundle:
 
     root: Path
     manifest: Manifest
+    drift: DriftBaseline | None = None  # drift.json, when the bundle lists one
 
     @property
     def model_path(self) -> Path:
@@ -81,7 +84,19 @@ def read_bundle(path: Path | str) -> Bundle:
                           "one, and the device self-tests the model on it before it runs")
     if manifest.model.format == "onnx":
         _verify_external_data(root, manifest)
-    return Bundle(root, manifest)
+    return Bundle(root, manifest, _read_drift(root, manifest))
+
+
+def _read_drift(root: Path, manifest: Manifest) -> DriftBaseline | None:
+    """The drift baseline a bundle lists (already size- and sha256-checked), or None: ``drift-baseline``."""
+    if DRIFT_FILE not in manifest.files:
+        return None
+    if manifest.files[DRIFT_FILE].size_bytes > MAX_MANIFEST_BYTES:
+        raise BundleError("drift-baseline", f"{DRIFT_FILE} is larger than {MAX_MANIFEST_BYTES} bytes")
+    try:
+        return parse_baseline((root / DRIFT_FILE).read_bytes())
+    except OSError as exc:
+        raise BundleError("drift-baseline", f"cannot read {DRIFT_FILE}: {exc}") from exc
 
 
 def _read_manifest(root: Path) -> bytes:

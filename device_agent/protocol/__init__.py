@@ -30,6 +30,7 @@ from device_agent.protocol.events import (
     BenchEvent,
     CameraEvent,
     CommandEvent,
+    DriftEvent,
     Event,
     FrameEvent,
     GapEvent,
@@ -37,7 +38,15 @@ from device_agent.protocol.events import (
     MqttEvent,
     OutboxEvent,
 )
-from device_agent.protocol.messages import LinkStats, Metrics, Reply, SourceStats, StageLatency, Status
+from device_agent.protocol.messages import (
+    DriftHistogram,
+    LinkStats,
+    Metrics,
+    Reply,
+    SourceStats,
+    StageLatency,
+    Status,
+)
 from device_agent.protocol.results import ClassScore, Decoded, DetectedBox, FrameRef, ModelRef, RawTensor, Result
 from device_agent.protocol.topics import TOPIC_ROOT, Topic, Topics, parse_topic, subscription
 from device_agent.protocol.wire import Received, parse
@@ -46,6 +55,7 @@ __all__ = [
     "COMMANDS", "ENVELOPE_FIELDS", "EVENT_TYPES", "PROTOCOL_VERSION", "TOPIC_ROOT", "AlertEvent", "BenchCommand",
     "BenchEvent",
     "Body", "CameraEvent", "ClassScore", "Command", "CommandError", "CommandEvent", "Decoded", "DetectedBox",
+    "DriftEvent", "DriftHistogram",
     "Envelope", "Event", "FrameEvent", "FrameRef", "GapEvent", "LinkStats", "Metrics", "ModelEvent", "ModelRef",
     "MqttEvent", "OutboxEvent", "ProtocolError", "RawTensor", "Received", "Reply", "Result", "SourceStats",
     "StageLatency", "Status", "Topic", "Topics", "body_of", "parse", "parse_command", "parse_topic",

@@ -3,7 +3,8 @@
 Each kind is what one part of the agent has to say: a camera changed state, a model was
 loaded, the outbox dropped rows (``gap``) or moved a corrupt database aside, a command was
 rejected, replayed or answered busy, a bench started or ended, a frame was refused, a rule
-raised or cleared an alert, the MQTT link came back or the broker refused something.
+raised or cleared an alert, the MQTT link came back or the broker refused something, the frames
+drifted from the calibration data (or came back to it).
 ``state`` says which of the kind's moments it is; fields that only one state has are
 omitted in the others (:func:`~device_agent.protocol.base.omitted`).
 """
@@ -130,12 +131,28 @@ class MqttEvent(EventBody):
     retry_s: float | None = omitted("seconds until it is retried (publish-refused)")
 
 
+class DriftEvent(EventBody):
+    """A drift signal changed state over the rolling window: ok, warn or alert (announced once per change)."""
+
+    kind: Literal["drift"] = Field(default="drift", description="event kind")
+    signal: str = Field(description="brightness, contrast, dynamic_range, blur, underexposed, overexposed, "
+                        "top1_confidence, detections or class_mix")
+    state: Literal["ok", "warn", "alert"] = Field(description="the signal's state now")
+    previous: Literal["ok", "warn", "alert"] = Field(description="its state before")
+    score: float = Field(description="PSI of the window's histogram against the bundle's baseline")
+    threshold: float = Field(description="the threshold crossed: warn or alert, upwards or (less the hysteresis) "
+                             "downwards")
+    window: int = Field(description="frames in the window scored")
+    p_value: float | None = omitted("chi-square p-value of the class mix against the baseline (class_mix)")
+
+
 EVENT_TYPES: tuple[type[EventBody], ...] = (CameraEvent, ModelEvent, OutboxEvent, GapEvent, CommandEvent,
-                                             BenchEvent, FrameEvent, AlertEvent, MqttEvent)
+                                             BenchEvent, FrameEvent, AlertEvent, MqttEvent, DriftEvent)
 """Every event kind, in the order the README lists them."""
 
 Event = Annotated[
-    CameraEvent | ModelEvent | OutboxEvent | GapEvent | CommandEvent | BenchEvent | FrameEvent | AlertEvent | MqttEvent,
+    CameraEvent | ModelEvent | OutboxEvent | GapEvent | CommandEvent | BenchEvent | FrameEvent | AlertEvent | MqttEvent
+    | DriftEvent,
     Field(discriminator="kind"),
 ]
 """Any event, told apart by ``kind``."""

@@ -64,6 +64,18 @@ class LinkStats(Record):
     commands_dropped: int = Field(description="commands dropped without a reply in a flood")
 
 
+class DriftHistogram(Record):
+    """One drift signal over the rolling window: its histogram, latest score and state."""
+
+    counts: list[int] = Field(description="frames (class_mix: labels seen) per bin over the window")
+    edges: list[float] | None = omitted("interior bin edges, fixed by the bundle's baseline: bins are "
+                                        "(-inf, e0], (e0, e1], ..., (e_last, inf) (numeric signals)")
+    labels: list[str] | None = omitted("the label of each bin, 'other' last (class_mix)")
+    score: float | None = Field(description="latest PSI against the baseline; null before the window's "
+                                "minimum frames")
+    state: Literal["ok", "warn", "alert"] = Field(description="the signal's drift state")
+
+
 class Metrics(Body):
     """The heartbeat, every ``publish.metrics_interval_s`` and once at stop."""
 
@@ -82,6 +94,8 @@ class Metrics(Body):
     temperature_c: float | None = Field(description="SoC temperature, degrees C; null where unknown")
     sources: dict[str, SourceStats] = Field(description="per source name")
     mqtt: LinkStats = Field(description="the MQTT link")
+    drift: dict[str, DriftHistogram] | None = omitted("per drift signal, when drift detection is on (the bundle "
+                                                      "carries a baseline)")
 
 
 ReplyState = Literal["running", "done", "error", "refused", "busy"]

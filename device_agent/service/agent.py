@@ -28,7 +28,7 @@ from device_agent import __version__
 from device_agent.errors import PreprocessError, SourceStoppedError
 from device_agent.pipeline.decoders import decode
 from device_agent.pipeline.policy import PublishPolicy
-from device_agent.pipeline.preprocess import FrameTransform, dequantize, preprocess, quantize
+from device_agent.pipeline.preprocess import FrameTransform, dequantize, quantize, resize_frame, to_tensor
 from device_agent.pipeline.rules import Rule
 from device_agent.protocol.base import Body
 from device_agent.protocol.events import CameraEvent, FrameEvent, ModelEvent, OutboxEvent
@@ -36,6 +36,7 @@ from device_agent.protocol.messages import LinkStats, Metrics, Reply, SourceStat
 from device_agent.protocol.results import Decoded, FrameRef, ModelRef, Result
 from device_agent.protocol.topics import Topics
 from device_agent.service.config import AgentConfig, mqtt_password
+from device_agent.service.drift_watch import DriftWatch
 from device_agent.service.handlers import BenchHandler, CommandDesk
 from device_agent.service.health import CpuMeter, rss_mb, temperature_c
 from device_agent.service.logs import Totals, shutdown_line, startup_line, summary_line
@@ -66,6 +67,10 @@ class StageTimes:
             out[stage] = {q: round(float(np.percentile(arr, p)), 3)
                           for q, p in (("p50", 50), ("p90", 90), ("p95", 95), ("p99", 99))}
         return out
+
+
+Prepared = tuple[np.ndarray, FrameTransform, float, tuple[float, ...] | None]
+"""A frame made ready in its source's thread: input tensor, transform, preprocess ms, drift input statistics."""
 
 
 def _str(path: object) -> str | None:
@@ -105,6 +110,7 @@ class Agent:
         self.committer = Committer(self.outbox, on_commit=self._committed)
         self.policy = PublishPolicy(config.publish.policy, max_per_second=config.publish.max_per_second)
         self.rules = [Rule(r) for r in config.rules]
+        self.drift = DriftWatch.create(self.bundle, config.drift)  # None: off, or no baseline in the bundle
         self.times = StageTimes()
         self.stop_event = threading.Event()
         self.systemd = Notifier()  # READY, WATCHDOG and STOPPING to systemd when run as a Type=notify service
@@ -150,6 +156,7 @@ class Agent:
             rss_mb=round(rss_mb(), 1), temperature_c=temperature_c(),
             sources={s.name: SourceStats(**{"state": s.state.name.lower(), **s.stats()}) for s in self.sources},
             mqtt=LinkStats(**self.publisher.stats()),
+            drift=self.drift.histograms() if self.drift else None,
         ))
 
     def take_commands(self) -> bool:
@@ -157,16 +164,19 @@ class Agent:
         return self.commands.take()
 
     # -- the loop ---------------------------------------------------------------------
-    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, FrameTransform, float] | PreprocessError:
-        """Preprocess in the source's thread, overlapping inference on the previous frame."""
+    def _prepare(self, image: np.ndarray) -> Prepared | PreprocessError:
+        """Preprocess in the source's thread, overlapping inference on the previous frame; the drift
+        input statistics too (on the resized frame, as optimize measured its calibration data)."""
         start = time.perf_counter_ns()
         manifest = self.bundle.manifest
         try:
-            tensor, transform = preprocess(image, manifest.preprocess)  # type: ignore[arg-type]
+            resized, transform = resize_frame(image, manifest.preprocess)  # type: ignore[arg-type]
+            tensor = to_tensor(resized, manifest.preprocess)  # type: ignore[arg-type]
         except PreprocessError as exc:  # a bad frame is reported and skipped, never fatal
             return exc
+        inputs = self.drift.inputs(resized) if self.drift else None
         tensor = quantize(tensor, manifest.inputs[0])  # int8 I/O (NPU targets): scale and zero point from the manifest
-        return tensor, transform, (time.perf_counter_ns() - start) / 1e6
+        return tensor, transform, (time.perf_counter_ns() - start) / 1e6, inputs
 
     def process(self, source: SourceRunner) -> bool:
         frame = source.frames.get(timeout=0.05)
@@ -177,7 +187,7 @@ class Agent:
         if isinstance(prepared, PreprocessError):
             self._emit(FrameEvent(state="rejected", source=source.name, frame_id=frame.frame_id, reason=str(prepared)))
             return True
-        tensor, transform, preprocess_ms = prepared
+        tensor, transform, preprocess_ms, drift_inputs = prepared
         t1 = time.perf_counter_ns()
         outputs = dequantize(self.runtime.run([tensor]), manifest.outputs)
         t2 = time.perf_counter_ns()
@@ -186,6 +196,8 @@ class Agent:
         latency = {"capture_age": (time.monotonic_ns() - frame.captured_ns) / 1e6, "preprocess": preprocess_ms,
                    "infer": (t2 - t1) / 1e6, "postprocess": (t3 - t2) / 1e6}
         self.frames_done += 1
+        for drift in self.drift.update(drift_inputs, result) if self.drift else ():
+            self._emit(drift)
         for rule in self.rules:
             event = rule.update(result, source=source.name, frame_id=frame.frame_id)
             if event is not None:

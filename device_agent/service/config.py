@@ -128,6 +128,27 @@ class CommandsConfig(_Table):
                     "(kept in the outbox database, so across restarts); 0 turns this off")
 
 
+class DriftConfig(_Table):
+    """Drift detection (``device_agent/drift``): on by default when the bundle carries a baseline (drift.json)."""
+
+    enabled: bool = Field(default=True, description="watch for drift when the bundle carries a baseline; false: never")
+    window: int = Field(default=300, ge=10, le=100_000, description="rolling window, in frames")
+    min_frames: int = Field(default=100, ge=10, description="frames in the window before any verdict (<= window)")
+    warn: float = Field(default=0.1, gt=0, description="PSI at which a signal is 'warn'")
+    alert: float = Field(default=0.25, gt=0, description="PSI at which a signal is 'alert' (above warn)")
+    p_value: float = Field(default=0.01, gt=0, lt=1,
+                           description="the class mix must also differ at this significance (chi-square)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftConfig:
+        if self.min_frames > self.window:
+            raise ValueError(f"min_frames ({self.min_frames}) must not exceed window ({self.window}): "
+                             "the window never holds more frames than its size")
+        if not self.alert > self.warn:
+            raise ValueError(f"alert ({self.alert:g}) must be above warn ({self.warn:g})")
+        return self
+
+
 class RuleConfig(_Table):
     name: str
     label: str = Field(description="class label that triggers the rule")
@@ -155,6 +176,7 @@ class AgentConfig(_Table):
     log: LogConfig = LogConfig()
     commands: CommandsConfig = CommandsConfig()
     rules: list[RuleConfig] = Field(default_factory=list)
+    drift: DriftConfig = DriftConfig()
     threads: int | None = Field(default=None, ge=0, description="inference threads (default: the bundle's target)")
 
     def source_name(self, index: int) -> str:

@@ -60,16 +60,20 @@ def write_bundle(
     manifest_fields: Mapping[str, Any],
     report: Mapping[str, Any],
     golden: Mapping[str, np.ndarray],
+    extra_files: Mapping[str, str] | None = None,
 ) -> Manifest:
     """Assemble the bundle in ``staging`` (an empty directory) and move it to ``output``.
 
     ``manifest_fields`` are all the manifest's fields except ``files``, ``model.sha256``,
-    ``created`` and ``toolkit_version``, which are computed here.
+    ``created`` and ``toolkit_version``, which are computed here. ``extra_files`` (name -> text, e.g.
+    ``drift.json``) are written beside the model and listed in ``files`` like it.
     """
     shutil.copy2(model_file, staging / model_name)
     (staging / "report.json").write_text(json.dumps(report, indent=2, default=_jsonable) + "\n", encoding="utf-8")
     # golden's keys are tensor names ("input", "output_N"), never savez's own allow_pickle
     np.savez(staging / "golden.npz", **golden)  # type: ignore[arg-type]
+    for name, text in (extra_files or {}).items():
+        (staging / name).write_text(text, encoding="utf-8")
     files = {
         p.name: FileEntry(sha256=sha256_file(p), size_bytes=p.stat().st_size)
         for p in sorted(staging.iterdir())

@@ -24,6 +24,7 @@ from converters.base import PassReport
 from converters.errors import ConversionError
 from device_agent.bench.cost import model_cost
 from device_agent.bundle.manifest import PreprocessSpec, TaskSpec, TensorStats
+from device_agent.drift.baseline import DRIFT_FILE
 from device_agent.errors import AgentError, CostError
 from device_agent.runtimes import create_runtime, runtime_for_file
 from edgekit.errors import EdgeKitError, ModelInputError, UsageError
@@ -39,6 +40,7 @@ from edgekit.optimize.candidates.tflite import (
     int8_source,
     torch_program,
 )
+from edgekit.optimize.drift_baseline import drift_baseline
 from edgekit.optimize.finetune import FineTune, finetune_onnx
 from edgekit.optimize.measure import compare_latency, run_all
 from edgekit.optimize.model_io import adapt_feeds, in_layout
@@ -238,10 +240,12 @@ def _write(run: _Run, ref: _Reference, data: _Data, winner: Candidate, report: O
         "baseline": _baseline(data.calibration, run_all(winner.path, [data.calibration[:32]], threads=threads)),
     }
     out = run.options.output
+    drift = drift_baseline(data.loaded.inputs, spec=data.spec, task=report.task, model=winner.path, threads=threads)
     manifest = write_bundle(out, staging=run.work / "bundle", model_file=winner.path,
                             model_name=manifest_fields["model"]["file"], manifest_fields=manifest_fields,
                             report=report.to_json(),
-                            golden={"input": golden_input, **{f"output_{i}": o for i, o in enumerate(winner_outputs)}})
+                            golden={"input": golden_input, **{f"output_{i}": o for i, o in enumerate(winner_outputs)}},
+                            extra_files={DRIFT_FILE: drift.to_json()} if drift else None)
     return OptimizeResult(out, manifest, winner.name, report)
 
 

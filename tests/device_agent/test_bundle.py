@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.bundle.verify import load_bundle
+from device_agent.bundle.manifest import FileEntry, parse_manifest
+from device_agent.bundle.verify import load_bundle, sha256_file
 from device_agent.errors import BundleError
 from edgekit.cli.main import main as edgekit_main
 from edgekit.optimize.pipeline import optimize
@@ -36,7 +37,7 @@ def test_written_bundle_verifies_and_holds_the_contract_fields(bundle: Path) -> 
         assert key in raw
     assert raw["schema"] == "edgekit.bundle/1"
     assert manifest.model.file == "model.int8.onnx"
-    assert set(manifest.files) == {"model.int8.onnx", "report.json", "golden.npz"}
+    assert set(manifest.files) == {"model.int8.onnx", "report.json", "golden.npz", "drift.json"}  # drift: issue 17
     assert manifest.inputs[0].shape == [1, 3, 32, 32]
     assert manifest.preprocess is not None and manifest.preprocess.size_wh == (32, 32)
     assert manifest.baseline["input"].std > 0
@@ -102,3 +103,21 @@ def test_agent_verify_names_the_runtime_extra_a_bundle_needs(copy: Path, capsys:
     assert agent_main(["verify", str(copy)]) == 2
     err = capsys.readouterr().err
     assert "MissingDependencyError" in err and "pip install 'edgekit[onnx]'" in err, err
+
+
+def test_a_listed_drift_baseline_that_is_not_one_is_refused_by_name(copy: Path) -> None:
+    drift = copy / "drift.json"
+    drift.write_text('{"schema": "edgekit.drift/1", "frames": 0, "signals": {}}')
+    manifest = parse_manifest((copy / "manifest.json").read_text())
+    files = {**manifest.files, "drift.json": FileEntry(sha256=sha256_file(drift), size_bytes=drift.stat().st_size)}
+    (copy / "manifest.json").write_text(manifest.model_copy(update={"files": files}).to_json())
+    with pytest.raises(BundleError, match=r"drift-baseline.*frames"):
+        load_bundle(copy, check_model_io=False)
+
+
+def test_a_bundle_without_a_drift_baseline_still_loads(copy: Path) -> None:
+    manifest = parse_manifest((copy / "manifest.json").read_text())
+    (copy / "drift.json").unlink()
+    files = {k: v for k, v in manifest.files.items() if k != "drift.json"}
+    (copy / "manifest.json").write_text(manifest.model_copy(update={"files": files}).to_json())
+    assert load_bundle(copy).drift is None
