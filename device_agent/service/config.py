@@ -132,8 +132,10 @@ class DriftConfig(_Table):
     """Drift detection (``device_agent/drift``): on by default when the bundle carries a baseline (drift.json)."""
 
     enabled: bool = Field(default=True, description="watch for drift when the bundle carries a baseline; false: never")
-    window: int = Field(default=300, ge=10, le=100_000, description="rolling window, in frames")
-    min_frames: int = Field(default=100, ge=10, description="frames in the window before any verdict (<= window)")
+    window: int = Field(default=600, ge=10, le=100_000, description="rolling window, in frames")
+    min_frames: int = Field(default=300, ge=10, description=(
+        "frames in the window before any verdict (<= window); consecutive frames are alike, so a verdict needs "
+        "enough of them to span the scene's own variety"))
     warn: float = Field(default=0.1, gt=0, description="PSI at which a signal is 'warn'")
     alert: float = Field(default=0.25, gt=0, description="PSI at which a signal is 'alert' (above warn)")
     p_value: float = Field(default=0.01, gt=0, lt=1,

@@ -183,7 +183,7 @@ def test_the_drift_table_defaults_and_values(tmp_path: Path) -> None:
     file = tmp_path / "agent.toml"
     file.write_text(CONFIG)
     drift = load_config(file).drift
-    assert (drift.enabled, drift.window, drift.min_frames, drift.warn, drift.alert) == (True, 300, 100, 0.1, 0.25)
+    assert (drift.enabled, drift.window, drift.min_frames, drift.warn, drift.alert) == (True, 600, 300, 0.1, 0.25)
     file.write_text(CONFIG + "\n[drift]\nwindow = 50\nmin_frames = 20\nwarn = 0.2\nalert = 0.5\nenabled = false\n")
     drift = load_config(file).drift
     assert (drift.enabled, drift.window, drift.min_frames, drift.warn, drift.alert) == (False, 50, 20, 0.2, 0.5)
