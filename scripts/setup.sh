@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up a fresh machine for EdgeKit: a virtual environment in .venv with every extra,
-# the Mosquitto broker the agent's tests run against, and PostgreSQL for the hub's store
-# tests. Idempotent: a second run only checks. Needs Python >= 3.10 with venv; installs
-# Mosquitto and PostgreSQL with apt-get when it can.
+# the Mosquitto broker the agent's tests run against, PostgreSQL for the hub's store
+# tests, headless Chromium and Prometheus for the hub's dashboard and /metrics tests.
+# Idempotent: a second run only checks. Needs Python >= 3.10 with venv; installs Mosquitto,
+# PostgreSQL, Chromium and Prometheus with apt-get when it can.
 # Every package comes from the lock, constraints.txt: exactly the versions CI tested
 # (`make lock` regenerates it). EDGEKIT_CONSTRAINTS= (empty) installs without it: pip's
 # choice within pyproject.toml's ranges.
@@ -22,27 +23,26 @@ lock=()
 
 log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
+# apt_install PACKAGE WHY: a Debian package with apt-get where we are root and it exists; the
+# service it ships stays stopped (the tests start their own on free ports).
+apt_updated=
+apt_install() {
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    log "installing the Mosquitto broker (Debian package)"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null
-    systemctl disable --now mosquitto >/dev/null 2>&1 || true  # the tests start their own on a free port
+    log "installing $1 (Debian package) $2"
+    [ -n "$apt_updated" ] || { apt-get update -qq >/dev/null; apt_updated=1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+    systemctl disable --now "$1" >/dev/null 2>&1 || true
   else
-    log "Mosquitto is not installed and apt-get is not usable here; install it (brew install mosquitto, apt install mosquitto) for the agent's broker tests"
+    log "$1 is not installed and apt-get is not usable here; install it (apt install $1) $2"
   fi
-fi
+}
 
-if ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    log "installing PostgreSQL (Debian package) for the hub's store tests"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-    systemctl disable --now postgresql >/dev/null 2>&1 || true  # the tests start a throwaway cluster of their own
-  else
-    log "PostgreSQL is not installed and apt-get is not usable here; install it (apt install postgresql) for the hub's PostgreSQL store tests"
-  fi
-fi
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] ||
+  apt_install mosquitto "for the agent's broker tests"
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null ||
+  apt_install postgresql "for the hub's PostgreSQL store tests"
+command -v chromium >/dev/null 2>&1 || apt_install chromium "for the hub dashboard's browser tests"
+command -v prometheus >/dev/null 2>&1 || apt_install prometheus "for the test that scrapes the hub's /metrics"
 
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating $VENV with $($PYTHON --version)"
