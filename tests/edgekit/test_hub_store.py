@@ -70,8 +70,9 @@ def store(open_store: Callable[[], Store]) -> Store:
 def test_results_are_stored_once_and_duplicates_counted(store: Store) -> None:
     first = store.ingest([result(s, ts=T0 + s) for s in (1, 2, 3)] + [result(2, ts=T0 + 2)])
     assert first.stored == {"results": 3, "events": 0, "metrics": 0} and first.duplicates == 1
+    assert first.fresh == {("cam-01", 1), ("cam-01", 2), ("cam-01", 3)}
     again = store.ingest([result(3, ts=T0 + 3), result(4, ts=T0 + 4)])  # a redelivery across batches
-    assert again.stored["results"] == 1 and again.duplicates == 1
+    assert again.stored["results"] == 1 and again.duplicates == 1 and again.fresh == {("cam-01", 4)}
     rows = store.results(device="cam-01", limit=10)
     assert [r.seq for r in rows] == [4, 3, 2, 1]  # newest first, each seq once
     assert rows[0].model.name == "tiny" and rows[0].payload["result"]["classifications"][0]["label"] == "cat"

@@ -102,7 +102,8 @@ class PostgresStore(Store):
     def _write(self, batch: Batch) -> IngestReport:
         self._ensure_partitions({_utc(row.ts).date() for row in batch.seqs if row.kind == "results"})
         with self._transaction() as db:
-            claimed = batch.claimed(self._claim(db, batch))
+            keys = self._claim(db, batch)
+            claimed = batch.claimed(keys)
             self._insert(db, claimed)
             self._update_devices(db, batch, claimed)
             counts = claimed.counts()
@@ -111,7 +112,7 @@ class PostgresStore(Store):
                 cursor.executemany("UPDATE counters SET value = value + %s WHERE name = %s",
                                    [(counts["results"], "results_stored"), (counts["events"], "events_stored"),
                                     (counts["metrics"], "metrics_stored"), (duplicates, "duplicates_dropped")])
-        return IngestReport(stored=counts, duplicates=duplicates, statuses=len(batch.statuses))
+        return IngestReport(stored=counts, duplicates=duplicates, statuses=len(batch.statuses), fresh=frozenset(keys))
 
     def _ensure_partitions(self, days: set[date]) -> None:
         from edgekit.fleet.hub.store.postgres_schema import partition_ddl

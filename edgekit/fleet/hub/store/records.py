@@ -90,6 +90,8 @@ class IngestReport:
     stored: dict[str, int]
     duplicates: int
     statuses: int = 0
+    fresh: frozenset[tuple[str, int]] = frozenset()
+    """The ``(device, seq)`` this call stored: what observers of new messages (metrics, alerts) may count."""
 
     @property
     def stored_total(self) -> int:

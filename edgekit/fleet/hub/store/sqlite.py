@@ -103,7 +103,8 @@ class SqliteStore(Store):
 
     def _write(self, batch: Batch) -> IngestReport:
         with self._transaction() as db:
-            claimed = batch.claimed(self._claim(db, batch))
+            keys = self._claim(db, batch)
+            claimed = batch.claimed(keys)
             self._insert(db, claimed)
             self._update_devices(db, batch, claimed)
             duplicates = batch.duplicates + len(batch.seqs) - sum(claimed.counts().values())
@@ -111,7 +112,7 @@ class SqliteStore(Store):
             db.executemany("UPDATE counters SET value = value + ? WHERE name = ?",
                            [(counts["results"], "results_stored"), (counts["events"], "events_stored"),
                             (counts["metrics"], "metrics_stored"), (duplicates, "duplicates_dropped")])
-        return IngestReport(stored=counts, duplicates=duplicates, statuses=len(batch.statuses))
+        return IngestReport(stored=counts, duplicates=duplicates, statuses=len(batch.statuses), fresh=frozenset(keys))
 
     @staticmethod
     def _claim(db: sqlite3.Connection, batch: Batch) -> set[Key]:
