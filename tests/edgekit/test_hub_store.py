@@ -269,3 +269,34 @@ def test_seq_runs_merge_and_subtract() -> None:
     assert merge([(5, 6), (1, 3), (4, 4), (9, 9)]) == ((1, 6), (9, 9))
     assert subtract([(1, 10)], [(3, 4), (6, 6), (10, 12)]) == ((1, 2), (5, 5), (7, 9))
     assert subtract([(1, 3)], []) == ((1, 3),)
+
+
+def test_seq_accounting_follows_out_of_order_batches(store: Store) -> None:
+    store.ingest([result(s) for s in (9, 5, 1)])
+    store.ingest([result(3), result(12, boot="boot-2")])
+    [account] = store.seq_accounts()
+    assert account.missing == ((2, 2), (4, 4), (6, 8), (10, 11)) and account.received == 5
+    store.ingest([result(s) for s in (2, 4, 6, 7, 8)] + [result(11, boot="boot-2"), result(10, boot="boot-2")])
+    [account] = store.seq_accounts()
+    assert account.missing == () and account.received == 12
+    assert [(b.boot, b.first_seq, b.last_seq, b.received) for b in account.boots] == [("boot-1", 1, 9, 9),
+                                                                                      ("boot-2", 10, 12, 3)]
+
+
+def test_an_older_store_gets_its_seq_summary_from_the_seqs_it_holds(tmp_path: Path) -> None:
+    import sqlite3
+
+    from edgekit.fleet.hub.store import sqlite_schema
+
+    with sqlite3.connect(tmp_path / "hub.db") as db:  # a version-1 file, as the first hub wrote it
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        for statement in sqlite_schema.MIGRATIONS[0]:
+            db.execute(statement)
+        db.execute("INSERT INTO schema_version (version) VALUES (1)")
+        db.executemany("INSERT INTO seqs (device, seq, boot, kind, ts) VALUES (?, ?, 'b', 'results', ?)",
+                       [("cam-01", s, T0 + s) for s in (1, 2, 3, 7, 8)] + [("cam-02", 4, T0)])
+    with store_from_url(tmp_path / "hub.db") as store:
+        [cam1, cam2] = store.seq_accounts()
+        assert cam1.missing == ((4, 6),) and cam1.received == 5 and cam2.received == 1
+        store.ingest([result(s, boot="b") for s in (4, 5, 6)])
+        assert store.seq_accounts("cam-01")[0].missing == ()

@@ -9,7 +9,8 @@ inside the backends.
   and the hub may acknowledge it to the broker. ``(device, seq)`` is stored once: a redelivered
   message is counted in ``duplicates_dropped`` and not stored again, whatever batch it comes in.
 - **Seq accounting** (:meth:`Store.seq_accounts`): every seq between a device's lowest and
-  highest received is received, announced lost by a gap event, or missing.
+  highest received is received, announced lost by a gap event, or missing; read from the runs
+  and boot spans the ingest keeps (:mod:`.seq_summary`), never from a scan of every seq.
 - **Retention** (:meth:`Store.enforce_retention`) deletes in small steps and says whether more
   is due, so a hub interleaves it with ingest instead of stalling behind one long delete.
 """
@@ -109,12 +110,13 @@ class Store(abc.ABC):
         where, params = sql_filters(self.placeholder, device=device)
         boots: dict[str, list[BootSpan]] = {}
         for d, boot, low, high, count in self._query(
-                f"SELECT device, boot, min(seq), max(seq), count(*) FROM seqs {where} GROUP BY device, boot", params):
-            boots.setdefault(d, []).append(BootSpan(boot, low, high, count))
+                f"SELECT device, boot, first_seq, last_seq, received FROM boots {where}", params):
+            boots.setdefault(d, []).append(BootSpan(boot, int(low), int(high), int(count)))
         holes: dict[str, list[SeqRange]] = {}
         for d, first, last in self._query(  # PostgreSQL needs the subquery's alias, SQLite takes it
-                "SELECT device, prev + 1, seq - 1 FROM (SELECT device, seq, lag(seq) OVER "
-                f"(PARTITION BY device ORDER BY seq) AS prev FROM seqs {where}) AS s WHERE seq - prev > 1", params):
+                "SELECT device, prev + 1, first_seq - 1 FROM (SELECT device, first_seq, lag(last_seq) OVER "
+                f"(PARTITION BY device ORDER BY first_seq) AS prev FROM seq_runs {where}) AS s "
+                "WHERE first_seq - prev > 1", params):
             holes.setdefault(d, []).append((first, last))
         lost: dict[str, list[SeqRange]] = {}
         for d, first, last in self._query(f"SELECT device, first_seq, last_seq FROM lost {where}", params):

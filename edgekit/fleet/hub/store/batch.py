@@ -81,6 +81,10 @@ class Batch:
     duplicates: int = 0
     """Copies of a ``(device, seq)`` already in this batch."""
 
+    def claimed_seqs(self, keys: set[Key]) -> list[SeqRow]:
+        """The seq rows the backend just claimed."""
+        return [row for row in self.seqs if (row.device, row.seq) in keys]
+
     def claimed(self, keys: set[Key]) -> ClaimedRows:
         """The rows of the seqs the backend just claimed (the others are duplicates)."""
         pick = lambda rows: [row for key, row in rows.items() if key in keys]  # noqa: E731

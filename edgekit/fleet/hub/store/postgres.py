@@ -21,6 +21,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from edgekit.errors import MissingDependencyError, StoreError
+from edgekit.fleet.hub.store import seq_summary
 from edgekit.fleet.hub.store.base import DEFAULT_LIMIT, Store, sql_filters
 from edgekit.fleet.hub.store.batch import Batch, ClaimedRows, Key
 from edgekit.fleet.hub.store.records import (
@@ -104,6 +105,8 @@ class PostgresStore(Store):
         with self._transaction() as db:
             keys = self._claim(db, batch)
             claimed = batch.claimed(keys)
+            seq_summary.update(lambda sql, params: _rows(db.execute(sql, params)), batch.claimed_seqs(keys),
+                               placeholder="%s", ts_sql=_EPOCH, to_db=_utc)
             self._insert(db, claimed)
             self._update_devices(db, batch, claimed)
             counts = claimed.counts()
@@ -226,7 +229,8 @@ class PostgresStore(Store):
         dropped = 0 if retention.keep_results is None else self._drop_days(now - retention.keep_results.total_seconds())
         keeps = {"results": retention.keep_results, "events": retention.keep_events,
                  "metrics": retention.keep_metrics, "alerts": retention.keep_alerts,
-                 "lost": retention.seq_horizon(), "seqs": retention.seq_horizon()}
+                 "lost": retention.seq_horizon(), "seqs": retention.seq_horizon(),
+                 "seq_runs": retention.seq_horizon(), "boots": retention.seq_horizon()}
         deleted: dict[str, int] = {}
         for table, keep in keeps.items():
             if keep is None:
@@ -261,3 +265,8 @@ class PostgresStore(Store):
         with self._write_lock, self._read_lock:
             self._writer.close()
             self._reader.close()
+
+
+def _rows(cursor: Any) -> list[tuple[Any, ...]]:
+    """A statement's rows, or none for one that returns no rows (psycopg raises on fetchall then)."""
+    return cursor.fetchall() if cursor.description is not None else []

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import StoreError
-from edgekit.fleet.hub.store import sqlite_schema
+from edgekit.fleet.hub.store import seq_summary, sqlite_schema
 from edgekit.fleet.hub.store.base import DEFAULT_LIMIT, Store, sql_filters
 from edgekit.fleet.hub.store.batch import Batch, ClaimedRows, Key
 from edgekit.fleet.hub.store.records import (
@@ -105,6 +105,8 @@ class SqliteStore(Store):
         with self._transaction() as db:
             keys = self._claim(db, batch)
             claimed = batch.claimed(keys)
+            seq_summary.update(lambda sql, params: db.execute(sql, params).fetchall(), batch.claimed_seqs(keys),
+                               placeholder="?")
             self._insert(db, claimed)
             self._update_devices(db, batch, claimed)
             duplicates = batch.duplicates + len(batch.seqs) - sum(claimed.counts().values())
@@ -209,7 +211,8 @@ class SqliteStore(Store):
         now = time.time() if now is None else now
         keeps = {"results": retention.keep_results, "events": retention.keep_events,
                  "metrics": retention.keep_metrics, "alerts": retention.keep_alerts,
-                 "lost": retention.seq_horizon(), "seqs": retention.seq_horizon()}
+                 "lost": retention.seq_horizon(), "seqs": retention.seq_horizon(),
+                 "seq_runs": retention.seq_horizon(), "boots": retention.seq_horizon()}
         deleted: dict[str, int] = {}
         for table, keep in keeps.items():
             if keep is None:

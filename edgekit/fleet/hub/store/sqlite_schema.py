@@ -44,6 +44,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX alerts_device_ts ON alerts (device, ts)",
         "CREATE INDEX alerts_ts ON alerts (ts)",
     ),
+    (  # 2: seq runs and boot spans kept at ingest (seq_summary.py), filled from the seqs already stored
+        "CREATE TABLE seq_runs (device TEXT NOT NULL, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, "
+        "ts REAL NOT NULL, PRIMARY KEY (device, first_seq))",
+        "CREATE INDEX seq_runs_ts ON seq_runs (ts)",
+        "CREATE TABLE boots (device TEXT NOT NULL, boot TEXT NOT NULL, first_seq INTEGER NOT NULL, "
+        "last_seq INTEGER NOT NULL, received INTEGER NOT NULL, ts REAL NOT NULL, PRIMARY KEY (device, boot))",
+        "CREATE INDEX boots_ts ON boots (ts)",
+        "INSERT INTO seq_runs (device, first_seq, last_seq, ts) SELECT device, min(seq), max(seq), max(ts) FROM "
+        "(SELECT device, seq, ts, seq - row_number() OVER (PARTITION BY device ORDER BY seq) AS run FROM seqs) AS s "
+        "GROUP BY device, run",
+        "INSERT INTO boots (device, boot, first_seq, last_seq, received, ts) "
+        "SELECT device, boot, min(seq), max(seq), count(*), max(ts) FROM seqs GROUP BY device, boot",
+    ),
 )
 """Migration ``n`` (1-based) brings a file from version ``n - 1`` to ``n``."""
 
