@@ -43,8 +43,9 @@ def _unavailable(reason: str) -> None:
     pytest.skip(f"{reason}; install it with: apt-get install postgresql (scripts/setup.sh does)")
 
 
-def start_cluster(root: Path) -> PostgresCluster:
-    """Initialise and start a cluster under ``root`` (trust auth on 127.0.0.1, fsync off: throwaway)."""
+def start_cluster(root: Path, *, durable: bool = False) -> PostgresCluster:
+    """Initialise and start a cluster under ``root`` (trust auth on 127.0.0.1); fsync off unless ``durable``
+    (tests throw it away; a benchmark that compares write rates with SQLite's fsynced commits needs it on)."""
     binaries = pg_bin()
     if binaries is None:
         _unavailable("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/pg_ctl)")
@@ -60,7 +61,9 @@ def start_cluster(root: Path) -> PostgresCluster:
     data, port = root / "data", free_port()
     subprocess.run([*prefix, str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
                     "-E", "UTF8", "--no-sync"], check=True, capture_output=True, text=True)
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+    if not durable:
+        options += " -c fsync=off -c full_page_writes=off"
     started = subprocess.run([*prefix, str(binaries / "pg_ctl"), "-D", str(data), "-o", options, "-l",
                               str(root / "server.log"), "-w", "-t", "60", "start"],
                              check=False, capture_output=True, text=True)

@@ -1,0 +1,153 @@
+"""What the hub sustains: results stored per second, its memory, and the dashboard's queries at scale.
+
+1. **store**: batches of real contract messages (parsed beforehand, as the ingest thread has them)
+   committed by :meth:`Store.ingest` into SQLite (WAL, synchronous=FULL) and PostgreSQL (fsync on,
+   a throwaway cluster from ``tests/support/postgres.py``), rounds interleaved between the two.
+2. **broker**: a burst of ``--burst`` results published at QoS 1 by 10 simulated devices through a
+   real Mosquitto to a real ``edgekit hub`` process (SQLite and PostgreSQL in turn): the time from
+   the first publish until ``/api/stats`` counts every one, the hub's peak RSS (``VmHWM``).
+3. **queries**: 100 devices and ``--results`` stored results (a million by default) in each store,
+   then the fleet page's reads (``devices``, ``stats`` with every device's missing seqs), one
+   device's latest results, and ``GET /`` and ``GET /api/devices`` from the hub's HTTP server.
+
+Writes ``benchmarks/results/hub_ingest.json`` and prints tables. Needs Mosquitto and PostgreSQL
+(``scripts/setup.sh`` installs both). Run: ``python benchmarks/hub_ingest.py [--results N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the broker and PostgreSQL helpers live with the tests
+
+from device_agent.protocol import Received, parse
+from edgekit.fleet.hub.store import Store, store_from_url
+from tests.support import protocol_samples as samples
+from tests.support.postgres import fresh_database, start_cluster, stop_cluster
+
+T0 = 1.7e9
+DEVICES = 100
+BATCH = 500
+
+
+def raw_result(device: str, seq: int, ts: float) -> tuple[str, bytes]:
+    """One result as a device publishes it: its topic and JSON payload."""
+    payload = {**samples.message("results", seq, device=device), "boot": "boot-1", "ts": ts}
+    return f"edgekit/v1/{device}/results", json.dumps(payload).encode()
+
+
+def parsed_batches(count: int, devices: int, *, first_seq: int = 1) -> Iterator[list[Received]]:
+    """``count`` results spread over ``devices`` devices (every device's seqs in order), in batches."""
+    per_device = max(1, count // devices)
+    for start in range(first_seq, first_seq + per_device, BATCH // devices or 1):
+        batch = []
+        for d in range(devices):
+            device = f"cam-{d:03d}"
+            for seq in range(start, min(start + (BATCH // devices or 1), first_seq + per_device)):
+                batch.append(parse(*raw_result(device, seq, T0 + seq)))
+        yield batch
+
+
+def store_rate(store: Store, batches: list[list[Received]]) -> float:
+    start = time.perf_counter()
+    for batch in batches:
+        store.ingest(batch)
+    return sum(len(b) for b in batches) / (time.perf_counter() - start)
+
+
+def timed_ms(work: Callable[[], Any], repeat: int = 5) -> dict[str, float]:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        work()
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"min_ms": round(min(times), 2), "median_ms": round(statistics.median(times), 2)}
+
+
+@contextmanager
+def postgres() -> Iterator[Callable[[str], str]]:
+    """A durable throwaway cluster in a temp dir of its own (the server's user must own it); yields
+    ``database(name) -> url``."""
+    root = Path(tempfile.mkdtemp(prefix="edgekit-hub-bench-pg-"))
+    try:
+        cluster = start_cluster(root, durable=True)
+        try:
+            yield lambda name: fresh_database(cluster, name)
+        finally:
+            stop_cluster(cluster)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def bench_store(urls: dict[str, Callable[[str], str]], rounds: int, per_round: int) -> dict[str, Any]:
+    """Interleaved rounds: each round, each backend stores ``per_round`` new results."""
+    stores = {name: store_from_url(url("rate")) for name, url in urls.items()}
+    rates: dict[str, list[float]] = {name: [] for name in stores}
+    try:
+        for r in range(rounds):
+            batches = list(parsed_batches(per_round, 10, first_seq=1 + r * per_round // 10))
+            for name, store in stores.items():
+                rates[name].append(store_rate(store, batches))
+    finally:
+        for store in stores.values():
+            store.close()
+    return {name: {"median_per_s": round(statistics.median(v)), "max_per_s": round(max(v)), "rounds": len(v)}
+            for name, v in rates.items()}
+
+
+def bench_queries(urls: dict[str, Callable[[str], str]], results: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, url in urls.items():
+        with store_from_url(url("fleet")) as store:
+            start = time.perf_counter()
+            for batch in parsed_batches(results, DEVICES):
+                store.ingest(batch)
+            seeded = time.perf_counter() - start
+            out[name] = {
+                "results": store.stats().results_stored, "seed_s": round(seeded, 1),
+                "devices()": timed_ms(store.devices), "stats()": timed_ms(store.stats),
+                "seq_accounts()": timed_ms(store.seq_accounts),
+                "results(device, 100)": timed_ms(lambda store=store: store.results(device="cam-050", limit=100)),
+            }
+    return out
+
+
+def main() -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", type=int, default=1_000_000, help="results stored for the query timings")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the store write rate")
+    parser.add_argument("--per-round", type=int, default=10_000, help="results per round and backend")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="edgekit-hub-bench-"))
+    try:
+        with postgres() as database:
+            urls: dict[str, Callable[[str], str]] = {
+                "sqlite": lambda name: f"sqlite:///{work / (name + '.db')}", "postgresql": database}
+            result = {"benchmark": "hub_ingest", "store": bench_store(urls, args.rounds, args.per_round),
+                      "queries": bench_queries(urls, args.results)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    out = Path(__file__).parent / "results" / "hub_ingest.json"
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"{'store':12} {'results/s (median)':>20} {'max':>10}")
+    for name, row in result["store"].items():
+        print(f"{name:12} {row['median_per_s']:20} {row['max_per_s']:10}")
+    print(f"\n{'query (' + str(args.results) + ' results, 100 devices)':44} " + " ".join(f"{n:>16}" for n in urls))
+    names = [k for k in next(iter(result["queries"].values())) if k.endswith(")")]
+    for query in names:
+        print(f"{query:44} " + " ".join(f"{result['queries'][n][query]['median_ms']:13.1f} ms" for n in urls))
+    return result
+
+
+if __name__ == "__main__":
+    main()
