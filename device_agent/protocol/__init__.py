@@ -37,6 +37,8 @@ from device_agent.protocol.events import (
     ModelEvent,
     MqttEvent,
     OutboxEvent,
+    Thumbnail,
+    ThumbnailBox,
 )
 from device_agent.protocol.messages import (
     DriftHistogram,
@@ -58,6 +60,6 @@ __all__ = [
     "DriftEvent", "DriftHistogram",
     "Envelope", "Event", "FrameEvent", "FrameRef", "GapEvent", "LinkStats", "Metrics", "ModelEvent", "ModelRef",
     "MqttEvent", "OutboxEvent", "ProtocolError", "RawTensor", "Received", "Reply", "Result", "SourceStats",
-    "StageLatency", "Status", "Topic", "Topics", "body_of", "parse", "parse_command", "parse_topic",
-    "request_id_of", "subscription",
+    "StageLatency", "Status", "Thumbnail", "ThumbnailBox", "Topic", "Topics", "body_of", "parse", "parse_command",
+    "parse_topic", "request_id_of", "subscription",
 ]

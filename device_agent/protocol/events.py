@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field
 
-from device_agent.protocol.base import Body, omitted
+from device_agent.protocol.base import Body, Record, omitted
 
 
 class EventBody(Body):
@@ -99,8 +99,41 @@ class FrameEvent(EventBody):
     reason: str = Field(description="why it was rejected")
 
 
+MAX_THUMBNAIL_BYTES = 45_000
+"""Largest JPEG an alert may carry: base64 makes it 60,000 characters, and the event with its boxes
+(:data:`MAX_THUMBNAIL_BOXES`) and envelope stays under the 64 KiB the agent accepts in a payload
+(:data:`device_agent.protocol.commands.MAX_PAYLOAD_BYTES`), a size every broker's default takes."""
+MAX_THUMBNAIL_BOXES = 20
+"""Most boxes a thumbnail carries: the best-scoring ones."""
+
+
+ThumbnailSkipped = Literal["rate_limited", "too_large", "encode_failed"]
+"""Why a raised alert carries no thumbnail although thumbnails are on."""
+
+
+class ThumbnailBox(Record):
+    """One of the alert's detections, in thumbnail pixels."""
+
+    label: str = Field(description="class label from the bundle")
+    score: float = Field(description="confidence in [0, 1]")
+    box: list[float] = Field(description="box [x1, y1, x2, y2] in thumbnail pixels (the frame's box, scaled)")
+
+
+class Thumbnail(Record):
+    """A small JPEG of the frame that raised an alert (opt-in: ``[thumbnails]`` in the agent's config)."""
+
+    media_type: Literal["image/jpeg"] = Field(default="image/jpeg", description="the image's MIME type")
+    width: int = Field(description="image width in pixels")
+    height: int = Field(description="image height in pixels")
+    data: str = Field(description="the JPEG, base64 (standard alphabet, padded); at most thumbnails.max_bytes "
+                      "before encoding")
+    boxes: list[ThumbnailBox] = Field(description="the detections that matched the rule, scaled into the image "
+                                      "(empty for a classifier)")
+
+
 class AlertEvent(EventBody):
-    """A rule's label was seen N frames in a row (raised), or no longer (cleared)."""
+    """A rule's label was seen N frames in a row (raised), or no longer (cleared); a raised one may carry a
+    thumbnail of its frame."""
 
     kind: Literal["alert"] = Field(default="alert", description="event kind")
     rule: str = Field(description="rule name from the config")
@@ -111,6 +144,11 @@ class AlertEvent(EventBody):
     frames: int | None = omitted("matching frames in a row when raised (raised)")
     source: str = Field(description="source of the frame that raised or cleared it")
     frame_id: int = Field(description="id of that frame")
+    thumbnail: Thumbnail | None = omitted("a small JPEG of that frame with the matching boxes (raised, thumbnails "
+                                          "on)")
+    thumbnail_skipped: ThumbnailSkipped | None = omitted(
+        "why a raised alert has no thumbnail although thumbnails are on: another was sent less than "
+        "min_interval_s ago, no JPEG fits max_bytes, or the frame could not be encoded (raised, thumbnails on)")
 
 
 class MqttEvent(EventBody):

@@ -42,6 +42,7 @@ from device_agent.service.health import CpuMeter, rss_mb, temperature_c
 from device_agent.service.logs import Totals, shutdown_line, startup_line, summary_line
 from device_agent.service.preflight import preflight
 from device_agent.service.systemd import Notifier
+from device_agent.service.thumbnails import Thumbnails
 from device_agent.sources.runner import SourceRunner
 from device_agent.sources.types import SourceState, StateChange
 from device_agent.transport.committer import Committer
@@ -110,6 +111,7 @@ class Agent:
         self.committer = Committer(self.outbox, on_commit=self._committed)
         self.policy = PublishPolicy(config.publish.policy, max_per_second=config.publish.max_per_second)
         self.rules = [Rule(r) for r in config.rules]
+        self.thumbnails = Thumbnails(config.thumbnails) if config.thumbnails.enabled else None
         self.drift = DriftWatch.create(self.bundle, config.drift)  # None: off, or no baseline in the bundle
         self.times = StageTimes()
         self.stop_event = threading.Event()
@@ -200,6 +202,8 @@ class Agent:
             self._emit(drift)
         for rule in self.rules:
             event = rule.update(result, source=source.name, frame_id=frame.frame_id)
+            if event is not None and self.thumbnails is not None:
+                event = self.thumbnails.attach(event, frame.image, rule.matched)  # in line: ~0.5 ms, rare
             if event is not None:
                 self._emit(event)
         if self.policy.should_publish(source.name, result):

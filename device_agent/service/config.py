@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from device_agent.errors import ConfigError
 from device_agent.nesting import nesting_depth
+from device_agent.protocol.events import MAX_THUMBNAIL_BYTES
 from device_agent.service.config_errors import explain
 from device_agent.sources.runner import DEFAULT_BACKOFF_MAX_S
 from device_agent.sources.types import DEFAULT_STALL_AFTER_S, default_read_timeout_s
@@ -151,6 +152,22 @@ class DriftConfig(_Table):
         return self
 
 
+class ThumbnailsConfig(_Table):
+    """Alert thumbnails (opt-in): a small JPEG of the frame that raised a rule's alert, on its ``alert`` event."""
+
+    enabled: bool = Field(default=False, description="attach a thumbnail to raised alerts; off by default")
+    max_side: int = Field(default=320, ge=64, le=1920,
+                          description="longer side of the thumbnail in pixels (a smaller frame is not enlarged)")
+    max_bytes: int = Field(default=24_000, ge=1_000, le=MAX_THUMBNAIL_BYTES, description=(
+        "the JPEG never exceeds this: quality goes down in steps, then the image is scaled down; base64 makes it "
+        f"4/3 larger on the wire, and at most {MAX_THUMBNAIL_BYTES} keeps the whole event under the "
+        "agent's 64 KiB payload limit"))
+    quality: int = Field(default=80, ge=1, le=100, description="JPEG quality of the first attempt (1-100)")
+    min_interval_s: float = Field(default=10.0, ge=0, description=(
+        "at most one thumbnail per this many seconds per device; a raised alert sooner says "
+        "thumbnail_skipped = \"rate_limited\" instead; 0: no limit"))
+
+
 class RuleConfig(_Table):
     name: str
     label: str = Field(description="class label that triggers the rule")
@@ -179,6 +196,7 @@ class AgentConfig(_Table):
     commands: CommandsConfig = CommandsConfig()
     rules: list[RuleConfig] = Field(default_factory=list)
     drift: DriftConfig = DriftConfig()
+    thumbnails: ThumbnailsConfig = ThumbnailsConfig()
     threads: int | None = Field(default=None, ge=0, description="inference threads (default: the bundle's target)")
 
     def source_name(self, index: int) -> str:
