@@ -89,6 +89,8 @@ class Metrics(Body):
     latency_ms: dict[str, StageLatency] = Field(description="per-stage latency percentiles in ms over the recent "
                                                 "window: capture_age, preprocess, infer, postprocess, publish")
     outbox_depth: int = Field(description="messages committed and not yet acknowledged")
+    outbox_oldest_age_s: float | None = omitted("age of the oldest unacknowledged message, seconds; left out "
+                                                "when the outbox is empty")
     cpu_percent: float = Field(description="process CPU use since the last heartbeat, percent of one core")
     rss_mb: float = Field(description="resident memory, MB")
     temperature_c: float | None = Field(description="SoC temperature, degrees C; null where unknown")

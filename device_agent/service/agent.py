@@ -150,11 +150,13 @@ class Agent:
     def _metrics(self) -> None:
         dropped = sum(s.stats().get("frames_dropped", 0) for s in self.sources)
         elapsed = max(self._clock() - self._started, 1e-9)
+        age = self.outbox.oldest_age_s()
         self._emit(Metrics(
             fps=round(self.frames_done / elapsed, 3), frames=self.frames_done, dropped_frames=dropped,
             results=self.results_published, suppressed=self.policy.suppressed,
             latency_ms={stage: StageLatency(**q) for stage, q in self.times.summary().items()},
-            outbox_depth=self.outbox.depth(), cpu_percent=round(self._cpu.percent(), 1),
+            outbox_depth=self.outbox.depth(), outbox_oldest_age_s=None if age is None else round(age, 3),
+            cpu_percent=round(self._cpu.percent(), 1),
             rss_mb=round(rss_mb(), 1), temperature_c=temperature_c(),
             sources={s.name: SourceStats(**{"state": s.state.name.lower(), **s.stats()}) for s in self.sources},
             mqtt=LinkStats(**self.publisher.stats()),
