@@ -115,7 +115,7 @@ def device_page(store: Store, found: DeviceDetailOut) -> str:
              ("Open alerts", esc(found.open_alerts)), ("Missing seqs", number(found.missing_seqs, 0))]
     results = [(when(r.ts), esc(r.seq), esc(f"{r.model.name} {r.model.version}"),
                 esc(", ".join(charts.labels_of(r.payload))) or NONE) for r in found.results]
-    return (f"<h1>{esc(found.id)}</h1>" + table(("", ""), [(esc(k), v) for k, v in facts])
+    return (f"<h1>{esc(found.id)}</h1>" + table(("Device", "Now"), [(esc(k), v) for k, v in facts])
             + "<h2>Over time</h2>" + device_charts(store, found)
             + "<h2>Alerts</h2>" + alerts_table(found.alerts)
             + "<h2>Recent events</h2>" + events_table(found.events, with_device=False)
