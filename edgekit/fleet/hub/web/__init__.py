@@ -8,6 +8,13 @@
 
 from __future__ import annotations
 
+try:
+    import fastapi  # noqa: F401  (checked here so a missing extra says which one)
+except ImportError as exc:  # pragma: no cover - exercised where the hub extra is missing
+    from edgekit.errors import MissingDependencyError
+
+    raise MissingDependencyError("fastapi", "hub", "the hub's HTTP API and dashboard") from exc
+
 from edgekit.fleet.hub.web.app import Exposer, create_app
 
 __all__ = ["Exposer", "create_app"]

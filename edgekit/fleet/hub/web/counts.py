@@ -2,10 +2,12 @@
 
 - **Missing seqs** come from :meth:`Store.seq_accounts`, a window query over every stored seq
   (2-3 s on SQLite with a million results, measured): the fleet page and ``/api/devices`` must
-  not pay that per request. :class:`MissingCounts` keeps the last accounting, refreshes it in a
-  background thread when it is older than ``ttl_s``, and a request waits for a refresh at most
-  ``wait_s``: on a small store every request sees current counts; on a large one the page shows
-  the previous counts (with when they were taken) instead of stalling.
+  not pay that per request. :class:`MissingCounts` keeps the last accounting and refreshes it in a
+  background thread when it is older than ``ttl_s``. A request waits for that refresh (at most
+  ``wait_s``) only while counting is cheap (the last one took less than ``wait_s``) or nothing was
+  counted yet: on a small store every request sees current counts; on a large one the page shows
+  the previous counts (and when they were taken) instead of stalling (measured with 100 devices
+  and a million results: ``/`` 9-16 ms, ``/api/devices`` 7-11 ms once counted).
 - **Open alerts**: the store keeps alerts as a log of raised and cleared; an alert is open when
   the latest entry of its ``(device, kind, rule or signal)`` says raised. Read from the newest
   :data:`ALERT_WINDOW` entries (one indexed, bounded query).
@@ -66,13 +68,15 @@ class MissingCounts:
         self._taken: float | None = None
         self._refreshing: threading.Event | None = None
         self._wall: float | None = None
+        self._cost_s = 0.0
 
     def get(self) -> tuple[dict[str, int] | None, float | None]:
         """``(device -> missing count, when counted)``; ``(None, None)`` before the first count finished."""
         with self._lock:
             fresh = self._taken is not None and time.monotonic() - self._taken < self.ttl_s
             done = None if fresh else self._start()
-        if done is not None:
+            patient = self._counts is None or self._cost_s < self.wait_s
+        if done is not None and patient:
             done.wait(self.wait_s)
         with self._lock:
             return self._counts, self._wall
@@ -85,9 +89,11 @@ class MissingCounts:
 
     def _refresh(self, done: threading.Event) -> None:
         try:
+            start = time.monotonic()
             counts = {a.device: a.missing_count for a in self._store.seq_accounts()}
             with self._lock:
                 self._counts, self._taken, self._wall = counts, time.monotonic(), time.time()
+                self._cost_s = self._taken - start
         except StoreError as exc:  # the page shows the previous counts; the next request tries again
             log.warning("counting missing seqs failed: %s", exc)
         finally:
