@@ -1,0 +1,211 @@
+"""The hub's JSON API and dashboard HTML over a real uvicorn, on SQLite and on a real PostgreSQL.
+
+The store is seeded with real contract messages parsed by :func:`device_agent.protocol.parse`
+(the helpers of tests/edgekit/test_hub_store.py), as the hub's ingest stores them.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from device_agent.protocol import Received
+from edgekit.fleet.hub.store import Alert, Store
+from edgekit.fleet.hub.web import create_app
+from edgekit.fleet.hub.web.charts import line_chart, per_class
+from edgekit.fleet.hub.web.counts import open_alerts
+from edgekit.fleet.hub.web.pages import parse_since
+from edgekit.fleet.hub.web.thumbnail import render as render_thumbnail
+from tests.edgekit import test_hub_store as contract
+from tests.edgekit.test_hub_store import T0, msg, result, status
+from tests.support.asgi_server import get, get_json, serving
+
+open_store, store, postgres_cluster = contract.open_store, contract.store, contract.postgres_cluster  # the fixtures
+
+EVIL = "<script>alert(1)</script>"
+
+
+def drift(brightness: str, score: float | None) -> dict[str, Any]:
+    return {"brightness": {"counts": [3, 5, 2], "edges": [0.3, 0.6], "score": score, "state": brightness},
+            "class_mix": {"counts": [7, 3], "labels": ["person", "other"], "score": 0.02, "state": "ok"}}
+
+
+def thumbnail() -> dict[str, Any]:
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[10:30, 20:50] = (40, 200, 40)
+    ok, jpeg = cv2.imencode(".jpg", image)
+    assert ok
+    return {"media_type": "image/jpeg", "width": 64, "height": 48, "data": base64.b64encode(jpeg.tobytes()).decode(),
+            "boxes": [{"label": "person", "score": 0.91, "box": [20, 10, 50, 30]}]}
+
+
+def detection(label: str, score: float = 0.8) -> dict[str, Any]:
+    return {"class_id": 0 if label == "person" else 2, "label": label, "score": score, "box_xyxy": [1, 2, 30, 40]}
+
+
+def fleet_messages() -> list[Received]:
+    """cam-01: online, 12 heartbeats (its brightness drifting to alert), 28 results, a rule alert with a
+    thumbnail, a gap event and one seq missing; cam-02: offline, one result and one heartbeat."""
+    out = [status(ts=T0), status(device="cam-02", ts=T0, state="offline")]
+    for i in range(12):
+        state, score = ("alert", 0.4) if i >= 10 else ("warn", 0.15) if i >= 8 else ("ok", 0.01 * i)
+        out.append(msg("metrics", i + 1, ts=T0 + 10 * i, fps=10.0 + i % 3, outbox_depth=i,
+                       latency_ms={"infer": {"p50": 4.0 + i / 10, "p90": 6.0, "p95": 7.0 + i / 10, "p99": 9.0}},
+                       drift=drift(state, score)))
+    for s in range(13, 41):
+        found = [detection("person"), detection("car")] if s % 2 else [detection("person")]
+        out.append(result(s, ts=T0 + 4 * (s - 13), result={"kind": "detection", "decoder": "yolov8",
+                                                            "classifications": [], "detections": found}))
+    out.append(msg("events", 41, kind="alert", ts=T0 + 110, rule=EVIL, thumbnail=thumbnail()))
+    out.append(msg("events", 42, kind="gap", ts=T0 + 111, first_seq=43, last_seq=44, count=2, reason="overflow"))
+    out += [result(45, ts=T0 + 112), result(47, ts=T0 + 113)]  # seq 46 is missing
+    out += [result(1, device="cam-02", ts=T0 + 5), msg("metrics", 2, device="cam-02", ts=T0 + 6, fps=3.0)]
+    return out
+
+
+def seed(target: Store) -> Store:
+    target.ingest(fleet_messages(), received_at=T0 + 120)
+    target.ingest([result(40, ts=T0 + 4 * 27)], received_at=T0 + 121)  # a redelivery: dropped, counted
+    target.record_alert(Alert(device="cam-01", kind="drift", ts=T0 + 115, detail={"signal": "brightness", "psi": 0.4}))
+    return target
+
+
+class FakeExposer:
+    def exposition(self) -> tuple[bytes, str]:
+        return b"# TYPE edgekit_up gauge\nedgekit_up 1\n", "text/plain; version=0.0.4; charset=utf-8"
+
+
+@pytest.fixture
+def base(store: Store) -> Iterator[str]:
+    with serving(create_app(seed(store), metrics=FakeExposer(), missing_ttl_s=0.0)) as url:
+        yield url
+
+
+def test_devices_list_the_fleet_table(base: str) -> None:
+    code, devices = get_json(f"{base}/api/devices")
+    assert code == 200 and [d["id"] for d in devices] == ["cam-01", "cam-02"]
+    cam1, cam2 = devices
+    assert cam1["online"] is True and cam2["online"] is False
+    assert cam1["model"] == {"name": "tiny", "version": "1", "precision": "fp32"} and cam1["agent"] == "0.1.0"
+    assert cam1["fps"] == 12.0 and cam1["latency_ms"] == {"p50": pytest.approx(5.1), "p95": pytest.approx(8.1)}
+    assert cam1["outbox"] == {"pending": 11, "oldest_age_s": None}
+    assert cam1["drift_state"] == "alert" and cam2["drift_state"] is None
+    assert cam1["open_alerts"] == 2 and cam2["open_alerts"] == 0  # the rule alert and the hub's drift alert
+    assert cam1["missing_seqs"] == 1 and cam2["missing_seqs"] == 0
+    assert cam1["last_seen"] == pytest.approx(T0 + 121)
+
+
+def test_one_device_with_its_history_and_an_unknown_one_is_a_json_404(base: str) -> None:
+    code, cam1 = get_json(f"{base}/api/devices/cam-01")
+    assert code == 200 and cam1["id"] == "cam-01" and cam1["missing_seqs"] == 1
+    assert [p["ts"] for p in cam1["series"]] == [pytest.approx(T0 + 10 * i) for i in range(12)]  # oldest first
+    assert cam1["series"][-1]["drift_scores"] == {"brightness": 0.4, "class_mix": 0.02}
+    assert [e["kind"] for e in cam1["events"]] == ["gap", "alert"]
+    assert cam1["events"][1]["payload"]["thumbnail"]["width"] == 64
+    assert cam1["results"][0]["seq"] == 47 and cam1["seqs"] == {"received": 44, "missing": [[46, 46]],
+                                                                  "lost": [[43, 44]]}
+    code, error = get_json(f"{base}/api/devices/nope")
+    assert code == 404 and "'nope'" in error["error"]
+
+
+def test_results_events_and_alerts_filter_and_page(base: str) -> None:
+    code, body = get_json(f"{base}/api/results?device=cam-01&limit=5")
+    assert code == 200 and [r["seq"] for r in body["results"]] == [47, 45, 40, 39, 38]
+    row = body["results"][2]
+    assert row["device"] == "cam-01" and row["model"]["name"] == "tiny" and row["ts"] == pytest.approx(T0 + 108)
+    assert [d["label"] for d in row["result"]["detections"]] == ["person"] and row["frame"]["source"] == "cam"
+    _, since = get_json(f"{base}/api/results?since={T0 + 112}")
+    assert [r["seq"] for r in since["results"]] == [47, 45]
+    _, events = get_json(f"{base}/api/events?device=cam-01&kind=alert")
+    assert [(e["seq"], e["payload"]["rule"]) for e in events["events"]] == [(41, EVIL)]
+    _, alerts = get_json(f"{base}/api/alerts")
+    assert [(a["device"], a["kind"], a["state"]) for a in alerts["alerts"]] == [("cam-01", "drift", "raised"),
+                                                                                ("cam-01", "rule", "raised")]
+    _, drift_only = get_json(f"{base}/api/alerts?kind=drift&device=cam-01&since={T0}&limit=1")
+    assert drift_only["alerts"][0]["detail"] == {"signal": "brightness", "psi": 0.4}
+
+
+def test_stats_health_and_metrics(base: str) -> None:
+    code, stats = get_json(f"{base}/api/stats")
+    assert code == 200
+    assert (stats["results_stored"], stats["duplicates_dropped"], stats["missing"], stats["lost"]) == (31, 1, 1, 2)
+    assert (stats["events_stored"], stats["metrics_stored"], stats["devices"]) == (2, 13, 2)
+    code, health = get_json(f"{base}/healthz")
+    assert code == 200 and health["status"] == "ok"
+    code, content_type, body = get(f"{base}/metrics")
+    assert code == 200 and content_type.startswith("text/plain") and b"edgekit_up 1" in body
+
+
+@pytest.mark.parametrize(("query", "parameter"), [
+    ("/api/results?limit=-1", "limit"), ("/api/results?since=abc", "since"), ("/api/events?limit=abc", "limit"),
+    ("/api/alerts?since=nan", "since"), ("/api/results?limit=100000", "limit"), ("/api/events?device=", "device"),
+])
+def test_a_bad_query_value_is_a_json_422_naming_the_parameter(base: str, query: str, parameter: str) -> None:
+    code, error = get_json(base + query)
+    assert code == 422 and error["error"].startswith(f"invalid request: {parameter}:")
+    assert [d["parameter"] for d in error["detail"]] == [parameter]
+
+
+def test_openapi_documents_every_endpoint_and_no_cdn_docs(base: str) -> None:
+    code, spec = get_json(f"{base}/openapi.json")
+    assert code == 200
+    assert {"/api/devices", "/api/devices/{device_id}", "/api/results", "/api/events", "/api/alerts", "/api/stats",
+            "/healthz", "/metrics"} <= set(spec["paths"])
+    assert "/" not in spec["paths"]  # the dashboard's HTML is not part of the API
+    schemas = spec["components"]["schemas"]
+    assert {"DeviceOut", "DeviceDetailOut", "ResultsOut", "AlertOut", "StatsOut"} <= set(schemas)
+    assert {"seq", "device", "ts", "model", "result"} <= set(schemas["ResultOut"]["properties"])
+    assert {"name": "limit", "in": "query"}.items() <= spec["paths"]["/api/results"]["get"]["parameters"][2].items()
+    assert get(f"{base}/docs")[0] == 404 and get(f"{base}/redoc")[0] == 404
+
+
+def test_the_pages_name_every_device_and_escape_what_devices_send(base: str) -> None:
+    code, content_type, body = get(f"{base}/")
+    page = body.decode()
+    assert code == 200 and content_type.startswith("text/html")
+    assert 'href="/devices/cam-01"' in page and 'href="/devices/cam-02"' in page and "tiny 1 (fp32)" in page
+    code, _, device = get(f"{base}/devices/cam-01")
+    assert code == 200 and "<polyline" in device.decode() and 'src="data:image/jpeg;base64,' in device.decode()
+    code, _, events = get(f"{base}/events?device=cam-01&kind=alert")
+    assert code == 200 and EVIL not in events.decode() and "&lt;script&gt;" in events.decode()
+    assert get(f"{base}/events?since=yesterday")[0] == 400
+    assert get(f"{base}/devices/nope")[0] == 404
+    _, _, alerts = get(f"{base}/alerts?kind=drift")
+    assert "brightness" in alerts.decode() and "rule" not in alerts.decode().split("<tbody>")[1]
+
+
+def test_charts_break_lines_at_gaps_and_count_classes_per_bucket() -> None:
+    svg = line_chart("fps <x>", {"a": [(0.0, 1.0), (1.0, None), (2.0, 3.0), (3.0, 4.0)]}, unit="fps")
+    assert svg.count("<polyline") == 1 and svg.count("<circle") == 1 and "fps &lt;x&gt;" in svg
+    assert "no data yet" in line_chart("empty", {"a": []})
+    det = {"result": {"detections": [{"label": "car"}, {"label": "person"}]}}
+    cls = {"result": {"classifications": [{"label": "cat", "score": 0.2}, {"label": "dog", "score": 0.7}]}}
+    counts = per_class([(0.0, det), (9.0, det), (9.5, cls)], start=0.0, end=10.0, buckets=2)
+    assert counts == {"car": [(2.5, 1), (7.5, 1)], "person": [(2.5, 1), (7.5, 1)], "dog": [(2.5, 0), (7.5, 1)]}
+
+
+def test_a_thumbnail_is_shown_only_when_it_is_a_well_formed_image() -> None:
+    good = thumbnail()
+    shown = render_thumbnail({"thumbnail": {**good, "boxes": [{"label": EVIL, "score": 0.5, "box": [1, 2, 3, 4]}]}})
+    assert shown.startswith('<span class="thumb"') and "<rect" in shown and EVIL not in shown
+    for bad in ({**good, "media_type": "text/html"}, {**good, "data": 'x" onerror="alert(1)'}, {**good, "width": 0},
+                {**good, "height": "48"}, "not a dict"):
+        assert render_thumbnail({"thumbnail": bad}) == ""
+    assert render_thumbnail({}) == ""
+
+
+def test_since_in_forms_and_which_alerts_are_open() -> None:
+    assert parse_since("") is None and parse_since(" 1700000000.5 ") == 1700000000.5
+    assert parse_since("2023-11-14T22:13:20") == 1700000000.0 == parse_since("2023-11-14T23:13:20+01:00")
+    with pytest.raises(ValueError):
+        parse_since("yesterday")
+    raised = Alert("cam", "rule", 1.0, "raised", {"rule": "a"})
+    cleared = Alert("cam", "rule", 2.0, "cleared", {"rule": "a"})
+    other = Alert("cam", "rule", 1.5, "raised", {"rule": "b"})
+    assert open_alerts([cleared, other, raised]) == [other]
+    assert open_alerts([raised]) == [raised]
