@@ -22,7 +22,7 @@ from converters.errors import ConversionError
 from device_agent.command_line import Parser, UsageExit, print_error_document, reader_went_away, wants_json
 from device_agent.errors import AgentError
 from edgekit import __version__
-from edgekit.cli import bench, inspect_bundle, monitor, optimize, protocol, samples, targets, zoo
+from edgekit.cli import bench, hub, inspect_bundle, monitor, optimize, protocol, samples, targets, zoo
 from edgekit.errors import EdgeKitError, OptimizeFailed
 
 
@@ -40,6 +40,7 @@ COMMANDS: dict[str, Command] = {
     "targets": targets,
     "zoo": zoo,
     "monitor": monitor,
+    "hub": hub,
     "benchmark": bench,
     "protocol": protocol,
     "samples": samples,

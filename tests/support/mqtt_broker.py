@@ -118,11 +118,14 @@ class Broker:
         acl: str | None = None,
         debug_log: bool = False,
         dynsec: dict[str, Any] | None = None,
+        max_queued_messages: int | None = None,
     ) -> None:
         """``acl``: acl_file text (``user cam`` / ``topic write edgekit/v1/cam-01/results`` lines).
         ``debug_log``: log every packet (``Denied PUBLISH from ...``, to count attempts).
         ``dynsec``: ``{"users": {name: password}, "default": {"subscribe": False, ...}}`` runs the
-        dynamic-security plugin with those clients (no roles) and that ``defaultACLAccess``."""
+        dynamic-security plugin with those clients (no roles) and that ``defaultACLAccess``.
+        ``max_queued_messages``: per client, beyond those in flight (Mosquitto's default, 1000, caps what
+        a persistent session keeps for a client that is away)."""
         self.use_mosquitto_passwd = use_mosquitto_passwd
         self.binary = require_mosquitto()
         self.workdir = Path(workdir)
@@ -150,6 +153,8 @@ class Broker:
             lines.append(f"acl_file {self.workdir / 'acl'}")
         if dynsec is not None:
             lines += [f"plugin {DYNSEC_PLUGIN}", f"plugin_opt_config_file {self._dynsec_file(dynsec)}"]
+        if max_queued_messages is not None:
+            lines.append(f"max_queued_messages {max_queued_messages}")
         if persistence:
             lines += ["persistence true", f"persistence_location {self.workdir}/", "autosave_interval 1"]
         self.conf = self.workdir / "mosquitto.conf"
