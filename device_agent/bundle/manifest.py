@@ -162,6 +162,16 @@ class Manifest(_Strict):
         or its precision for a bundle written before the candidate was recorded."""
         return f"{self.name} {self.candidate or self.precision}"
 
+    @property
+    def measured_fps(self) -> float | None:
+        """Frames per second the model ran at on the build machine (1000 / the optimized p50 in ms), None when
+        the bundle carries no timing: the rate a hub compares a device's fps with."""
+        latency = self.performance.get("latency_ms")
+        p50_ms = latency.get("optimized") if isinstance(latency, dict) else None
+        if not isinstance(p50_ms, int | float) or isinstance(p50_ms, bool) or not p50_ms > 0:
+            return None
+        return round(1000.0 / p50_ms, 3)
+
     def to_json(self) -> str:
         unset = {"candidate"} if self.candidate is None else None  # readable by agents that predate the key
         return json.dumps(self.model_dump(mode="json", by_alias=True, exclude=unset), indent=2, sort_keys=True) + "\n"

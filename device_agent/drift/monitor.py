@@ -65,6 +65,8 @@ class SignalView:
     labels: list[str] | None
     score: float | None
     state: State
+    reference: list[int]
+    """The baseline's counts per bin, what ``score`` compares ``counts`` with."""
 
 
 class _Window:
@@ -177,5 +179,6 @@ class DriftMonitor:
     def view(self) -> dict[str, SignalView]:
         """Every signal's window counts, bins, latest score and state."""
         return {name: SignalView([int(c) for c in s.window.counts], s.edges, s.labels,
-                                 None if s.score is None else round(s.score, 4), s.state)
+                                 None if s.score is None else round(s.score, 4), s.state,
+                                 [int(c) for c in s.reference])
                 for name, s in self.signals.items()}

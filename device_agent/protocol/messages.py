@@ -25,6 +25,9 @@ class Status(Body):
     ts: float = Field(description="when this status was written, Unix seconds (for the will: when it connected)")
     agent: str = Field(description="edgekit-agent version")
     model: ModelRef = Field(description="the active model")
+    measured_fps: float | None = omitted("frames per second the model ran at when the bundle was built (1000 / its "
+                                         "p50 latency in ms on the build machine): what a hub compares the device's "
+                                         "fps with; absent when the bundle carries no timing")
 
 
 class StageLatency(Record):
@@ -71,6 +74,9 @@ class DriftHistogram(Record):
     edges: list[float] | None = omitted("interior bin edges, fixed by the bundle's baseline: bins are "
                                         "(-inf, e0], (e0, e1], ..., (e_last, inf) (numeric signals)")
     labels: list[str] | None = omitted("the label of each bin, 'other' last (class_mix)")
+    baseline_counts: list[int] | None = omitted("the bundle baseline's count per bin (calibration frames; class_mix: "
+                                                "labels): what score compares counts with, so a consumer can merge "
+                                                "windows of several devices and score them the same way")
     score: float | None = Field(description="latest PSI against the baseline; null before the window's "
                                 "minimum frames")
     state: Literal["ok", "warn", "alert"] = Field(description="the signal's drift state")

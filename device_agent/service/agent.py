@@ -99,7 +99,7 @@ class Agent:
                          tls_key=_str(mqtt.tls.key if mqtt.tls else None), keepalive=mqtt.keepalive_s,
                          protocol=mqtt.protocol),
             self.outbox, device_id=config.device_id, topic_root=mqtt.topic_root, on_event=self._said,
-            status_body=Identity(agent=__version__, model=self.model_ref),
+            status_body=Identity(agent=__version__, model=self.model_ref, measured_fps=manifest.measured_fps),
         )
         self.sources = [
             SourceRunner(s.uri, name=config.source_name(i), loop=s.loop, fps=s.fps, read_timeout_s=s.read_timeout_s,

@@ -47,5 +47,6 @@ class DriftWatch:
                 for c in self.monitor.update(inputs, output_signals(result))]
 
     def histograms(self) -> dict[str, DriftHistogram]:
-        return {name: DriftHistogram(counts=v.counts, edges=v.edges, labels=v.labels, score=v.score, state=v.state)
+        return {name: DriftHistogram(counts=v.counts, edges=v.edges, labels=v.labels, score=v.score, state=v.state,
+                                     baseline_counts=v.reference)
                 for name, v in self.monitor.view().items()}

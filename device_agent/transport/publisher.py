@@ -75,6 +75,8 @@ class Identity:
 
     agent: str
     model: ModelRef
+    measured_fps: float | None = None
+    """The bundle's inference rate on its build machine, for hubs (omitted from the status when None)."""
 
 
 class Publisher:
@@ -141,7 +143,7 @@ class Publisher:
     def _status_payload(self, state: Literal["online", "offline"]) -> bytes:
         if isinstance(self._status_body, Identity):
             body = body_of(Status(device=self.device_id, state=state, ts=time.time(), agent=self._status_body.agent,
-                                  model=self._status_body.model))
+                                  model=self._status_body.model, measured_fps=self._status_body.measured_fps))
         else:
             body = {**self._status_body, "v": 1, "device": self.device_id, "state": state, "ts": time.time()}
         return json.dumps(body, separators=(",", ":")).encode()

@@ -42,6 +42,8 @@ def test_written_bundle_verifies_and_holds_the_contract_fields(bundle: Path) -> 
     assert manifest.preprocess is not None and manifest.preprocess.size_wh == (32, 32)
     assert manifest.baseline["input"].std > 0
     assert manifest.source.file == "tiny.onnx"
+    assert manifest.measured_fps == pytest.approx(1000 / raw["performance"]["latency_ms"]["optimized"], rel=1e-3)
+    assert manifest.model_copy(update={"performance": {}}).measured_fps is None  # no timing: nothing to compare with
 
 
 def _edit_manifest(bundle: Path, edit) -> None:  # type: ignore[no-untyped-def]

@@ -134,6 +134,22 @@ def test_the_window_counts_only_the_last_frames() -> None:
     for _ in range(5):
         monitor.update(None, _frame(0.1))
     assert monitor.view()["top1_confidence"].counts == [5, 15]
+    assert monitor.view()["top1_confidence"].reference == [50, 50]  # the baseline, for a hub to score merged windows
+
+
+def test_the_heartbeat_carries_the_baseline_counts_a_hub_scores_with() -> None:
+    from device_agent.protocol import DriftHistogram, body_of
+    from device_agent.service.drift_watch import DriftWatch
+    monitor = _one_signal(window=20)
+    for _ in range(20):
+        monitor.update(None, _frame(0.9))
+    monitor.check()
+    histogram = DriftWatch(monitor).histograms()["top1_confidence"]
+    assert body_of(histogram)["baseline_counts"] == [50, 50]
+    merged_score = psi(np.array(histogram.baseline_counts), np.array(histogram.counts))
+    assert merged_score == pytest.approx(histogram.score, abs=1e-4)
+    older = {k: v for k, v in body_of(histogram).items() if k != "baseline_counts"}  # an agent before the field
+    assert DriftHistogram.model_validate(older).baseline_counts is None
 
 
 def test_no_verdict_before_min_frames_then_one_announcement_per_change() -> None:

@@ -83,6 +83,14 @@ def test_parse_returns_the_typed_message_and_keeps_unknown_fields() -> None:
     assert isinstance(parse("edgekit/v1/cam-01/metrics", json.dumps(message("metrics", 1)).encode()).message, Metrics)
 
 
+def test_status_says_the_bundles_measured_fps_and_an_older_status_without_it_still_parses() -> None:
+    with_fps = parse("edgekit/v1/cam-01/status", status(measured_fps=250.0))
+    assert isinstance(with_fps.message, Status) and with_fps.message.measured_fps == 250.0
+    older = parse("edgekit/v1/cam-01/status", status())
+    assert isinstance(older.message, Status) and older.message.measured_fps is None
+    assert "measured_fps" not in body_of(older.message)  # omitted, not null, when unknown
+
+
 @pytest.mark.parametrize(("topic", "payload", "names"), [
     ("edgekit/v1/cam-01/results", b"{not json", ["results", "not JSON"]),
     ("edgekit/v1/cam-01/events", _wire({"kind": "volcano"}), ["'volcano'", "kind"]),
