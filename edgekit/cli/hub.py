@@ -10,6 +10,9 @@ from typing import Any
 
 from rich.console import Console
 
+from edgekit.fleet.hub.alerts.rules import alert_args
+from edgekit.fleet.hub.homeassistant import homeassistant_args
+
 DEFAULT_HTTP = "127.0.0.1:8080"
 
 EPILOG = """examples:
@@ -49,6 +52,8 @@ def add_parser(sub: Any) -> None:
                      help="unacknowledged messages the broker may send ahead, so batches fill (default: 1000)")
     hub.add_argument("--batch-size", type=int, default=500, metavar="N",
                      help="messages committed per transaction at most (default: 500)")
+    alert_args(hub)
+    homeassistant_args(hub)
     hub.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     hub.add_argument("--log-format", default="text", choices=["text", "json"],
                      help="json: one JSON object per line, for log shippers")
@@ -56,15 +61,18 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from device_agent.service import logs
+    from edgekit.fleet.hub.alerts.rules import alerts_from_args
     from edgekit.fleet.hub.service import Hub
 
     options = hub_options(args)  # every usage error before anything is opened
+    rules = alerts_from_args(args)
     logs.configure(args.log_level, args.log_format)
     log = logging.getLogger("edgekit.hub")
     store = open_store(args.db)
     try:
-        hub = Hub(broker=args.broker, store=store, options=options, observers=observers(args),
-                  app_factory=app_factory(args))
+        parts = observers(args, store, rules)
+        hub = Hub(broker=args.broker, store=store, options=options, observers=parts,
+                  app_factory=app_factory(parts))
     except BaseException:
         store.close()
         raise
@@ -116,13 +124,21 @@ def open_store(url: str | None) -> Any:
     return store_from_url(url if url is not None else f"sqlite:///{DEFAULT_DB}")
 
 
-def observers(args: argparse.Namespace) -> list[Any]:
-    """The hub's observers from the flags (alerts, Home Assistant, metrics add theirs here)."""
-    return []
+def observers(args: argparse.Namespace, store: Any, rules: Any) -> list[Any]:
+    """The hub's parts besides the store: /metrics, the alert engine, and Home Assistant with --homeassistant."""
+    from edgekit.fleet.hub.alerts.engine import AlertEngine
+    from edgekit.fleet.hub.homeassistant import homeassistant_from_args
+    from edgekit.fleet.hub.metrics import HubMetrics
+
+    parts: list[Any] = [HubMetrics(store), AlertEngine(store, rules)]
+    homeassistant = homeassistant_from_args(args, store=store)
+    return parts if homeassistant is None else [*parts, homeassistant]
 
 
-def app_factory(args: argparse.Namespace) -> Any:
-    """The HTTP app: :func:`edgekit.fleet.hub.app.default_app_factory`, or none with ``--http off``."""
-    from edgekit.fleet.hub.app import default_app_factory
+def app_factory(parts: list[Any]) -> Any:
+    """The dashboard, API and /metrics (:mod:`edgekit.fleet.hub.web`), serving the hub's own metrics."""
+    from edgekit.fleet.hub.metrics import HubMetrics
+    from edgekit.fleet.hub.web import create_app
 
-    return default_app_factory()
+    metrics = next((part for part in parts if isinstance(part, HubMetrics)), None)
+    return lambda store: create_app(store, metrics=metrics)

@@ -176,7 +176,10 @@ class Ingest:
                 parsed.append(parse(delivery.topic, delivery.payload))
             except ProtocolError as exc:
                 rejected += 1
-                device = delivery.topic.split("/")[2] if delivery.topic.count("/") >= 2 else "?"
+                parts = delivery.topic.split("/")  # edgekit/v1/<device>/<kind>
+                device, kind = (parts[2] if len(parts) > 2 else "?"), (parts[3] if len(parts) > 3 else "?")
+                for observer in self._observers:
+                    guarded(self._throttle, observer, "rejected", partial(observer.rejected, kind))
                 self._throttle.log(logging.WARNING, f"reject:{delivery.topic}",
                                    "rejected a message from device %s on %s: %s", device, delivery.topic, exc.problem)
         report = self._commit(parsed) if parsed else IngestReport({}, 0)
@@ -199,7 +202,11 @@ class Ingest:
         delay = RETRY_MIN_S
         while True:
             try:
+                started = time.perf_counter()
                 report = self.store.ingest(parsed)
+                for observer in self._observers:
+                    guarded(self._throttle, observer, "batch_committed",
+                            partial(observer.batch_committed, time.perf_counter() - started))
             except StoreError as exc:
                 with self._lock:
                     self._counts["store_failures"] += 1

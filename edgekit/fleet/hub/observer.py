@@ -35,6 +35,12 @@ class Observer:
     def observe(self, messages: Sequence[Received], report: IngestReport) -> None:
         """A batch was committed: ``messages`` as parsed, ``report.fresh`` the ``(device, seq)`` newly stored."""
 
+    def rejected(self, kind: str) -> None:
+        """A message on a device's ``kind`` topic (results, events...) broke the contract; it was acknowledged."""
+
+    def batch_committed(self, seconds: float) -> None:
+        """The ingest committed one batch to the store in ``seconds``."""
+
     def on_message(self, topic: str, payload: bytes) -> None:
         """A message on one of :attr:`subscriptions` (in paho's thread: do not block)."""
 
