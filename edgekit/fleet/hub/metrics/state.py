@@ -8,8 +8,8 @@ scrapes (Prometheus plus a person's curl) reads the store once. The hub's stored
 counters read from the store too: they never go down and survive a restart, like ``/api/stats``.
 
 The seq gaps come from :meth:`Store.seq_accounts`, which reads the seq runs the store keeps at
-ingest (about 1 ms for 100 devices, however many seqs are stored): they are read with the rest,
-under the same cache. Most of a scrape's ~70 ms (100 devices) is prometheus_client writing the text.
+ingest (about 1 ms for 100 devices, however many seqs are stored), so they are read with the
+rest, under the same cache.
 
 A store that fails (:class:`~edgekit.errors.StoreError`) does not fail the scrape: the
 process metrics are still served and ``edgekit_hub_store_up`` says 0.
