@@ -84,6 +84,8 @@ def test_the_fleet_page_shows_every_device_in_a_row(base: str, artifacts: Path) 
     assert ">cam-01</a>" in table[0] and "online" in table[0] and "tiny 1 (fp32)" in table[0]
     assert 'class="alert">alert<' in table[0]  # its drift state
     assert ">cam-02</a>" in table[1] and "offline" in table[1]
+    missing = [re.findall(r'<td class="num">([^<]*)</td>', row)[-1] for row in table]  # the last column
+    assert missing == ["1", "0"]  # cam-01's seq 46, counted on this very request
 
 
 def test_a_device_page_draws_its_charts_and_the_alert_thumbnail(base: str, artifacts: Path) -> None:

@@ -152,20 +152,21 @@ def test_a_scrape_reads_the_store_at_most_once_per_cache_period(store: Store) ->
     assert value(scrape(HubMetrics(store)), "edgekit_device_fps", device="cam-01") == 9.0
 
 
-def test_seq_gaps_are_read_at_most_once_per_period_and_refreshed_by_the_tick(store: Store) -> None:
+def test_seq_gaps_are_read_with_the_rest_of_the_store_once_per_cache_period(store: Store) -> None:
     clock = [100.0]
-    metrics = HubMetrics(store, cache_s=0.0, accounts_cache_s=30.0, clock=lambda: clock[0])
-    metrics.tick(clock[0])  # nothing scraped yet: the tick reads nothing
+    metrics = HubMetrics(store, cache_s=1.0, clock=lambda: clock[0])
     feed(store, metrics, [detections(1, ["person"]), detections(3, ["person"])])
     assert value(scrape(metrics), "edgekit_device_seq_missing", device="cam-01") == 1
     feed(store, metrics, [detections(5, ["person"])])
-    clock[0] += 20.0
-    assert value(scrape(metrics), "edgekit_device_seq_missing", device="cam-01") == 1  # the gaps read at 100
-    metrics.tick(clock[0])  # 20 s old, not due within 5 s
-    assert value(scrape(metrics), "edgekit_device_seq_missing", device="cam-01") == 1
-    clock[0] += 6.0
-    metrics.tick(clock[0])  # due in 4 s: the housekeeping thread reads them now, not the next scrape
-    assert value(scrape(metrics), "edgekit_device_seq_missing", device="cam-01") == 2
+    clock[0] += 0.5
+    assert value(scrape(metrics), "edgekit_device_seq_missing", device="cam-01") == 1  # the read at 100 serves
+    clock[0] += 0.5
+    assert value(scrape(metrics), "edgekit_device_seq_missing", device="cam-01") == 2  # a second later: read again
+    feed(store, metrics, [detections(4, ["person"]), msg("events", 7, kind="gap", first_seq=6, last_seq=6, count=1)])
+    clock[0] += 1.0
+    seen = scrape(metrics)
+    assert value(seen, "edgekit_device_seq_missing", device="cam-01") == 1  # only 2: 4 came, 6 announced lost
+    assert value(seen, "edgekit_device_seq_lost", device="cam-01") == 1
 
 
 def test_a_store_that_fails_leaves_the_process_metrics_served(tmp_path: Path) -> None:

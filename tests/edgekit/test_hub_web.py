@@ -7,6 +7,7 @@ The store is seeded with real contract messages parsed by :func:`device_agent.pr
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,7 +83,7 @@ class FakeExposer:
 
 @pytest.fixture
 def base(store: Store) -> Iterator[str]:
-    with serving(create_app(seed(store), metrics=FakeExposer(), missing_ttl_s=0.0)) as url:
+    with serving(create_app(seed(store), metrics=FakeExposer())) as url:
         yield url
 
 
@@ -98,6 +99,25 @@ def test_devices_list_the_fleet_table(base: str) -> None:
     assert cam1["open_alerts"] == 2 and cam2["open_alerts"] == 0  # the rule alert and the hub's drift alert
     assert cam1["missing_seqs"] == 1 and cam2["missing_seqs"] == 0
     assert cam1["last_seen"] == pytest.approx(T0 + 121)
+
+
+def missing_column(page: bytes) -> dict[str, str]:
+    """The fleet page's missing-seqs cell (its last column) per device."""
+    rows = re.findall(r'<tr><td><a href="/devices/([^"]+)">.*?<td class="num">([^<]*)</td></tr>', page.decode())
+    return dict(rows)
+
+
+def test_new_seqs_change_the_missing_counts_on_the_very_next_request(base: str, store: Store) -> None:
+    assert missing_column(get(f"{base}/")[2]) == {"cam-01": "1", "cam-02": "0"}
+    store.ingest([result(49, ts=T0 + 130), result(4, device="cam-02", ts=T0 + 131)], received_at=T0 + 132)
+    _, devices = get_json(f"{base}/api/devices")  # no cache in between: 48 and cam-02's 3 are missing now
+    assert [(d["id"], d["missing_seqs"]) for d in devices] == [("cam-01", 2), ("cam-02", 1)]
+    assert missing_column(get(f"{base}/")[2]) == {"cam-01": "2", "cam-02": "1"}
+    _, cam1 = get_json(f"{base}/api/devices/cam-01")
+    assert cam1["missing_seqs"] == 2 and cam1["seqs"]["missing"] == [[46, 46], [48, 48]]
+    store.ingest([result(48, ts=T0 + 133)], received_at=T0 + 134)  # the late one arrives
+    _, devices = get_json(f"{base}/api/devices")
+    assert [(d["id"], d["missing_seqs"]) for d in devices] == [("cam-01", 1), ("cam-02", 1)]
 
 
 def test_one_device_with_its_history_and_an_unknown_one_is_a_json_404(base: str) -> None:

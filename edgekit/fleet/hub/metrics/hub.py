@@ -14,7 +14,6 @@ on counters, ``_info`` for versions (value 1, the versions as labels), label ``d
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -23,26 +22,23 @@ from prometheus_client.core import InfoMetricFamily, Metric
 
 from device_agent.protocol import Received, Result
 from edgekit import __version__
-from edgekit.errors import StoreError
 from edgekit.fleet.hub.metrics.live import MAX_CLASSES, LiveMetrics
 from edgekit.fleet.hub.metrics.state import StoreCollector
 from edgekit.fleet.hub.observer import Observer, is_fresh
 from edgekit.fleet.hub.store import IngestReport, Store
-
-log = logging.getLogger(__name__)
 
 
 class HubMetrics(Observer):
     """Prometheus metrics of the fleet and the hub: give it the store, register it as an observer,
     serve :meth:`exposition` on ``GET /metrics``."""
 
-    def __init__(self, store: Store, *, cache_s: float = 1.0, accounts_cache_s: float = 30.0,
-                 max_classes: int = MAX_CLASSES, clock: Callable[[], float] = time.monotonic) -> None:
-        """``cache_s``: how long one read of the store serves scrapes; ``accounts_cache_s``: the same for the
-        seq gaps, whose read scans every stored seq; ``max_classes``: ``class`` label values per device."""
+    def __init__(self, store: Store, *, cache_s: float = 1.0, max_classes: int = MAX_CLASSES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        """``cache_s``: how long one read of the store (seq gaps included) serves scrapes; ``max_classes``:
+        ``class`` label values per device."""
         self.registry = CollectorRegistry()
         self.live = LiveMetrics(self.registry, max_classes=max_classes)
-        self.state = StoreCollector(store, cache_s=cache_s, accounts_cache_s=accounts_cache_s, clock=clock)
+        self.state = StoreCollector(store, cache_s=cache_s, clock=clock)
         self.registry.register(self.state)
         self.registry.register(_HubInfo())
 
@@ -54,16 +50,6 @@ class HubMetrics(Observer):
                 self.live.result(received.device, received.message)
             elif received.kind == "events":
                 self.live.event(received.device, str(getattr(received.message, "kind", "unknown")))
-
-    def tick(self, now: float) -> None:
-        """Re-read the seq gaps in the housekeeping thread shortly before they expire, so no scrape waits on
-        it (only while something scrapes: a hub nobody scrapes does not scan its seqs every 30 s)."""
-        if not self.state.scraped_within(3 * self.state.accounts_cache_s):
-            return
-        try:
-            self.state.refresh_accounts(ahead_s=min(5.0, self.state.accounts_cache_s / 2))
-        except StoreError as exc:
-            log.warning("/metrics: cannot read the seq accounts: %s", exc)
 
     def rejected(self, kind: str) -> None:
         """The ingest refused a message on a ``kind`` topic (results, events...) as not the contract."""

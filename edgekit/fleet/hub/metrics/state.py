@@ -7,11 +7,9 @@ when Prometheus scrapes, and keeps what it read for ``cache_s`` (1 s by default)
 scrapes (Prometheus plus a person's curl) reads the store once. The hub's stored totals are
 counters read from the store too: they never go down and survive a restart, like ``/api/stats``.
 
-Seq accounting is the expensive read: it scans every stored seq (measured on SQLite, 100 devices:
-28 ms with 10 thousand seqs, 0.8 s with 200 thousand), while the rest of a scrape costs ~70 ms
-(100 devices, most of it prometheus_client writing the text). So the seq gaps are re-read at most
-every ``accounts_cache_s`` (30 s by default), and the hub's housekeeping tick re-reads them
-before they expire (:meth:`StoreCollector.refresh_accounts`), off the scrape's path.
+The seq gaps come from :meth:`Store.seq_accounts`, which reads the seq runs the store keeps at
+ingest (about 1 ms for 100 devices, however many seqs are stored), so they are read with the
+rest, under the same cache.
 
 A store that fails (:class:`~edgekit.errors.StoreError`) does not fail the scrape: the
 process metrics are still served and ``edgekit_hub_store_up`` says 0.
@@ -41,36 +39,13 @@ STORED_KINDS = {"results_stored": "results", "events_stored": "events", "metrics
 class StoreCollector:
     """A prometheus_client collector over :meth:`Store.devices`, :meth:`Store.seq_accounts` and the stored totals."""
 
-    def __init__(self, store: Store, *, cache_s: float = 1.0, accounts_cache_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: Store, *, cache_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.cache_s = cache_s
-        self.accounts_cache_s = accounts_cache_s
         self._clock = clock
         self._lock = threading.Lock()
         self._cached: list[Metric] = []
         self._read_at: float | None = None
-        self._accounts_lock = threading.Lock()
-        self._accounts: list[SeqAccount] = []
-        self._accounts_at: float | None = None
-        self._scraped_at: float | None = None
-
-    def scraped_within(self, seconds: float) -> bool:
-        """Whether something scraped in the last ``seconds``."""
-        return self._scraped_at is not None and self._clock() - self._scraped_at < seconds
-
-    def refresh_accounts(self, *, ahead_s: float = 0.0) -> None:
-        """Re-read the seq accounts if they expire within ``ahead_s``; raises StoreError."""
-        with self._accounts_lock:
-            now = self._clock()
-            if self._accounts_at is None or now - self._accounts_at >= self.accounts_cache_s - ahead_s:
-                self._accounts = self.store.seq_accounts()
-                self._accounts_at = now
-
-    def _seq_accounts(self) -> list[SeqAccount]:
-        self.refresh_accounts()
-        with self._accounts_lock:
-            return self._accounts
 
     def describe(self) -> list[Metric]:
         """The families this collector exports, without samples (lets the registry check for clashes)."""
@@ -78,7 +53,7 @@ class StoreCollector:
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            now = self._scraped_at = self._clock()
+            now = self._clock()
             if self._read_at is None or now - self._read_at >= self.cache_s:
                 self._cached = self._read()
                 self._read_at = now
@@ -86,7 +61,7 @@ class StoreCollector:
 
     def _read(self) -> list[Metric]:
         try:
-            return _families(self.store.devices(), self._seq_accounts(), self.store.counters(), store_up=True)
+            return _families(self.store.devices(), self.store.seq_accounts(), self.store.counters(), store_up=True)
         except StoreError as exc:
             log.warning("/metrics: cannot read the store: %s", exc)
             return _families([], [], {}, store_up=False)

@@ -3,7 +3,7 @@
 - :mod:`.app`: :func:`create_app` wires it all over a :class:`~edgekit.fleet.hub.store.Store`.
 - :mod:`.api` (JSON, models in :mod:`.models`) and :mod:`.pages` (HTML) share :mod:`.views`.
 - :mod:`.html`, :mod:`.charts` (inline SVG), :mod:`.thumbnail`: the dashboard's pieces.
-- :mod:`.counts`: what the fleet table counts without a query per request (missing seqs, open alerts).
+- :mod:`.counts`: what the fleet table counts per device (missing seqs, open alerts).
 """
 
 from __future__ import annotations

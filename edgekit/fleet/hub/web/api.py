@@ -9,7 +9,6 @@ from fastapi import APIRouter, HTTPException, Query, Request
 
 from edgekit.fleet.hub.store import Store
 from edgekit.fleet.hub.web import views
-from edgekit.fleet.hub.web.counts import MissingCounts
 from edgekit.fleet.hub.web.models import (
     AlertsOut,
     DeviceDetailOut,
@@ -39,8 +38,7 @@ def router() -> APIRouter:
 
     @api.get("/devices", response_model=list[DeviceOut], summary="Every device, as the fleet table shows it")
     def devices(request: Request) -> list[DeviceOut]:
-        missing: MissingCounts = request.app.state.missing
-        return views.fleet(_store(request), missing)[0]
+        return views.fleet(_store(request))
 
     @api.get("/devices/{device_id}", response_model=DeviceDetailOut, responses={404: {"model": ErrorOut}},
              summary="One device with its recent metrics, events, results and alerts")

@@ -22,7 +22,6 @@ from edgekit import __version__
 from edgekit.errors import StoreError
 from edgekit.fleet.hub.store import Store
 from edgekit.fleet.hub.web import api, pages
-from edgekit.fleet.hub.web.counts import MissingCounts
 from edgekit.fleet.hub.web.models import HealthOut
 
 
@@ -51,16 +50,11 @@ def _store_failed(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=503)
 
 
-def create_app(store: Store, *, metrics: Exposer | None = None, missing_ttl_s: float = 5.0) -> FastAPI:
-    """The hub's ASGI app over ``store``; ``metrics`` serves ``GET /metrics`` when given.
-
-    ``missing_ttl_s``: how old the fleet table's missing-seq counts may be before a request
-    refreshes them (counting scans every stored seq; see :mod:`.counts`).
-    """
+def create_app(store: Store, *, metrics: Exposer | None = None) -> FastAPI:
+    """The hub's ASGI app over ``store``; ``metrics`` serves ``GET /metrics`` when given."""
     app = FastAPI(title="EdgeKit hub", version=__version__, docs_url=None, redoc_url=None,
                   description="Every device's results, events, metrics and alerts, as stored by `edgekit hub`.")
     app.state.store = store
-    app.state.missing = MissingCounts(store, ttl_s=missing_ttl_s)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(StoreError, _store_failed)

@@ -43,7 +43,7 @@ class DeviceOut(BaseModel):
     drift_state: DriftState | None = Field(description="the worst drift signal state in the latest metrics; "
                                            "null when the device does not report drift")
     open_alerts: int = Field(description="alerts whose latest state is raised")
-    missing_seqs: int | None = Field(description="seqs neither received nor announced lost; null until counted")
+    missing_seqs: int = Field(description="seqs neither received nor announced lost (yet)")
 
 
 class SeriesPoint(BaseModel):

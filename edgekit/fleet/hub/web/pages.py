@@ -133,8 +133,8 @@ def router() -> APIRouter:
 
     @pages.get("/")
     def fleet(request: Request) -> HTMLResponse:
-        devices, counted = views.fleet(request.app.state.store, request.app.state.missing)
-        note = f'<p class="muted">{len(devices)} devices; missing seqs counted {ago(counted)}.</p>'
+        devices = views.fleet(request.app.state.store)
+        note = f'<p class="muted">{len(devices)} devices.</p>'
         return HTMLResponse(page("Fleet", "<h1>Fleet</h1>" + fleet_table(devices) + note, refresh_s=REFRESH_S))
 
     @pages.get("/devices/{device_id}")

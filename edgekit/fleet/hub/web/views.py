@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgekit.fleet.hub.store import Alert, Device, ModelInfo, Store, StoredEvent, StoredMetrics, StoredResult
-from edgekit.fleet.hub.web.counts import MissingCounts, open_alert_counts
+from edgekit.fleet.hub.web.counts import missing_counts, open_alert_counts
 from edgekit.fleet.hub.web.models import (
     AlertOut,
     DeviceDetailOut,
@@ -69,19 +69,17 @@ def model_out(model: ModelInfo | None) -> ModelOut | None:
     return None if model is None else ModelOut(name=model.name, version=model.version, precision=model.precision)
 
 
-def device_out(device: Device, open_alerts: int, missing: int | None) -> DeviceOut:
+def device_out(device: Device, open_alerts: int, missing: int) -> DeviceOut:
     return DeviceOut(id=device.id, online=device.online, model=model_out(device.model), agent=device.agent,
                      last_seen=device.last_seen, fps=_number((device.metrics or {}).get("fps")),
                      latency_ms=latency(device.metrics), outbox=outbox(device.metrics),
                      drift_state=drift_state(device.metrics), open_alerts=open_alerts, missing_seqs=missing)
 
 
-def fleet(store: Store, missing: MissingCounts) -> tuple[list[DeviceOut], float | None]:
-    """Every device for the fleet table (no query over results), and when its missing counts were taken."""
-    counts, taken = missing.get()
-    alerts = open_alert_counts(store)
-    return [device_out(d, alerts.get(d.id, 0), None if counts is None else counts.get(d.id, 0))
-            for d in store.devices()], taken
+def fleet(store: Store) -> list[DeviceOut]:
+    """Every device for the fleet table (no query over results or over every seq)."""
+    alerts, missing = open_alert_counts(store), missing_counts(store)
+    return [device_out(d, alerts.get(d.id, 0), missing.get(d.id, 0)) for d in store.devices()]
 
 
 def result_out(r: StoredResult) -> ResultOut:
