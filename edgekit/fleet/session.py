@@ -117,17 +117,20 @@ class MqttSession:
         self._error = error
         self._lock = threading.Lock()
         self._links = 0
+        self._subscribing: tuple[int, int] | None = None  # (SUBSCRIBE mid, link) awaiting its SUBACK
+        self._subscribed_link: int | None = None
         self._live: int | None = None  # the link acknowledgements may be sent on; None while disconnected
         self._attempt = 0
         if persistence is not None and not client_id:
             raise ValueError("a persistent session needs a client id")
         self._on_refused, self._on_message, self._on_delivery = on_refused, on_message, on_delivery
+        self._on_subscribed = on_subscribed
         self._on_connected, self._on_disconnected, self._on_unreachable = on_connected, on_disconnected, on_unreachable
         client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=mqtt.MQTTv5, manual_ack=persistence is not None)
         client.on_connect = self._connected
         client.on_message = self._message
-        client.on_subscribe = lambda _c, _u, _mid, codes, _p: on_subscribed([str(r) for r in codes if r.is_failure])
+        client.on_subscribe = self._subscribed_cb
         client.on_publish = lambda _c, _u, mid, reason, _p: on_published(mid, reason.is_failure, str(reason))
         client.on_disconnect = self._disconnected
         client.on_pre_connect = self._pre_connect
@@ -145,9 +148,16 @@ class MqttSession:
             self._links += 1
             self._live = self._links
             self._attempt = 0
-        for name in self.topics:
-            client.subscribe(name, qos=1)
+        _rc, mid = client.subscribe([(name, 1) for name in self.topics])  # one SUBSCRIBE, one SUBACK for all
+        with self._lock:
+            self._subscribing = (mid, self._links)
         self._on_connected(self.address, bool(getattr(flags, "session_present", False)))
+
+    def _subscribed_cb(self, _c: Any, _u: Any, mid: int, codes: Any, _p: Any) -> None:
+        with self._lock:
+            if self._subscribing is not None and self._subscribing[0] == mid:
+                self._subscribed_link = self._subscribing[1]
+        self._on_subscribed([str(r) for r in codes if r.is_failure])
 
     def _disconnected(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         with self._lock:
@@ -184,6 +194,14 @@ class MqttSession:
     @property
     def connected(self) -> bool:
         return self._live is not None
+
+    @property
+    def subscribed(self) -> bool:
+        """Connected, and the broker acknowledged this connection's subscriptions: from here on every message
+        matching them is delivered (or, for a persistent session, queued while away). Between the CONNACK and
+        the SUBACK of a first connection a message published meanwhile matches no subscription yet."""
+        with self._lock:
+            return self._live is not None and self._subscribed_link == self._live
 
     def _connect_options(self) -> dict[str, Any]:
         if self.persistence is None:

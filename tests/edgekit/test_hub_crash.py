@@ -42,7 +42,7 @@ class HubProcess:
             out.flush()
             self.proc = subprocess.Popen(self.argv, stdout=out, stderr=out, cwd=self.log.parent,
                                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-        assert wait_until(lambda: self.text().count("connected to the broker") >= self.starts, 60), self.text()
+        assert wait_until(lambda: self.text().count("subscribed at ") >= self.starts, 60), self.text()
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")

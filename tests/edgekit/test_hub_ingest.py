@@ -13,13 +13,13 @@ import pytest
 
 from device_agent.protocol import Received
 from edgekit.errors import StoreError
-from edgekit.fleet.hub.app import default_app_factory
 from edgekit.fleet.hub.ingest import IngestOptions
 from edgekit.fleet.hub.observer import Observer, Publish, is_fresh
 from edgekit.fleet.hub.service import Hub, HubOptions, device_subscriptions
 from edgekit.fleet.hub.store import IngestReport, Store, store_from_url
 from edgekit.fleet.hub.store.batch import Batch
 from edgekit.fleet.hub.store.sqlite import SqliteStore
+from edgekit.fleet.hub.web import create_app
 from edgekit.fleet.session import Persistence
 from tests.support import protocol_samples as samples
 from tests.support.hub_publisher import Publisher, result_payload
@@ -40,7 +40,7 @@ def make_hub(broker: Broker | str, store: Store, *, client_id: str = "hub-test",
                          ingest=IngestOptions(batch_max=200, batch_wait_s=0.02),
                          http=("127.0.0.1", 0) if http else None)
     return Hub(broker=address, store=store, options=options, observers=observers,
-               app_factory=default_app_factory() if http else None).start()
+               app_factory=create_app if http else None).start()
 
 
 def test_the_hub_subscribes_to_every_devices_four_kinds() -> None:
@@ -53,7 +53,7 @@ def test_messages_are_stored_once_and_bad_payloads_rejected_without_a_crash(big_
     hub = make_hub(big_broker, store_from_url(tmp_path / "hub.db"))
     publisher = Publisher(big_broker)
     try:
-        assert wait_until(lambda: hub.session.connected, 10)
+        assert wait_until(lambda: hub.session.subscribed, 10)
         publisher.publish("edgekit/v1/cam-01/status", samples.status(device="cam-01"), retain=True)
         publisher.results(["cam-01", "cam-02"], range(1, 301))
         publisher.results(["cam-01"], range(1, 21))  # redelivered copies
@@ -159,7 +159,7 @@ def test_nothing_is_acknowledged_while_the_store_fails_and_all_is_stored_when_it
     hub = make_hub(big_broker, store, client_id="hub-outage")
     publisher = Publisher(big_broker)
     try:
-        assert wait_until(lambda: hub.session.connected, 10)
+        assert wait_until(lambda: hub.session.subscribed, 10)
         publisher.results(["cam-01"], range(1, 101))
         assert publisher.wait(10)
         assert wait_until(lambda: hub.stats().store_failures >= 2, 10)
@@ -179,7 +179,7 @@ def test_nothing_is_acknowledged_while_the_store_fails_and_all_is_stored_when_it
 
 def test_a_hub_that_was_away_gets_everything_published_meanwhile(big_broker: Broker, tmp_path: Path) -> None:
     hub = make_hub(big_broker, store_from_url(tmp_path / "hub.db"), client_id="hub-away")
-    assert wait_until(lambda: hub.session.connected, 10)
+    assert wait_until(lambda: hub.session.subscribed, 10)
     hub.stop()  # a clean stop: the session stays on the broker for session_expiry_s
     publisher = Publisher(big_broker)
     try:
@@ -199,7 +199,7 @@ def test_brokers_are_tried_in_order_and_the_http_app_serves_the_stats(big_broker
     hub = make_hub(f"{dead},{big_broker.host}:{big_broker.port}", store_from_url(tmp_path / "hub.db"), http=True)
     publisher = Publisher(big_broker)
     try:
-        assert wait_until(lambda: hub.session.connected, 15)
+        assert wait_until(lambda: hub.session.subscribed, 15)
         assert hub.session.address == f"{big_broker.host}:{big_broker.port}"
         assert f"the broker at {dead} is unreachable (ConnectionRefusedError" in caplog.text
         publisher.results(["cam-01"], range(1, 6))

@@ -229,3 +229,15 @@ def test_since_in_forms_and_which_alerts_are_open() -> None:
     other = Alert("cam", "rule", 1.5, "raised", {"rule": "b"})
     assert open_alerts([cleared, other, raised]) == [other]
     assert open_alerts([raised]) == [raised]
+
+
+def test_drift_state_is_pending_until_a_signal_has_a_verdict() -> None:
+    from edgekit.fleet.hub.web.views import drift_state
+
+    def metrics(*signals: tuple[str, float | None]) -> dict[str, Any]:
+        return {"drift": {f"s{i}": {"state": state, "score": score} for i, (state, score) in enumerate(signals)}}
+
+    assert drift_state(None) is None and drift_state({"fps": 1.0}) is None
+    assert drift_state(metrics(("ok", None), ("ok", None))) == "pending"  # fewer frames than min_frames: no verdict
+    assert drift_state(metrics(("ok", 0.02), ("ok", None))) == "ok"
+    assert drift_state(metrics(("ok", 0.02), ("alert", 0.4), ("warn", 0.12))) == "alert"

@@ -24,17 +24,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from device_agent.protocol import TOPIC_ROOT, Topics
 from device_agent.service.systemd import Notifier
 from edgekit.errors import StoreError
-from edgekit.fleet.hub.app import AppFactory
 from edgekit.fleet.hub.http_server import HttpServer
 from edgekit.fleet.hub.ingest import Ingest, IngestOptions, IngestStats, guarded
 from edgekit.fleet.hub.observer import Observer
 from edgekit.fleet.hub.store import Retention, Store
 from edgekit.fleet.hub.throttle import Throttle
 from edgekit.fleet.session import Delivery, MqttSession, Persistence
+
+AppFactory = Callable[[Store], Any]
+"""``factory(store)`` -> the ASGI app the hub serves, reading ``store``."""
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ class Hub:
                  notifier: Notifier | None = None) -> None:
         """``broker`` is ``HOST:PORT[,HOST:PORT...]`` (tried in order on every (re)connect); ``store`` is owned
         by the hub from now on (closed by :meth:`stop`); ``app_factory(store)`` makes the HTTP app served when
-        ``options.http`` is set (:func:`edgekit.fleet.hub.app.default_app_factory` picks the usual one)."""
+        ``options.http`` is set (usually :func:`edgekit.fleet.hub.web.create_app`)."""
         self.options = options or HubOptions()
         self.store = store
         self.observers = list(observers)
@@ -172,6 +175,8 @@ class Hub:
         if refusals:
             log.error("the broker at %s refused a subscription: %s (check its ACL for the hub's user)",
                       self.session.address, ", ".join(refusals))
+        else:
+            log.info("subscribed at %s: every device's messages are delivered from now on", self.session.address)
 
     # housekeeping thread -------------------------------------------------------------------------------------
 

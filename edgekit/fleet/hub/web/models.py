@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-DriftState = Literal["ok", "warn", "alert"]
+DriftState = Literal["pending", "ok", "warn", "alert"]
 
 
 class ModelOut(BaseModel):
@@ -41,6 +41,7 @@ class DeviceOut(BaseModel):
     latency_ms: LatencyOut = Field(description="inference latency percentiles, ms (latest metrics)")
     outbox: OutboxOut = Field(description="the device's outbox (latest metrics)")
     drift_state: DriftState | None = Field(description="the worst drift signal state in the latest metrics; "
+                                           "pending while the window holds too few frames for a verdict; "
                                            "null when the device does not report drift")
     open_alerts: int = Field(description="alerts whose latest state is raised")
     missing_seqs: int = Field(description="seqs neither received nor announced lost (yet)")

@@ -3,7 +3,7 @@ drift state are, used by the JSON API and the dashboard alike."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from edgekit.fleet.hub.store import Alert, Device, ModelInfo, Store, StoredEvent, StoredMetrics, StoredResult
 from edgekit.fleet.hub.web.counts import missing_counts, open_alert_counts
@@ -24,7 +24,7 @@ from edgekit.fleet.hub.web.models import (
 LATENCY_STAGE = "infer"
 """The stage whose percentiles the fleet shows as "latency"."""
 
-DRIFT_ORDER: dict[str, int] = {"ok": 0, "warn": 1, "alert": 2}
+DRIFT_ORDER: dict[str, int] = {"pending": -1, "ok": 0, "warn": 1, "alert": 2}
 
 SERIES_POINTS = 360
 """Metrics messages a device page charts (an hour at the agent's default 10 s heartbeat)."""
@@ -48,13 +48,16 @@ def drift_scores(metrics: dict[str, Any] | None) -> dict[str, float | None]:
 
 
 def drift_state(metrics: dict[str, Any] | None) -> DriftState | None:
-    """The worst state among the drift signals; None when the metrics carry no drift."""
+    """The worst state among the drift signals that have a score; ``pending`` when none has one yet (the
+    agent's window holds fewer frames than its ``min_frames``: no verdict, which is not ``ok``); None when the
+    metrics carry no drift."""
     drift = (metrics or {}).get("drift") or {}
-    worst: DriftState | None = None
-    for signal in drift.values():
-        found = signal.get("state") if isinstance(signal, dict) else None
-        if found in ("ok", "warn", "alert") and (worst is None or DRIFT_ORDER[found] > DRIFT_ORDER[worst]):
-            worst = found
+    signals = [signal for signal in drift.values() if isinstance(signal, dict)]
+    worst: DriftState | None = "pending" if signals else None
+    for signal in signals:
+        found = str(signal.get("state"))
+        if signal.get("score") is not None and DRIFT_ORDER.get(found, -2) > DRIFT_ORDER[worst or "pending"]:
+            worst = cast(DriftState, found)
     return worst
 
 
