@@ -20,7 +20,7 @@ import pytest
 
 from edgekit.fleet.hub.store import store_from_url
 from edgekit.fleet.hub.web import create_app
-from tests.edgekit.test_hub_web import EVIL, seed
+from tests.edgekit.test_hub_web import EVIL, cohort_messages, seed
 from tests.support.asgi_server import serving
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -61,6 +61,16 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     chromium()
     store = store_from_url(tmp_path_factory.mktemp("hub") / "hub.db")
     with store, serving(create_app(seed(store))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def cohort_base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Two devices of one model version whose drift windows shift together (tests/edgekit/test_hub_web.py)."""
+    chromium()
+    store = store_from_url(tmp_path_factory.mktemp("hub-cohort") / "hub.db")
+    store.ingest(cohort_messages())
+    with store, serving(create_app(store)) as url:
         yield url
 
 
@@ -109,3 +119,15 @@ def test_the_events_page_lists_the_alert_and_filters(base: str, artifacts: Path)
     assert len(everything) == 2
     alerts = rows(look(f"{base}/alerts", artifacts, "alerts"))
     assert [("drift" in r, "rule" in r) for r in alerts] == [(True, False), (False, True)]
+
+
+def test_the_fleet_page_shows_drift_by_model_version_and_its_cohort_page_a_chart(cohort_base: str,
+                                                                              artifacts: Path) -> None:
+    dom = look(f"{cohort_base}/", artifacts, "fleet-cohorts")
+    assert "<h2>Drift by model version</h2>" in dom
+    [row] = rows(dom.split("<h2>Drift by model version</h2>", 1)[1])
+    assert ">tiny@2</a>" in row and 'class="alert">alert<' in row  # the cohort, its worst state
+    assert re.search(r'class="alert" title="alert">0\.\d{3}<', row) and 'class="ok" title="ok">0.000<' in row
+    cohort = look(f"{cohort_base}/cohorts/tiny@2", artifacts, "cohort-tiny-2")
+    [chart] = re.findall(r'<svg class="chart" role="img" aria-label="Cohort drift.*?</svg>', cohort, re.S)
+    assert re.search(r'<polyline[^>]+points="[\d.]+,[\d.]+ [\d.]+,[\d.]+', chart) and ">brightness</text>" in chart

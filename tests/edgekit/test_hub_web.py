@@ -241,3 +241,94 @@ def test_drift_state_is_pending_until_a_signal_has_a_verdict() -> None:
     assert drift_state(metrics(("ok", None), ("ok", None))) == "pending"  # fewer frames than min_frames: no verdict
     assert drift_state(metrics(("ok", 0.02), ("ok", None))) == "ok"
     assert drift_state(metrics(("ok", 0.02), ("alert", 0.4), ("warn", 0.12))) == "alert"
+
+
+# -- drift per cohort (model version) --------------------------------------------------------------
+
+COHORT = ("cam-a", "cam-b")
+
+
+def cohort_window(brightness: list[int]) -> dict[str, Any]:
+    """A heartbeat's drift with the counts and the baseline's, as an agent with a baseline sends it."""
+    shifted = brightness[0] > 60
+    return {"brightness": {"counts": brightness, "edges": [100.0], "baseline_counts": [500, 500],
+                           "score": 0.6 if shifted else 0.0, "state": "alert" if shifted else "ok"},
+            "class_mix": {"counts": [60, 40], "labels": ["person", "other"], "baseline_counts": [600, 400],
+                          "score": 0.0, "state": "ok"}}
+
+
+def cohort_messages() -> list[Received]:
+    """cam-a and cam-b run tiny 2: six heartbeats each, 10 s apart; from the fourth on both windows shift
+    the same way (towards the dark bin), so the cohort goes from ok to alert; the class mix stays put."""
+    out = [status(device=d, ts=T0, model={"version": "2"}) for d in COHORT]
+    for i in range(6):
+        window = cohort_window([85, 15] if i >= 3 else [50, 50])
+        out += [msg("metrics", i + 1, device=d, ts=T0 + 10 * i, fps=5.0, drift=window) for d in COHORT]
+    return out
+
+
+@pytest.fixture
+def cohort_base(store: Store) -> Iterator[str]:
+    seed(store).ingest(cohort_messages(), received_at=T0 + 130)
+    with serving(create_app(store)) as url:
+        yield url
+
+
+def test_cohorts_merge_the_latest_windows_of_one_model_versions_devices(cohort_base: str) -> None:
+    code, body = get_json(f"{cohort_base}/api/cohorts")
+    assert code == 200 and (body["warn"], body["alert"], body["min_devices"]) == (0.1, 0.25, 2)
+    tiny1, tiny2 = body["cohorts"]
+    # cam-01's heartbeats carry no baseline_counts (nothing to merge), cam-02 is offline: tiny@1 is not judged
+    assert (tiny1["name"], tiny1["devices"], tiny1["state"], tiny1["signals"]) == ("tiny@1", ["cam-01"], "pending", {})
+    assert (tiny2["name"], tiny2["model"], tiny2["version"], tiny2["devices"]) == ("tiny@2", "tiny", "2", list(COHORT))
+    brightness, mix = tiny2["signals"]["brightness"], tiny2["signals"]["class_mix"]
+    assert brightness["counts"] == [170, 30] and brightness["baseline_counts"] == [500, 500]
+    assert brightness["frames"] == 200 and brightness["psi"] > 0.25 and brightness["state"] == "alert"
+    assert brightness["devices"] == list(COHORT) and brightness["edges"] == [100.0]
+    assert mix["counts"] == [120, 80] and mix["state"] == "ok" and mix["labels"] == ["person", "other"]
+    assert mix["p_value"] is not None and mix["p_value"] > 0.5
+    assert tiny2["state"] == "alert"
+
+
+def test_a_cohort_over_time_counts_each_device_once_per_bucket(cohort_base: str, store: Store) -> None:
+    code, cohort = get_json(f"{cohort_base}/api/cohorts/tiny@2")
+    assert code == 200 and cohort["members"] == list(COHORT) and cohort["state"] == "alert"
+    series = cohort["series"]
+    assert [p["ts"] for p in series] == [pytest.approx(T0 + 10 * i) for i in range(6)]  # oldest first
+    assert [p["devices"] for p in series] == [2] * 6
+    assert [p["states"]["brightness"] for p in series] == ["ok"] * 3 + ["alert"] * 3
+    assert series[0]["psi"]["brightness"] == pytest.approx(0.0, abs=1e-3)
+    # one bucket over the whole hour: each device's newest window (alert), not its six windows summed (warn)
+    from edgekit.fleet.hub.alerts.rules import AlertRules
+    from edgekit.fleet.hub.web.cohorts import series as cohort_series
+
+    members = [d for d in store.devices() if d.id in COHORT]
+    [point] = cohort_series(store, members, AlertRules(), buckets=1)
+    assert point.devices == 2 and point.states["brightness"] == "alert" and point.ts == pytest.approx(T0 + 50)
+    code, error = get_json(f"{cohort_base}/api/cohorts/tiny@9")
+    assert code == 404 and "'tiny@9'" in error["error"]
+    _, spec = get_json(f"{cohort_base}/openapi.json")
+    assert {"/api/cohorts", "/api/cohorts/{name}"} <= set(spec["paths"])
+    assert {"counts", "baseline_counts", "frames", "psi", "state"} <= set(
+        spec["components"]["schemas"]["CohortSignalOut"]["properties"])
+
+
+def test_the_fleet_page_shows_drift_by_model_version_without_reading_metrics_history(
+        cohort_base: str, store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_history(**_: Any) -> list[Any]:
+        raise AssertionError("the fleet page read the metrics history")
+
+    monkeypatch.setattr(store, "metrics", no_history)
+    code, _, body = get(f"{cohort_base}/")
+    page = body.decode()
+    assert code == 200 and "<h2>Drift by model version</h2>" in page
+    cohort_rows = page.split("<h2>Drift by model version</h2>", 1)[1].split("<tbody>", 1)[1]
+    tiny2 = re.search(r'<tr><td><a href="/cohorts/tiny@2">tiny@2</a>.*?</tr>', cohort_rows)
+    assert tiny2 is not None and '<span class="alert">alert</span>' in tiny2.group()
+    assert re.search(r'<span class="alert" title="alert">0\.\d{3}</span>', tiny2.group())  # brightness PSI
+    assert '<span class="ok" title="ok">0.000</span>' in tiny2.group()  # class mix PSI
+    monkeypatch.undo()
+    code, _, cohort = get(f"{cohort_base}/cohorts/tiny@2")
+    assert code == 200 and 'aria-label="Cohort drift (PSI) per signal"' in cohort.decode()
+    assert "<polyline" in cohort.decode() and 'href="/devices/cam-a"' in cohort.decode()
+    assert get(f"{cohort_base}/cohorts/nope@1")[0] == 404

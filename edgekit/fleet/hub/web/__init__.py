@@ -4,6 +4,7 @@
 - :mod:`.api` (JSON, models in :mod:`.models`) and :mod:`.pages` (HTML) share :mod:`.views`.
 - :mod:`.html`, :mod:`.charts` (inline SVG), :mod:`.thumbnail`: the dashboard's pieces.
 - :mod:`.counts`: what the fleet table counts per device (missing seqs, open alerts).
+- :mod:`.cohorts` (views) and :mod:`.cohort_page` (HTML): drift per model version, now and over time.
 """
 
 from __future__ import annotations

@@ -7,10 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from edgekit.fleet.hub.alerts.rules import AlertRules
 from edgekit.fleet.hub.store import Store
-from edgekit.fleet.hub.web import views
+from edgekit.fleet.hub.web import cohorts, views
 from edgekit.fleet.hub.web.models import (
     AlertsOut,
+    CohortDetailOut,
+    CohortsOut,
     DeviceDetailOut,
     DeviceOut,
     ErrorOut,
@@ -31,6 +34,11 @@ Limit = Annotated[int, Query(description="at most this many, newest first", ge=1
 def _store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
+
+
+def _rules(request: Request) -> AlertRules:
+    rules: AlertRules = request.app.state.rules
+    return rules
 
 
 def router() -> APIRouter:
@@ -64,6 +72,19 @@ def router() -> APIRouter:
                limit: Limit = 100) -> AlertsOut:
         rows = _store(request).alerts(device=device, kind=kind, since=since, limit=limit)
         return AlertsOut(alerts=[views.alert_out(a) for a in rows])
+
+    @api.get("/cohorts", response_model=CohortsOut,
+             summary="Drift per cohort (model version): the online devices' latest windows merged per signal")
+    def cohort_list(request: Request) -> CohortsOut:
+        return cohorts.cohorts(_store(request).devices(), _rules(request))
+
+    @api.get("/cohorts/{name:path}", response_model=CohortDetailOut, responses={404: {"model": ErrorOut}},
+             summary="One cohort (<model>@<version>) now and its merged drift scores over time")
+    def cohort(request: Request, name: str) -> CohortDetailOut:
+        found = cohorts.detail(_store(request), name, _rules(request))
+        if found is None:
+            raise HTTPException(404, f"unknown cohort {name!r}: no device runs it")
+        return found
 
     @api.get("/stats", response_model=StatsOut, summary="Totals: stored, duplicates dropped, missing, lost")
     def stats(request: Request) -> StatsOut:

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from edgekit import __version__
 from edgekit.errors import StoreError
+from edgekit.fleet.hub.alerts.rules import AlertRules
 from edgekit.fleet.hub.store import Store
 from edgekit.fleet.hub.web import api, pages
 from edgekit.fleet.hub.web.models import HealthOut
@@ -50,11 +51,13 @@ def _store_failed(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": str(exc)}, status_code=503)
 
 
-def create_app(store: Store, *, metrics: Exposer | None = None) -> FastAPI:
-    """The hub's ASGI app over ``store``; ``metrics`` serves ``GET /metrics`` when given."""
+def create_app(store: Store, *, metrics: Exposer | None = None, rules: AlertRules | None = None) -> FastAPI:
+    """The hub's ASGI app over ``store``; ``metrics`` serves ``GET /metrics`` when given; ``rules`` are the
+    drift thresholds cohorts are judged by (those of the alert engine; the defaults when not given)."""
     app = FastAPI(title="EdgeKit hub", version=__version__, docs_url=None, redoc_url=None,
                   description="Every device's results, events, metrics and alerts, as stored by `edgekit hub`.")
     app.state.store = store
+    app.state.rules = rules or AlertRules()
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(StoreError, _store_failed)

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 DriftState = Literal["pending", "ok", "warn", "alert"]
+SignalState = Literal["ok", "warn", "alert"]
 
 
 class ModelOut(BaseModel):
@@ -135,3 +136,53 @@ class HealthOut(BaseModel):
 class ErrorOut(BaseModel):
     error: str = Field(description="what was wrong, naming the parameter or the id")
     detail: list[dict[str, Any]] | None = None
+
+
+class CohortSignalOut(BaseModel):
+    """One drift signal of a cohort: the windows of its devices summed, scored against the shared baseline."""
+
+    psi: float = Field(description="PSI of the summed window against the baseline")
+    state: SignalState = Field(description="by the hub's drift thresholds (class_mix: only when "
+                                                  "the chi-square test also says it differs)")
+    frames: int = Field(description="frames (class_mix: labels) in the summed window")
+    counts: list[int] = Field(description="the devices' window counts per bin, summed")
+    baseline_counts: list[int] = Field(description="the bundle baseline's count per bin")
+    devices: list[str] = Field(description="the devices whose window was summed")
+    edges: list[float] | None = Field(description="interior bin edges (numeric signals)")
+    labels: list[str] | None = Field(description="bin labels (class_mix)")
+    p_value: float | None = Field(description="chi-square p-value of the summed class mix (class_mix only)")
+
+
+class CohortOut(BaseModel):
+    """The devices running one model version, their latest drift windows merged per signal."""
+
+    name: str = Field(description="``<model>@<version>``, the cohort alerts' ``detail.cohort``")
+    model: str
+    version: str
+    devices: list[str] = Field(description="online devices of the cohort with drift in their latest metrics")
+    state: DriftState = Field(description="the worst signal state; pending while no signal has enough devices "
+                              "(min_devices) with a scored window")
+    signals: dict[str, CohortSignalOut] = Field(description="drift signal -> its merged window and score")
+
+
+class CohortsOut(BaseModel):
+    cohorts: list[CohortOut]
+    warn: float = Field(description="PSI from which a signal is warn")
+    alert: float = Field(description="PSI from which a signal is alert (and a cohort drift alert is raised)")
+    min_devices: int = Field(description="devices with a scored window a signal needs before it is judged")
+
+
+class CohortPoint(BaseModel):
+    """The cohort's merged score in one time bucket: each device's newest heartbeat in it, summed."""
+
+    ts: float = Field(description="the newest heartbeat in the bucket, Unix seconds (device clock)")
+    devices: int = Field(description="devices with a heartbeat in the bucket")
+    psi: dict[str, float] = Field(description="drift signal -> PSI of the summed windows")
+    states: dict[str, SignalState] = Field(description="drift signal -> its state")
+
+
+class CohortDetailOut(CohortOut):
+    """One cohort now, and its merged scores over time."""
+
+    members: list[str] = Field(description="every device whose latest model is this version, online or not")
+    series: list[CohortPoint] = Field(description="merged scores per time bucket, oldest first")

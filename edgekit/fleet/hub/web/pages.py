@@ -1,6 +1,8 @@
 """The dashboard: server-rendered pages over the same views as the JSON API.
 
-- ``/``: the fleet table (reads the devices table and the newest alerts, never the results).
+- ``/``: the fleet table and the drift by model version (reads the devices table and the newest
+  alerts, never the results or the metrics history).
+- ``/cohorts/{name}``: one model version's drift now and over time (:mod:`.cohorts`).
 - ``/devices/{id}``: charts over its recent metrics (fps, latency, drift score per signal) and
   detections per class, its alerts, events (with thumbnails) and results.
 - ``/events`` and ``/alerts``: filtered lists (a GET form: device, kind, since).
@@ -21,7 +23,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from edgekit.fleet.hub.store import Store
-from edgekit.fleet.hub.web import charts, views
+from edgekit.fleet.hub.web import charts, cohorts, views
+from edgekit.fleet.hub.web.cohort_page import cohort_page, cohort_table
 from edgekit.fleet.hub.web.html import NONE, ago, device_link, esc, number, page, state, table, when
 from edgekit.fleet.hub.web.models import DeviceDetailOut, DeviceOut, EventOut
 from edgekit.fleet.hub.web.thumbnail import render as thumbnail
@@ -133,9 +136,21 @@ def router() -> APIRouter:
 
     @pages.get("/")
     def fleet(request: Request) -> HTMLResponse:
-        devices = views.fleet(request.app.state.store)
+        store: Store = request.app.state.store
+        found = store.devices()
+        devices = views.fleet(store, found)
         note = f'<p class="muted">{len(devices)} devices.</p>'
-        return HTMLResponse(page("Fleet", "<h1>Fleet</h1>" + fleet_table(devices) + note, refresh_s=REFRESH_S))
+        drift = "<h2>Drift by model version</h2>" + cohort_table(cohorts.cohorts(found, request.app.state.rules))
+        return HTMLResponse(page("Fleet", "<h1>Fleet</h1>" + fleet_table(devices) + note + drift,
+                                 refresh_s=REFRESH_S))
+
+    @pages.get("/cohorts/{name:path}")
+    def cohort(request: Request, name: str) -> HTMLResponse:
+        found = cohorts.detail(request.app.state.store, name, request.app.state.rules)
+        if found is None:
+            body = f'<h1>Unknown cohort</h1><p class="error">No device runs {esc(name)}.</p>'
+            return HTMLResponse(page("Unknown cohort", body), status_code=404)
+        return HTMLResponse(page(f"Cohort {found.name}", cohort_page(found), refresh_s=REFRESH_S))
 
     @pages.get("/devices/{device_id}")
     def device(request: Request, device_id: str) -> HTMLResponse:

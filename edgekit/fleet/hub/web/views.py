@@ -79,10 +79,12 @@ def device_out(device: Device, open_alerts: int, missing: int) -> DeviceOut:
                      drift_state=drift_state(device.metrics), open_alerts=open_alerts, missing_seqs=missing)
 
 
-def fleet(store: Store) -> list[DeviceOut]:
-    """Every device for the fleet table (no query over results or over every seq)."""
+def fleet(store: Store, devices: list[Device] | None = None) -> list[DeviceOut]:
+    """Every device for the fleet table (no query over results or over every seq); ``devices`` when the
+    caller read ``store.devices()`` already."""
     alerts, missing = open_alert_counts(store), missing_counts(store)
-    return [device_out(d, alerts.get(d.id, 0), missing.get(d.id, 0)) for d in store.devices()]
+    return [device_out(d, alerts.get(d.id, 0), missing.get(d.id, 0))
+            for d in (store.devices() if devices is None else devices)]
 
 
 def result_out(r: StoredResult) -> ResultOut:
