@@ -137,8 +137,10 @@ def observers(args: argparse.Namespace, store: Any, rules: Any) -> list[Any]:
 
 def app_factory(parts: list[Any]) -> Any:
     """The dashboard, API and /metrics (:mod:`edgekit.fleet.hub.web`), serving the hub's own metrics."""
+    from edgekit.fleet.hub.alerts.engine import AlertEngine
     from edgekit.fleet.hub.metrics import HubMetrics
     from edgekit.fleet.hub.web import create_app
 
     metrics = next((part for part in parts if isinstance(part, HubMetrics)), None)
-    return lambda store: create_app(store, metrics=metrics)
+    engine = next((part for part in parts if isinstance(part, AlertEngine)), None)  # cohorts judged as it judges
+    return lambda store: create_app(store, metrics=metrics, rules=None if engine is None else engine.rules)

@@ -111,23 +111,17 @@ class SqliteStore(Store):
             self._update_devices(db, batch, claimed)
             duplicates = batch.duplicates + len(batch.seqs) - sum(claimed.counts().values())
             counts = claimed.counts()
-            db.executemany("UPDATE counters SET value = value + ? WHERE name = ?",
-                           [(counts["results"], "results_stored"), (counts["events"], "events_stored"),
-                            (counts["metrics"], "metrics_stored"), (duplicates, "duplicates_dropped")])
+            db.execute("UPDATE counters SET value = value + CASE name WHEN 'results_stored' THEN ? "
+                       "WHEN 'events_stored' THEN ? WHEN 'metrics_stored' THEN ? WHEN 'duplicates_dropped' THEN ? "
+                       "ELSE 0 END", (counts["results"], counts["events"], counts["metrics"], duplicates))
         return IngestReport(stored=counts, duplicates=duplicates, statuses=len(batch.statuses), fresh=frozenset(keys))
 
     @staticmethod
     def _claim(db: sqlite3.Connection, batch: Batch) -> set[Key]:
-        spans: dict[str, tuple[int, int]] = {}
-        for row in batch.seqs:
-            low, high = spans.get(row.device, (row.seq, row.seq))
-            spans[row.device] = (min(low, row.seq), max(high, row.seq))
-        taken = {(device, seq) for device, (low, high) in spans.items()
-                 for (seq,) in db.execute("SELECT seq FROM seqs WHERE device = ? AND seq BETWEEN ? AND ?",
-                                          (device, low, high))}
-        new = [row for row in batch.seqs if (row.device, row.seq) not in taken]
-        insert_rows(db, "seqs (device, seq, boot, kind, ts)", [(r.device, r.seq, r.boot, r.kind, r.ts) for r in new])
-        return {(r.device, r.seq) for r in new}
+        claimed = insert_rows(db, "seqs (device, seq, boot, kind, ts)",
+                              [(r.device, r.seq, r.boot, r.kind, r.ts) for r in batch.seqs],
+                              suffix="ON CONFLICT DO NOTHING RETURNING device, seq")
+        return {(device, int(seq)) for device, seq in claimed}
 
     @staticmethod
     def _insert(db: sqlite3.Connection, rows: ClaimedRows) -> None:
@@ -145,8 +139,8 @@ class SqliteStore(Store):
 
     @staticmethod
     def _update_devices(db: sqlite3.Connection, batch: Batch, rows: ClaimedRows) -> None:
-        db.executemany("INSERT INTO devices (id, last_seen) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET "
-                       "last_seen = max(coalesce(last_seen, 0), excluded.last_seen)", list(batch.seen.items()))
+        insert_rows(db, "devices (id, last_seen)", list(batch.seen.items()),
+                    suffix="ON CONFLICT (id) DO UPDATE SET last_seen = max(coalesce(last_seen, 0), excluded.last_seen)")
         db.executemany("UPDATE devices SET online = ?, status_ts = ?, agent = ?, model_name = ?, model_version = ?, "
                        "model_precision = ?, model_ts = ?, status = ? WHERE id = ? AND coalesce(status_ts, 0) <= ?",
                        [(s.online, s.ts, s.agent, *s.model, s.ts, s.payload_json, s.device, s.ts)
@@ -155,11 +149,12 @@ class SqliteStore(Store):
         for r in rows.results:
             if r.device not in newest or r.ts > newest[r.device].ts:
                 newest[r.device] = r
-        db.executemany("UPDATE devices SET model_name = ?, model_version = ?, model_precision = ?, model_ts = ? "
-                       "WHERE id = ? AND coalesce(model_ts, 0) < ?",
-                       [(*r.columns, r.ts, r.device, r.ts) for r in newest.values()])
-        db.executemany("UPDATE devices SET metrics = ?, metrics_seq = ? WHERE id = ? AND coalesce(metrics_seq, 0) < ?",
-                       [(r.payload_json, r.seq, r.device, r.seq) for r in rows.latest_metrics().values()])
+        update_from_values(db, "model_name = v.column2, model_version = v.column3, model_precision = v.column4, "
+                           "model_ts = v.column5", "coalesce(devices.model_ts, 0) < v.column5",
+                           [(r.device, *r.columns, r.ts) for r in newest.values()])
+        update_from_values(db, "metrics = v.column2, metrics_seq = v.column3",
+                           "coalesce(devices.metrics_seq, 0) < v.column3",
+                           [(r.device, r.payload_json, r.seq) for r in rows.latest_metrics().values()])
 
     def record_alert(self, alert: Alert) -> None:
         with self._transaction() as db:
@@ -239,18 +234,32 @@ ROWS_PER_INSERT = 200
 """Rows per multi-row ``INSERT`` (at most 8 columns each: well under SQLite's 32766 parameters)."""
 
 
-def insert_rows(db: sqlite3.Connection, table_columns: str, rows: list[tuple[Any, ...]]) -> None:
-    """``INSERT INTO table_columns VALUES (...), (...)``, ``ROWS_PER_INSERT`` rows per statement.
+def insert_rows(db: sqlite3.Connection, table_columns: str, rows: list[tuple[Any, ...]], *,
+                suffix: str = "") -> list[tuple[Any, ...]]:
+    """``INSERT INTO table_columns VALUES (...), (...) suffix``, ``ROWS_PER_INSERT`` rows per statement; the
+    rows a ``RETURNING`` suffix returns.
 
     Not ``executemany``: that steps SQLite once per row, releasing Python's GIL around each step and
     taking it back after. While paho's thread is busy reading a flood of messages every take-back waits
     for the GIL's switch interval: measured, a batch committed 6-8x slower beside a busy thread. One
     statement per 200 rows takes the GIL back once per 200 rows.
     """
+    returned: list[tuple[Any, ...]] = []
     if not rows:
-        return
+        return returned
     marks = "(" + ", ".join("?" * len(rows[0])) + ")"
     for start in range(0, len(rows), ROWS_PER_INSERT):
         chunk = rows[start:start + ROWS_PER_INSERT]
-        db.execute(f"INSERT INTO {table_columns} VALUES " + ", ".join([marks] * len(chunk)),
-                   [value for row in chunk for value in row])
+        returned += db.execute(f"INSERT INTO {table_columns} VALUES " + ", ".join([marks] * len(chunk)) + f" {suffix}",
+                               [value for row in chunk for value in row]).fetchall()
+    return returned
+
+
+def update_from_values(db: sqlite3.Connection, assignments: str, condition: str, rows: list[tuple[Any, ...]]) -> None:
+    """One ``UPDATE devices SET assignments FROM (VALUES ...) AS v WHERE devices.id = v.column1 AND condition``
+    for every row (``v.column1`` the device id), instead of one statement per device (see :func:`insert_rows`)."""
+    if not rows:
+        return
+    marks = "(" + ", ".join("?" * len(rows[0])) + ")"
+    db.execute(f"UPDATE devices SET {assignments} FROM (VALUES {', '.join([marks] * len(rows))}) AS v "
+               f"WHERE devices.id = v.column1 AND {condition}", [value for row in rows for value in row])
