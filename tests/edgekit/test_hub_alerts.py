@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ from edgekit.fleet.hub.alerts import (
 from edgekit.fleet.hub.observer import Publish
 from edgekit.fleet.hub.store import Alert, Device, ModelInfo, Store, store_from_url
 from tests.support import protocol_samples as samples
-from tests.support.mqtt_broker import Broker, Collector, free_port, wait_until
+from tests.support.mqtt_broker import Broker, Collector, wait_until
 
 T0 = 1.7e9
 
@@ -290,16 +291,21 @@ def test_the_webhook_posts_each_alert_to_a_real_http_server_retrying_a_failure(
 
 
 def test_a_dead_webhook_is_counted_and_never_blocks(store: Store) -> None:
-    webhook = WebhookSink(f"http://127.0.0.1:{free_port()}/", timeout_s=0.5, retries=1, backoff_s=0.01,
-                          queue_size=2)
-    alert = Alert("cam-01", "offline", T0, detail={"key": ""})
-    started = time.monotonic()
-    for _ in range(20):
-        webhook.send(alert, [""])
-    assert time.monotonic() - started < 0.5  # queued or dropped, never waited on
-    assert webhook.dropped >= 17
-    assert wait_until(lambda: webhook.failed >= 1, 10)
-    webhook.close(timeout_s=1.0)
+    # a server that takes the connection (the kernel's backlog) and never answers: each attempt waits its timeout,
+    # so the sender holds at most one alert while 20 are sent, and the queue of 2 overflows whatever the timing
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)
+        webhook = WebhookSink(f"http://127.0.0.1:{hung.getsockname()[1]}/", timeout_s=0.5, retries=1,
+                              backoff_s=0.01, queue_size=2)
+        alert = Alert("cam-01", "offline", T0, detail={"key": ""})
+        started = time.monotonic()
+        for _ in range(20):
+            webhook.send(alert, [""])
+        assert time.monotonic() - started < 0.5  # queued or dropped, never waited on
+        assert webhook.dropped >= 17
+        assert wait_until(lambda: webhook.failed >= 1, 10)
+        webhook.close(timeout_s=1.0)
 
 
 def test_alerts_reach_the_mqtt_topic_through_a_real_broker(store: Store, broker: Broker) -> None:
