@@ -108,7 +108,7 @@ class WebhookSink:
 
     def _deliver(self, body: bytes) -> None:
         for attempt in range(self.retries + 1):
-            if attempt and self._stop.wait(self.backoff_s * 2 ** (attempt - 1)):
+            if self._stop.is_set() or (attempt and self._stop.wait(self.backoff_s * 2 ** (attempt - 1))):
                 break  # closing: do not hold the hub's exit for a dead endpoint
             try:
                 request = urllib.request.Request(self.url, data=body, method="POST",
