@@ -118,10 +118,21 @@ class SqliteStore(Store):
 
     @staticmethod
     def _claim(db: sqlite3.Connection, batch: Batch) -> set[Key]:
-        claimed = insert_rows(db, "seqs (device, seq, boot, kind, ts)",
-                              [(r.device, r.seq, r.boot, r.kind, r.ts) for r in batch.seqs],
-                              suffix="ON CONFLICT DO NOTHING RETURNING device, seq")
-        return {(device, int(seq)) for device, seq in claimed}
+        """Find the batch's seqs already stored (one query over every device's span: it returns only the
+        duplicates, usually none; ``INSERT ... RETURNING`` would step, and retake the GIL, once per new row),
+        then insert the others."""
+        if not batch.seqs:
+            return set()
+        spans: dict[str, tuple[int, int]] = {}
+        for row in batch.seqs:
+            low, high = spans.get(row.device, (row.seq, row.seq))
+            spans[row.device] = (min(low, row.seq), max(high, row.seq))
+        where = " OR ".join(["(device = ? AND seq BETWEEN ? AND ?)"] * len(spans))
+        taken = set(db.execute(f"SELECT device, seq FROM seqs WHERE {where}",
+                               [value for device, span in spans.items() for value in (device, *span)]).fetchall())
+        new = [row for row in batch.seqs if (row.device, row.seq) not in taken]
+        insert_rows(db, "seqs (device, seq, boot, kind, ts)", [(r.device, r.seq, r.boot, r.kind, r.ts) for r in new])
+        return {(r.device, r.seq) for r in new}
 
     @staticmethod
     def _insert(db: sqlite3.Connection, rows: ClaimedRows) -> None:
