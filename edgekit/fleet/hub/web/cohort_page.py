@@ -32,7 +32,7 @@ def cohort_table(found: CohortsOut) -> str:
             f"{found.warn:g}, alert from {found.alert:g}; a signal is judged once {found.min_devices} devices have a "
             "scored window.</p>")
     return (table(("Cohort", "Devices", "Worst", *signals), rows, numeric=frozenset({1, *range(3, 3 + len(signals))}),
-                  empty="no device reports drift yet") + note)
+                  empty="no online device reports drift") + note)
 
 
 def _signals(cohort: CohortOut) -> str:
