@@ -17,6 +17,7 @@ from device_agent.service.agent import Agent
 from device_agent.service.config import load_config
 from edgekit.content import samples
 from edgekit.optimize.pipeline import optimize
+from tests.support.agent_config import write_agent_config
 from tests.support.mqtt_broker import Broker, Collector, broker  # noqa: F401  (fixture)
 from tests.support.tinymodels import tiny_classifier
 
@@ -56,28 +57,9 @@ def _darker(src: Path, dst: Path, gain: float = 0.25) -> Path:
 
 
 def _run(folder: Path, bundle: Path, video: Path, b: Broker, device: str) -> tuple[list[dict], list[dict]]:
-    config = folder / "agent.toml"
-    config.write_text(f"""device_id = "{device}"
-bundle = "{bundle}"
-
-[[sources]]
-uri = "{video}"
-loop = true
-
-[mqtt]
-host = "{b.host}"
-port = {b.port}
-
-[outbox]
-path = "{folder / 'outbox.db'}"
-
-[publish]
-metrics_interval_s = 0.5
-
-[drift]
-window = {WINDOW}
-min_frames = {WINDOW}
-""")
+    config = write_agent_config(folder, device=device, bundle=bundle, video=video, broker=b, source="loop = true\n",
+                                extra=f"[publish]\nmetrics_interval_s = 0.5\n\n[drift]\nwindow = {WINDOW}\n"
+                                f"min_frames = {WINDOW}\n")
     collector = Collector(b, client_id=f"drift-{device}")
     agent = Agent(load_config(config))
     runner = threading.Thread(target=agent.run, kwargs={"max_frames": FRAMES, "flush_timeout_s": 10.0}, daemon=True)

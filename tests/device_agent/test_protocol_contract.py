@@ -21,6 +21,7 @@ from device_agent.service.agent import Agent
 from device_agent.service.config import load_config
 from edgekit.content import samples
 from edgekit.optimize.pipeline import optimize
+from tests.support.agent_config import seen_rules, write_agent_config
 from tests.support.mqtt_broker import Broker, Collector, broker, wait_until  # noqa: F401  (fixture)
 from tests.support.tinymodels import tiny_classifier
 
@@ -36,28 +37,9 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, photo_dir: Path) -> Pa
 
 
 def _config(folder: Path, bundle: Path, video: Path, b: Broker) -> Path:
-    rules = "".join(f'[[rules]]\nname = "seen-{c}"\nlabel = "{c}"\nmin_score = 0.0\n\n' for c in range(10))
-    path = folder / "agent.toml"
-    path.write_text(f"""device_id = "{DEVICE}"
-bundle = "{bundle}"
-
-[[sources]]
-uri = "{video}"
-fps = 20
-loop = true
-
-[mqtt]
-host = "{b.host}"
-port = {b.port}
-
-[outbox]
-path = "{folder / 'outbox.db'}"
-
-[publish]
-metrics_interval_s = 0.3
-
-{rules}""")
-    return path
+    return write_agent_config(folder, device=DEVICE, bundle=bundle, video=video, broker=b,
+                              source="fps = 20\nloop = true\n",
+                              extra=f"[publish]\nmetrics_interval_s = 0.3\n\n{seen_rules()}")
 
 
 def _send(b: Broker, name: str, payload: bytes, *, retain: bool = False) -> None:

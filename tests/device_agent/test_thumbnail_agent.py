@@ -18,6 +18,7 @@ from device_agent.service.agent import Agent
 from device_agent.service.config import load_config
 from edgekit.content import samples
 from edgekit.optimize.pipeline import optimize
+from tests.support.agent_config import seen_rules, write_agent_config
 from tests.support.mqtt_broker import Broker, Collector, broker  # noqa: F401  (fixture)
 from tests.support.tinymodels import tiny_classifier
 
@@ -40,29 +41,13 @@ def bundle(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> Path:
 
 
 def _config(folder: Path, bundle: Path, video: Path, b: Broker) -> Path:
-    rules = "".join(f'[[rules]]\nname = "seen-{c}"\nlabel = "{c}"\nmin_score = 0.0\n\n' for c in range(10))
-    path = folder / "agent.toml"
-    path.write_text(f"""device_id = "{DEVICE}"
-bundle = "{bundle}"
-
-[[sources]]
-uri = "{video}"
-
-[mqtt]
-host = "{b.host}"
-port = {b.port}
-
-[outbox]
-path = "{folder / 'outbox.db'}"
-
-[thumbnails]
+    return write_agent_config(folder, device=DEVICE, bundle=bundle, video=video, broker=b, extra=f"""[thumbnails]
 enabled = true
 max_side = 320
 max_bytes = {MAX_BYTES}
 min_interval_s = 600
 
-{rules}""")
-    return path
+{seen_rules()}""")
 
 
 def test_a_raised_alert_arrives_with_a_decodable_jpeg_within_the_cap(
