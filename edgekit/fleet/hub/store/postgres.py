@@ -35,6 +35,7 @@ from edgekit.fleet.hub.store.records import (
     StoredMetrics,
     StoredResult,
 )
+from edgekit.fleet.hub.store.sql import rows_of
 from edgekit.fleet.hub.store.url import redact
 
 try:
@@ -105,7 +106,7 @@ class PostgresStore(Store):
         with self._transaction() as db:
             keys = self._claim(db, batch)
             claimed = batch.claimed(keys)
-            seq_summary.update(lambda sql, params: _rows(db.execute(sql, params)), batch.claimed_seqs(keys),
+            seq_summary.update(lambda sql, params: rows_of(db.execute(sql, params)), batch.claimed_seqs(keys),
                                placeholder="%s", ts_sql=_EPOCH, to_db=_utc)
             self._insert(db, claimed)
             self._update_devices(db, batch, claimed)
@@ -266,7 +267,3 @@ class PostgresStore(Store):
             self._writer.close()
             self._reader.close()
 
-
-def _rows(cursor: Any) -> list[tuple[Any, ...]]:
-    """A statement's rows, or none for one that returns no rows (psycopg raises on fetchall then)."""
-    return cursor.fetchall() if cursor.description is not None else []

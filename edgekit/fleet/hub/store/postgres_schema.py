@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import psycopg
 
-from edgekit.errors import StoreError
+from edgekit.fleet.hub.store.sql import apply_migrations, rows_of
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 1: the first schema
@@ -69,20 +69,11 @@ _LOCK_KEY = 0x6564676B  # "edgk": one hub migrates at a time
 
 
 def migrate(connection: psycopg.Connection) -> int:
-    """Apply every migration the database lacks in one transaction; returns the version now."""
+    """Apply every migration the database lacks in one transaction (one hub at a time: an advisory lock);
+    returns the version now."""
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-        connection.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
-        row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
-        version = int(row[0] or 0) if row else 0
-        if version > len(MIGRATIONS):
-            raise StoreError(f"the store's schema is version {version}, newer than this hub's "
-                             f"{len(MIGRATIONS)}: upgrade edgekit")
-        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-            for statement in statements:
-                connection.execute(statement)
-            connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
-    return len(MIGRATIONS)
+        return apply_migrations(lambda sql, params: rows_of(connection.execute(sql, params)), MIGRATIONS, "%s")
 
 
 def partition_name(day: date) -> str:

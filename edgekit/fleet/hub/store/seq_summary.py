@@ -22,9 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from edgekit.fleet.hub.store.batch import SeqRow
-
-Execute = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
-"""Run one statement in the ingest transaction; the rows it returns (empty for DML)."""
+from edgekit.fleet.hub.store.sql import Execute, row_marks
 
 Run = tuple[int, int, float]
 """``(first_seq, last_seq, newest ts)``."""
@@ -70,9 +68,9 @@ def update(execute: Execute, rows: Sequence[SeqRow], *, placeholder: str, ts_sql
         execute(f"DELETE FROM seq_runs WHERE {where}", params)
     runs = [(device, first, last, to_db(ts)) for device, new in by_device.items()
             for first, last, ts in merge_runs(touched.get(device, []) + [(r.seq, r.seq, r.ts) for r in new])]
-    execute(f"INSERT INTO seq_runs (device, first_seq, last_seq, ts) VALUES {_marks(p, 4, len(runs))}",
+    execute(f"INSERT INTO seq_runs (device, first_seq, last_seq, ts) VALUES {row_marks(p, 4, len(runs))}",
             tuple(value for run in runs for value in run))
-    execute(f"INSERT INTO boots (device, boot, first_seq, last_seq, received, ts) VALUES {_marks(p, 6, len(boots))} "
+    execute(f"INSERT INTO boots (device, boot, first_seq, last_seq, received, ts) VALUES {row_marks(p, 6, len(boots))} "
             "ON CONFLICT (device, boot) DO UPDATE SET "
             "first_seq = CASE WHEN excluded.first_seq < boots.first_seq THEN excluded.first_seq "
             "ELSE boots.first_seq END, "
@@ -83,8 +81,3 @@ def update(execute: Execute, rows: Sequence[SeqRow], *, placeholder: str, ts_sql
             tuple(value for (device, boot), (low, high, count, newest) in boots.items()
                   for value in (device, boot, low, high, count, to_db(newest))))
 
-
-def _marks(placeholder: str, columns: int, rows: int) -> str:
-    """``(?, ?), (?, ?)`` for ``rows`` rows of ``columns`` values."""
-    row = "(" + ", ".join([placeholder] * columns) + ")"
-    return ", ".join([row] * rows)

@@ -37,6 +37,7 @@ from edgekit.fleet.hub.store.records import (
     StoredMetrics,
     StoredResult,
 )
+from edgekit.fleet.hub.store.sql import row_marks
 
 
 class SqliteStore(Store):
@@ -258,10 +259,10 @@ def insert_rows(db: sqlite3.Connection, table_columns: str, rows: list[tuple[Any
     returned: list[tuple[Any, ...]] = []
     if not rows:
         return returned
-    marks = "(" + ", ".join("?" * len(rows[0])) + ")"
     for start in range(0, len(rows), ROWS_PER_INSERT):
         chunk = rows[start:start + ROWS_PER_INSERT]
-        returned += db.execute(f"INSERT INTO {table_columns} VALUES " + ", ".join([marks] * len(chunk)) + f" {suffix}",
+        marks = row_marks("?", len(rows[0]), len(chunk))
+        returned += db.execute(f"INSERT INTO {table_columns} VALUES {marks} {suffix}",
                                [value for row in chunk for value in row]).fetchall()
     return returned
 
@@ -271,6 +272,5 @@ def update_from_values(db: sqlite3.Connection, assignments: str, condition: str,
     for every row (``v.column1`` the device id), instead of one statement per device (see :func:`insert_rows`)."""
     if not rows:
         return
-    marks = "(" + ", ".join("?" * len(rows[0])) + ")"
-    db.execute(f"UPDATE devices SET {assignments} FROM (VALUES {', '.join([marks] * len(rows))}) AS v "
+    db.execute(f"UPDATE devices SET {assignments} FROM (VALUES {row_marks('?', len(rows[0]), len(rows))}) AS v "
                f"WHERE devices.id = v.column1 AND {condition}", [value for row in rows for value in row])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from edgekit.errors import StoreError
+from edgekit.fleet.hub.store.sql import apply_migrations
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 1: the first schema
@@ -65,18 +65,9 @@ def migrate(db: sqlite3.Connection) -> int:
     """Apply every migration the file lacks, all in one transaction; returns the version now."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        row = db.execute("SELECT max(version) FROM schema_version").fetchone()
-        version = int(row[0] or 0)
-        if version > len(MIGRATIONS):
-            raise StoreError(f"the store's schema is version {version}, newer than this hub's "
-                             f"{len(MIGRATIONS)}: upgrade edgekit")
-        for number, statements in enumerate(MIGRATIONS[version:], start=version + 1):
-            for statement in statements:
-                db.execute(statement)
-            db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+        version = apply_migrations(lambda sql, params: db.execute(sql, params).fetchall(), MIGRATIONS, "?")
         db.execute("COMMIT")
     except BaseException:
         db.execute("ROLLBACK")
         raise
-    return len(MIGRATIONS)
+    return version
