@@ -22,19 +22,14 @@ from edgekit.fleet.hub.store import store_from_url
 from edgekit.fleet.hub.web import create_app
 from tests.edgekit.test_hub_web import EVIL, cohort_messages, seed
 from tests.support.asgi_server import serving
+from tests.support.tools import find_tool, unavailable
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 
 def chromium() -> str:
-    for name in BROWSERS:
-        found = shutil.which(name)
-        if found:
-            return found
-    reason = "headless Chromium not found (apt-get install chromium, or scripts/setup.sh)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{reason}: CI must run the browser test")
-    pytest.skip(reason)
+    return find_tool(None, *BROWSERS) or unavailable(
+        "headless Chromium not found (apt-get install chromium, or scripts/setup.sh)")
 
 
 def browse(url: str, *args: str) -> str:

@@ -30,6 +30,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.support.tools import find_tool, unavailable
+
 MOSQUITTO = os.environ.get("MOSQUITTO", "/usr/sbin/mosquitto")
 
 
@@ -48,13 +50,8 @@ INSTALL_HINT = "install it with: sudo apt-get install mosquitto mosquitto-client
 
 def require_mosquitto() -> str:
     """Path of the mosquitto binary; skip the test (fail under CI=true) when it is missing."""
-    path = MOSQUITTO if Path(MOSQUITTO).is_file() else shutil.which("mosquitto")
-    if path:
-        return path
-    message = f"the MQTT tests need the Mosquitto broker ({MOSQUITTO} not found); {INSTALL_HINT}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    return find_tool(MOSQUITTO, "mosquitto") or unavailable(
+        f"the MQTT tests need the Mosquitto broker ({MOSQUITTO} not found); {INSTALL_HINT}")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:

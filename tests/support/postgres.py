@@ -18,10 +18,12 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from tests.support.mqtt_broker import free_port
+from tests.support.tools import unavailable
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,8 @@ def pg_bin() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"PostgreSQL is required under CI: {reason}")
-    pytest.skip(f"{reason}; install it with: apt-get install postgresql (scripts/setup.sh does)")
+def _unavailable(reason: str) -> NoReturn:
+    unavailable(f"{reason}; install it with: apt-get install postgresql (scripts/setup.sh does)")
 
 
 def start_cluster(root: Path, *, durable: bool = False) -> PostgresCluster:
@@ -49,7 +49,6 @@ def start_cluster(root: Path, *, durable: bool = False) -> PostgresCluster:
     binaries = pg_bin()
     if binaries is None:
         _unavailable("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/pg_ctl)")
-        raise AssertionError("unreachable")
     prefix: list[str] = []
     if os.geteuid() == 0:
         try:

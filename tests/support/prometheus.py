@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import threading
 import urllib.error
@@ -25,9 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.support.mqtt_broker import free_port
+from tests.support.tools import find_tool, unavailable
 
 PROMETHEUS = os.environ.get("PROMETHEUS", "/usr/bin/prometheus")
 INSTALL_HINT = "install it with: sudo apt-get install prometheus (scripts/setup.sh does)"
@@ -35,13 +33,8 @@ INSTALL_HINT = "install it with: sudo apt-get install prometheus (scripts/setup.
 
 def require_prometheus() -> str:
     """Path of the prometheus binary; skip the test (fail under CI=true) when it is missing."""
-    path = PROMETHEUS if Path(PROMETHEUS).is_file() else shutil.which("prometheus")
-    if path:
-        return path
-    message = f"this test needs Prometheus ({PROMETHEUS} not found); {INSTALL_HINT}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    return find_tool(PROMETHEUS, "prometheus") or unavailable(
+        f"this test needs Prometheus ({PROMETHEUS} not found); {INSTALL_HINT}")
 
 
 @contextmanager
