@@ -15,11 +15,13 @@ from device_agent.bundle.manifest import PreprocessSpec, TensorSpec
 from device_agent.errors import MissingDependencyError, PreprocessError
 
 
-def _cv2() -> ModuleType:  # imported where used: the manifest layer must not need OpenCV
+def opencv(purpose: str = "image preprocessing") -> ModuleType:
+    """OpenCV, imported where used (the manifest layer must not need it), or :class:`MissingDependencyError`
+    naming the ``agent`` extra and ``purpose``."""
     try:
         import cv2
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise MissingDependencyError("cv2", "agent", "image preprocessing") from exc
+        raise MissingDependencyError("cv2", "agent", purpose) from exc
     return cv2
 
 
@@ -52,7 +54,7 @@ class FrameTransform:
 
 def resize_frame(frame_bgr: np.ndarray, spec: PreprocessSpec) -> tuple[np.ndarray, FrameTransform]:
     """Fit a frame to the model's input size by the spec's resize mode; no colour change."""
-    cv2 = _cv2()
+    cv2 = opencv()
     if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3 or frame_bgr.dtype != np.uint8:
         raise PreprocessError(
             f"a frame must be an HxWx3 uint8 BGR image, got shape {frame_bgr.shape} dtype {frame_bgr.dtype}"
@@ -90,7 +92,7 @@ def to_tensor(image_bgr: np.ndarray, spec: PreprocessSpec, dtype: np.dtype = np.
     if spec.color == "RGB":
         image = image_bgr[..., ::-1]
     elif spec.color == "GRAY":
-        image = _cv2().cvtColor(image_bgr, _cv2().COLOR_BGR2GRAY)[..., None]
+        image = opencv().cvtColor(image_bgr, opencv().COLOR_BGR2GRAY)[..., None]
     else:
         image = image_bgr
     channels = image.shape[-1]

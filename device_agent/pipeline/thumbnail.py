@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import ModuleType
 
 import numpy as np
 
-from device_agent.errors import MissingDependencyError, PreprocessError
+from device_agent.errors import PreprocessError
 from device_agent.pipeline.decoders.types import Detection
+from device_agent.pipeline.preprocess import opencv
 
 QUALITY_STEP = 10
 """JPEG quality lost per attempt before the image is scaled down."""
@@ -33,13 +33,6 @@ SCALE_STEP = 0.75
 MIN_SIDE = 32
 """A thumbnail whose longer side would be smaller than this is not made."""
 
-
-def _cv2() -> ModuleType:
-    try:
-        import cv2
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise MissingDependencyError("cv2", "agent", "alert thumbnails") from exc
-    return cv2
 
 
 @dataclass(frozen=True)
@@ -69,7 +62,7 @@ def encode_jpeg(image: np.ndarray, *, max_side: int, max_bytes: int, quality: in
     Raises :class:`PreprocessError` for an image OpenCV cannot encode (empty, wrong dtype)."""
     if image.ndim not in (2, 3) or image.size == 0 or image.dtype != np.uint8:
         raise PreprocessError(f"cannot make a thumbnail of a {image.dtype} array of shape {image.shape}")
-    cv2 = _cv2()
+    cv2 = opencv("alert thumbnails")
     h, w = image.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     q, floor, attempts = quality, min(quality, QUALITY_FLOOR), 0
