@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,16 +36,7 @@ BATCH = 50
 
 
 def _frames(size_wh: tuple[int, int]) -> list[np.ndarray]:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = samples.write_video(Path(tmp) / "clip.mp4", seconds=5, fps=10, size_wh=(640, 480))
-        cap, frames = cv2.VideoCapture(str(path)), []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(cv2.resize(frame, size_wh, interpolation=cv2.INTER_LINEAR))
-        cap.release()
-    return frames
+    return [cv2.resize(frame, size_wh, interpolation=cv2.INTER_LINEAR) for frame in samples.scene_frames(seconds=5)]
 
 
 def _time(work: Callable[[int], Any], batch: int = BATCH) -> dict[str, float]:

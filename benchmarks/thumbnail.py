@@ -16,12 +16,10 @@ from __future__ import annotations
 import base64
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from device_agent.pipeline.decoders.types import Detection
@@ -34,19 +32,6 @@ ROUNDS = 15
 BATCH = 20
 BOXES = [Detection(class_id=0, label="person", score=0.5 + i / 20, box_xyxy=(40.0 * i, 30.0 * i, 40.0 * i + 120,
                                                                                30.0 * i + 200)) for i in range(5)]
-
-
-def _scene() -> list[np.ndarray]:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = samples.write_video(Path(tmp) / "clip.mp4", seconds=3, fps=10, size_wh=(640, 480))
-        cap, frames = cv2.VideoCapture(str(path)), []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
-        cap.release()
-    return frames
 
 
 def _row(frames: list[np.ndarray], config: ThumbnailsConfig) -> dict[str, float]:
@@ -73,7 +58,7 @@ def main() -> dict[str, Any]:
     noise = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(4)]
     default = ThumbnailsConfig(enabled=True)
     rows = {
-        "scene 640x480": _row(_scene(), default),
+        "scene 640x480": _row(samples.scene_frames(seconds=3), default),
         "noise 640x480": _row(noise, default),
         "noise 640x480, 8000 B cap": _row(noise, default.model_copy(update={"max_bytes": 8000})),
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -230,6 +231,22 @@ def _open_writer(dst: Path, fps: float, size_wh: tuple[int, int]) -> tuple[Any, 
             return writer, path
         writer.release()
     raise CalibrationError(f"OpenCV could not open a video writer for {dst} (tried mp4v and MJPG .avi)")
+
+
+def scene_frames(*, seconds: float = 5.0, fps: int = 10, size_wh: tuple[int, int] = (640, 480)) -> list[np.ndarray]:
+    """The frames (BGR, ``size_wh``) of a sample video as :func:`write_video` makes it, decoded back (so they
+    carry the codec's artefacts, as a camera's do): what benchmarks time per-frame work on."""
+    cv2 = _cv2()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_video(Path(tmp) / "clip.mp4", seconds=seconds, fps=fps, size_wh=size_wh)
+        cap, frames = cv2.VideoCapture(str(path)), []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(frame)
+        cap.release()
+    return frames
 
 
 def write_video(
