@@ -8,15 +8,17 @@ from datetime import timedelta
 from edgekit.errors import UsageError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 
 
-def parse_duration(flag: str, text: str) -> timedelta:
-    """``30d`` as a timedelta; :class:`UsageError` naming ``flag`` and ``text`` when it is not one."""
+def parse_duration(flag: str, text: str, *, bare_seconds: bool = False) -> timedelta:
+    """``30d`` as a timedelta (``90`` too, as seconds, with ``bare_seconds``); :class:`UsageError` naming
+    ``flag`` and ``text`` when it is not a positive duration."""
     match = _DURATION.match(text)
-    if match is None or float(match.group(1)) <= 0:
-        raise UsageError(f"{flag} {text!r}: expected a positive duration with a unit, e.g. 30d, 12h, 90m or 3600s")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+    if match is None or float(match.group(1)) <= 0 or not (match.group(2) or bare_seconds):
+        unit = "" if bare_seconds else " with a unit"
+        raise UsageError(f"{flag} {text!r}: expected a positive duration{unit}, e.g. 30d, 12h, 90m or 3600s")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[(match.group(2) or "s").lower()])
 
 
 def parse_listen(flag: str, text: str) -> tuple[str, int] | None:

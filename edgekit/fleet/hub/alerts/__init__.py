@@ -11,9 +11,9 @@ from __future__ import annotations
 from edgekit.fleet.hub.alerts.book import AlertBook
 from edgekit.fleet.hub.alerts.cohort import CohortDrift, CohortSignal, cohort_drift
 from edgekit.fleet.hub.alerts.engine import COHORT_DEVICE, AlertEngine, default_sinks
-from edgekit.fleet.hub.alerts.rules import DEFAULT_TOPIC, AlertRules, alert_args, alerts_from_args, parse_seconds
+from edgekit.fleet.hub.alerts.rules import DEFAULT_TOPIC, AlertRules, alert_args, alerts_from_args
 from edgekit.fleet.hub.alerts.sinks import AlertSink, MqttSink, WebhookSink, alert_payload
 
 __all__ = ["COHORT_DEVICE", "DEFAULT_TOPIC", "AlertBook", "AlertEngine", "AlertRules", "AlertSink", "CohortDrift",
            "CohortSignal", "MqttSink", "WebhookSink", "alert_args", "alert_payload", "alerts_from_args",
-           "cohort_drift", "default_sinks", "parse_seconds"]
+           "cohort_drift", "default_sinks"]

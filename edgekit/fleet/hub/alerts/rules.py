@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass
 
 from edgekit.errors import UsageError
+from edgekit.fleet.hub.durations import parse_duration
 
 DEFAULT_TOPIC = "edgekit/v1/_hub/alerts"
 """Where the hub publishes its alerts: under the contract's root, at a level no device id takes (``_hub``)."""
 
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,6 @@ def _flag(name: str) -> str:
     return _FLAGS.get(name, name)
 
 
-def parse_seconds(text: str, *, option: str = "duration") -> float:
-    """``90``, ``90s``, ``5m``, ``2h``, ``1d`` as seconds; :class:`UsageError` naming ``option`` otherwise."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if match is None:
-        raise UsageError(f"{option} {text!r}: expected a duration such as 60s, 5m or 1h")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
 
 def alert_args(parser: argparse.ArgumentParser) -> None:
     """Add the alert flags to ``edgekit hub``'s parser (their values are checked by :func:`alerts_from_args`)."""
@@ -110,9 +103,10 @@ def alert_args(parser: argparse.ArgumentParser) -> None:
 
 def alerts_from_args(args: argparse.Namespace) -> AlertRules:
     """The :class:`AlertRules` of the flags :func:`alert_args` added (:class:`UsageError` naming a bad one)."""
-    return AlertRules(offline_after_s=parse_seconds(args.offline_after, option="--offline-after"),
+    offline_after = parse_duration("--offline-after", args.offline_after, bare_seconds=True)
+    return AlertRules(offline_after_s=offline_after.total_seconds(),
                       fps_below=args.fps_below, backlog_limit=args.backlog_limit, topic=args.alerts_topic,
                       webhook=args.webhook)
 
 
-__all__ = ["DEFAULT_TOPIC", "AlertRules", "alert_args", "alerts_from_args", "parse_seconds"]
+__all__ = ["DEFAULT_TOPIC", "AlertRules", "alert_args", "alerts_from_args"]
