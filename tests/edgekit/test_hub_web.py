@@ -229,6 +229,10 @@ def test_since_in_forms_and_which_alerts_are_open() -> None:
     other = Alert("cam", "rule", 1.5, "raised", {"rule": "b"})
     assert open_alerts([cleared, other, raised]) == [other]
     assert open_alerts([raised]) == [raised]
+    # two cohorts' alerts on one signal are two alerts, as the alert engine keys them (not one per signal)
+    tiny = Alert("*", "drift", 3.0, "raised", {"key": "tiny@1:brightness", "signal": "brightness"})
+    big = Alert("*", "drift", 2.0, "raised", {"key": "big@1:brightness", "signal": "brightness"})
+    assert open_alerts([tiny, big]) == [tiny, big]
 
 
 def test_drift_state_is_pending_until_a_signal_has_a_verdict() -> None:

@@ -21,6 +21,19 @@ def key_of(alert: Alert) -> AlertKey:
     return alert.device, alert.kind, str(alert.detail.get("key", alert.detail.get("rule", "")))
 
 
+def still_open(newest_first: Iterable[Alert]) -> dict[AlertKey, Alert]:
+    """The alerts whose latest entry (of their key) is raised, newest first: the state the store's log left."""
+    seen: set[AlertKey] = set()
+    found: dict[AlertKey, Alert] = {}
+    for alert in newest_first:
+        key = key_of(alert)
+        if key not in seen:
+            seen.add(key)
+            if alert.state == "raised":
+                found[key] = alert
+    return found
+
+
 class AlertBook:
     """Which alerts are open now (not thread-safe: the engine holds its lock around it)."""
 
@@ -29,13 +42,7 @@ class AlertBook:
 
     def seed(self, newest_first: Iterable[Alert]) -> None:
         """Open what the store's latest alert of each key left raised."""
-        seen: set[AlertKey] = set()
-        for alert in newest_first:
-            key = key_of(alert)
-            if key not in seen:
-                seen.add(key)
-                if alert.state == "raised":
-                    self.open[key] = alert
+        self.open.update(still_open(newest_first))
 
     def raise_(self, device: str, kind: str, key: str, ts: float, detail: dict[str, Any],
                seq: int | None = None) -> Alert | None:
